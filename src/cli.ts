@@ -1,0 +1,90 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeHeapSnapshot } from 'node:v8';
+import { ConfigError, loadConfig } from './config.ts';
+import { createLogger } from './ops/logger.ts';
+import { type Role, startIntake } from './runtime.ts';
+import { startEmbeddedPostgres } from './store/embedded-postgres.ts';
+import { migrate } from './store/migrate.ts';
+
+const USAGE = `usage: intake <command>
+
+commands:
+  start     API and worker in one process (default; embedded PostgreSQL when DATABASE_URL is unset)
+  api       HTTP API only
+  worker    queue → PostgreSQL writer only (serves /livez, /readyz, /metrics)
+  migrate   apply database migrations and exit
+  help      this text
+
+configuration is read from the environment: see README.md#configuration`;
+
+async function main(argv: string[]): Promise<number> {
+  const command = argv[0] ?? 'start';
+  if (command === 'help' || command === '--help' || command === '-h') {
+    console.log(USAGE);
+    return 0;
+  }
+  const roles: Record<string, Role[]> = { start: ['api', 'worker'], api: ['api'], worker: ['worker'] };
+  if (!(command in roles) && command !== 'migrate') {
+    console.error(`intake: unknown command "${command}"\n\n${USAGE}`);
+    return 2;
+  }
+
+  const config = loadConfig();
+  const log = createLogger({ level: config.logLevel });
+
+  if (command === 'migrate') {
+    if (config.databaseUrl) {
+      await migrate(config.databaseUrl, log);
+    } else {
+      const pg = await startEmbeddedPostgres(config.dataDir, log);
+      try {
+        await migrate(pg.url, log);
+      } finally {
+        await pg.stop();
+      }
+    }
+    return 0;
+  }
+
+  const running = await startIntake(config, roles[command]!, log);
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) {
+      // A second Ctrl-C means "now". Nothing acknowledged is lost: unsettled messages stay queued.
+      log.warn({ signal }, 'second signal: exiting without finishing the drain');
+      process.exit(130);
+    }
+    running.shutdown(signal).then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  const snapshotSignal = (process.env.INTAKE_HEAPSNAPSHOT_SIGNAL || 'SIGUSR2') as NodeJS.Signals;
+  process.on(snapshotSignal, () => {
+    const dir = process.env.INTAKE_HEAPSNAPSHOT_DIR || join(config.dataDir, 'heapsnapshots');
+    mkdirSync(dir, { recursive: true });
+    const file = writeHeapSnapshot(join(dir, `intake-${process.pid}-${Date.now()}.heapsnapshot`));
+    log.warn({ file }, 'heap snapshot written');
+  });
+  return -1; // keep running
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exit(code);
+  },
+  (err) => {
+    if (err instanceof ConfigError) {
+      console.error(`intake: ${err.message}`);
+      process.exit(78); // EX_CONFIG
+    }
+    console.error(`intake: ${(err as Error).message}`);
+    if ((err as Error).cause)
+      console.error('  cause:', ((err as Error).cause as Error).message ?? (err as Error).cause);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,167 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+
+/**
+ * Everything intake reads from its environment, validated in one place. A wrong setting fails start-up
+ * with one line per problem that names the variable and says what to set (12-factor: env or `*_FILE`).
+ */
+export interface Config {
+  /** `NODE_ENV=production` makes auth keys and explicit secrets mandatory. */
+  production: boolean;
+  /** Listen address of the HTTP server (`HOST`, default `0.0.0.0`; `PORT`, default 8080). */
+  host: string;
+  port: number;
+  /** `DATABASE_URL`; when absent an embedded PostgreSQL is started under `dataDir`. */
+  databaseUrl: string | undefined;
+  /** `INTAKE_DATA_DIR` (default `./.intake`): embedded PostgreSQL cluster and generated dev secrets. */
+  dataDir: string;
+  /** `NATS_URL` (comma-separated servers); when absent the Postgres-backed queue is used. */
+  natsUrl: string | undefined;
+  nats: NatsConfig;
+  /** `LOG_LEVEL` (default `info`). */
+  logLevel: string;
+  /** `INTAKE_BODY_LIMIT_BYTES` (default 1 MiB): larger bodies get `413`. */
+  bodyLimit: number;
+  /** `INTAKE_DB_POOL_SIZE` (default 10): connections per process. */
+  dbPoolSize: number;
+  /** `INTAKE_ENQUEUE_LINGER_MS` (default 2): how long a publish waits to share a commit with others. */
+  enqueueLingerMs: number;
+  /** `INTAKE_ENQUEUE_MAX_BATCH` (default 500): most messages in one queue commit. */
+  enqueueMaxBatch: number;
+  /** `INTAKE_PUBLISH_TIMEOUT_MS` (default 2000): a publish not acknowledged by then answers `503`. */
+  publishTimeoutMs: number;
+  /** `INTAKE_MAX_PENDING_PUBLISHES` (default 20000): beyond this many waiting publishes, answer `503`. */
+  maxPendingPublishes: number;
+  /** `INTAKE_WORKER_BATCH_SIZE` (default 1000) and `INTAKE_WORKER_MAX_WAIT_MS` (default 50). */
+  workerBatchSize: number;
+  workerMaxWaitMs: number;
+  /** `INTAKE_WORKER_MAX_ATTEMPTS` (default 5): tries before a message goes to `dead_letters`. */
+  workerMaxAttempts: number;
+  /** `INTAKE_RETENTION_DAYS` (default 30): partitions and data keys older than this are dropped. */
+  retentionDays: number;
+  /** `INTAKE_SHUTDOWN_DELAY_MS` (default 0): keep serving after readiness turns false (no preStop hook). */
+  shutdownDelayMs: number;
+  /** `INTAKE_SHUTDOWN_TIMEOUT_MS` (default 25000): in-flight work is aborted after this. */
+  shutdownTimeoutMs: number;
+  /** `INTAKE_REQUEST_TIMEOUT_MS` (default 10000) and `INTAKE_HEADERS_TIMEOUT_MS` (5000): slow clients. */
+  requestTimeoutMs: number;
+  headersTimeoutMs: number;
+}
+
+export interface NatsConfig {
+  /** `NATS_STREAM` (default `INTAKE`) and `NATS_SUBJECT` (default `intake.messages`). */
+  stream: string;
+  subject: string;
+  /** `NATS_CONSUMER` (default `intake-writer`): the durable pull consumer the worker reads. */
+  consumer: string;
+  /** `NATS_REPLICAS` (default 1; 3 in a cluster). */
+  replicas: number;
+  /** `NATS_MAX_AGE_HOURS` (default 168): stream retention. */
+  maxAgeHours: number;
+  /** `NATS_DUPLICATE_WINDOW_S` (default 120): server-side publish dedupe and idempotency window. */
+  duplicateWindowS: number;
+  /** `NATS_ACK_WAIT_MS` (default 30000): redelivery after this without an ack. */
+  ackWaitMs: number;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+/** Reads `NAME`, or the contents of the file named by `NAME_FILE` (mounted secrets). */
+export function readSecret(env: Env, name: string): string | undefined {
+  const file = env[`${name}_FILE`];
+  if (file) return readFileSync(file, 'utf8').trim();
+  const v = env[name];
+  return v === '' ? undefined : v;
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const problems: string[] = [];
+
+  const int = (name: string, def: number, min: number, max: number): number => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return def;
+    const n = Number(raw);
+    if (!/^-?\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
+      problems.push(`${name}=${JSON.stringify(raw)} is not valid: set a whole number from ${min} to ${max}`);
+      return def;
+    }
+    return n;
+  };
+  const url = (name: string, protocols: string[]): string | undefined => {
+    let raw: string | undefined;
+    try {
+      raw = readSecret(env, name);
+    } catch (err) {
+      problems.push(`${name}_FILE cannot be read (${(err as Error).message}): point it at a readable file`);
+      return undefined;
+    }
+    if (raw === undefined) return undefined;
+    for (const part of raw.split(',')) {
+      try {
+        const u = new URL(part.trim());
+        if (!protocols.includes(u.protocol)) throw new Error('protocol');
+      } catch {
+        problems.push(
+          `${name} is not a valid URL: set it like ${protocols[0]}//host:port${name === 'DATABASE_URL' ? '/db' : ''}`,
+        );
+        return undefined;
+      }
+    }
+    return raw;
+  };
+
+  const production = env.NODE_ENV === 'production';
+  const logLevel = env.LOG_LEVEL ?? 'info';
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
+    problems.push(
+      `LOG_LEVEL=${JSON.stringify(logLevel)} is not valid: set one of fatal, error, warn, info, debug, trace, silent`,
+    );
+  }
+
+  const cfg: Config = {
+    production,
+    host: env.HOST || '0.0.0.0',
+    port: int('PORT', 8080, 0, 65535),
+    databaseUrl: url('DATABASE_URL', ['postgres:', 'postgresql:']),
+    dataDir: resolve(env.INTAKE_DATA_DIR || './.intake'),
+    natsUrl: url('NATS_URL', ['nats:', 'tls:', 'ws:', 'wss:']),
+    nats: {
+      stream: env.NATS_STREAM || 'INTAKE',
+      subject: env.NATS_SUBJECT || 'intake.messages',
+      consumer: env.NATS_CONSUMER || 'intake-writer',
+      replicas: int('NATS_REPLICAS', 1, 1, 5),
+      maxAgeHours: int('NATS_MAX_AGE_HOURS', 168, 1, 24 * 365),
+      duplicateWindowS: int('NATS_DUPLICATE_WINDOW_S', 120, 1, 7 * 24 * 3600),
+      ackWaitMs: int('NATS_ACK_WAIT_MS', 30_000, 1000, 3_600_000),
+    },
+    logLevel,
+    bodyLimit: int('INTAKE_BODY_LIMIT_BYTES', 1024 * 1024, 1024, 64 * 1024 * 1024),
+    dbPoolSize: int('INTAKE_DB_POOL_SIZE', 10, 2, 200),
+    enqueueLingerMs: int('INTAKE_ENQUEUE_LINGER_MS', 2, 0, 1000),
+    enqueueMaxBatch: int('INTAKE_ENQUEUE_MAX_BATCH', 500, 1, 10_000),
+    publishTimeoutMs: int('INTAKE_PUBLISH_TIMEOUT_MS', 2000, 100, 60_000),
+    maxPendingPublishes: int('INTAKE_MAX_PENDING_PUBLISHES', 20_000, 1, 1_000_000),
+    workerBatchSize: int('INTAKE_WORKER_BATCH_SIZE', 1000, 1, 10_000),
+    workerMaxWaitMs: int('INTAKE_WORKER_MAX_WAIT_MS', 50, 1, 60_000),
+    workerMaxAttempts: int('INTAKE_WORKER_MAX_ATTEMPTS', 5, 1, 100),
+    retentionDays: int('INTAKE_RETENTION_DAYS', 30, 1, 3650),
+    shutdownDelayMs: int('INTAKE_SHUTDOWN_DELAY_MS', 0, 0, 300_000),
+    shutdownTimeoutMs: int('INTAKE_SHUTDOWN_TIMEOUT_MS', 25_000, 100, 600_000),
+    requestTimeoutMs: int('INTAKE_REQUEST_TIMEOUT_MS', 10_000, 100, 600_000),
+    headersTimeoutMs: int('INTAKE_HEADERS_TIMEOUT_MS', 5_000, 100, 600_000),
+  };
+  if (production && !cfg.databaseUrl) {
+    problems.push(
+      'DATABASE_URL is required when NODE_ENV=production: set it to postgres://user:pass@host:5432/db',
+    );
+  }
+  if (problems.length) throw new ConfigError(problems);
+  return cfg;
+}

@@ -1,0 +1,151 @@
+import type { Ajv, ErrorObject } from 'ajv';
+import { MAX_TS } from './message-schema.ts';
+
+/**
+ * Custom Ajv keywords for the rules of SPEC §1 that JSON Schema cannot state. Each one checks its value
+ * completely and reports one clear message; `validator.ts` then drops Ajv's generic errors at the same
+ * path, so a client reads "looks like milliseconds" rather than "must match a schema in anyOf".
+ */
+
+type KeywordFn = ((data: unknown) => boolean) & { errors?: Partial<ErrorObject>[] };
+
+function fail(fn: KeywordFn, keyword: string, message: string): false {
+  fn.errors = [{ keyword, message, params: {} }];
+  return false;
+}
+
+const unixSeconds: KeywordFn = (data) => {
+  const k = 'x-unix-seconds';
+  let n: number;
+  if (typeof data === 'number') {
+    if (!Number.isInteger(data)) return fail(unixSeconds, k, 'must be whole seconds (no fraction)');
+    n = data;
+  } else if (typeof data === 'string') {
+    if (!/^[0-9]+$/.test(data)) {
+      return fail(
+        unixSeconds,
+        k,
+        'must be a string of ASCII digits (no sign, spaces, decimal point or exponent)',
+      );
+    }
+    n = data.length > 20 ? Number.POSITIVE_INFINITY : Number(data);
+  } else {
+    return fail(unixSeconds, k, 'must be a Unix timestamp in seconds, as an integer or a string of digits');
+  }
+  if (n < 0) return fail(unixSeconds, k, 'must not be negative');
+  if (n > MAX_TS) {
+    if (n <= MAX_TS * 1000 + 999) {
+      return fail(
+        unixSeconds,
+        k,
+        'looks like milliseconds: send whole seconds since the epoch (divide by 1000)',
+      );
+    }
+    return fail(unixSeconds, k, `must be at most ${MAX_TS} (9999-12-31T23:59:59Z)`);
+  }
+  return true;
+};
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+const minNonNull = (min: number): KeywordFn => {
+  const fn: KeywordFn = (data) => {
+    if (!isPlainObject(data)) return true; // the type error is reported by `type`
+    let n = 0;
+    for (const key of Object.keys(data)) if (data[key] !== null) n++;
+    if (n < min)
+      return fail(fn, 'x-min-non-null-properties', 'must have at least one field whose value is not null');
+    return true;
+  };
+  return fn;
+};
+
+/** Iterative, so a hostile 1 MiB body of brackets cannot overflow the stack. */
+export function depthOf(root: unknown, limit: number): number {
+  let max = 0;
+  const stack: Array<[unknown, number]> = [[root, 1]];
+  while (stack.length) {
+    const [v, d] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    if (d > max) max = d;
+    if (max > limit) return max;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) {
+      if (typeof child === 'object' && child !== null) stack.push([child, d + 1]);
+    }
+  }
+  return max;
+}
+
+const maxDepth = (limit: number): KeywordFn => {
+  const fn: KeywordFn = (data) => {
+    if (!isPlainObject(data)) return true;
+    if (depthOf(data, limit) > limit)
+      return fail(fn, 'x-max-depth', `must not nest deeper than ${limit} levels`);
+    return true;
+  };
+  return fn;
+};
+
+// PostgreSQL text and jsonb cannot hold U+0000, and jsonb rejects unpaired surrogates. Accepting such a
+// value would mean answering 202 for a message that can never be stored, so it is refused at the edge.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: U+0000 is exactly what is looked for
+const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+function firstUnstorable(root: unknown): boolean {
+  const stack: unknown[] = [root];
+  while (stack.length) {
+    const v = stack.pop();
+    if (typeof v === 'string') {
+      if (UNSTORABLE.test(v)) return true;
+    } else if (Array.isArray(v)) {
+      stack.push(...v);
+    } else if (typeof v === 'object' && v !== null) {
+      for (const [key, child] of Object.entries(v)) {
+        if (UNSTORABLE.test(key)) return true;
+        stack.push(child);
+      }
+    }
+  }
+  return false;
+}
+
+const storable: KeywordFn = (data) => {
+  if (firstUnstorable(data)) {
+    return fail(
+      storable,
+      'x-storable',
+      'contains U+0000 or an unpaired UTF-16 surrogate, which cannot be stored',
+    );
+  }
+  return true;
+};
+
+/** Exactly four decimal octets 0–255, no leading zeros, nothing else. */
+export const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+
+export function addKeywords(ajv: Ajv): void {
+  ajv.addFormat('ipv4', IPV4);
+  ajv.addFormat('uuid', /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i);
+  ajv.addFormat('date-time', true);
+  ajv.addKeyword({
+    keyword: 'x-unix-seconds',
+    errors: true,
+    schemaType: 'boolean',
+    compile: () => unixSeconds,
+  });
+  ajv.addKeyword({ keyword: 'x-storable', errors: true, schemaType: 'boolean', compile: () => storable });
+  ajv.addKeyword({
+    keyword: 'x-min-non-null-properties',
+    errors: true,
+    schemaType: 'number',
+    compile: (min: number) => minNonNull(min),
+  });
+  ajv.addKeyword({
+    keyword: 'x-max-depth',
+    errors: true,
+    schemaType: 'number',
+    compile: (limit: number) => maxDepth(limit),
+  });
+}

@@ -1,0 +1,68 @@
+import type { Violation } from '../contract/validator.ts';
+
+/**
+ * Every error intake answers with: a stable code, one HTTP status, and a documented meaning. The body
+ * is RFC 9457 problem details (`application/problem+json`); `type` is urn:intake:problem:<code>, listed in docs/errors.md.
+ */
+export const ERRORS = {
+  INVALID_MESSAGE: { status: 400, title: 'The message does not match the contract' },
+  INVALID_JSON: { status: 400, title: 'The body is not valid JSON' },
+  INVALID_REQUEST: { status: 400, title: 'The request is not valid' },
+  UNAUTHENTICATED: { status: 401, title: 'A valid API key is required' },
+  FORBIDDEN: { status: 403, title: 'The API key may not do this' },
+  NOT_FOUND: { status: 404, title: 'Not found' },
+  METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed' },
+  BODY_TOO_LARGE: { status: 413, title: 'The body is larger than the limit' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'The body must be application/json' },
+  RATE_LIMITED: { status: 429, title: 'Too many requests' },
+  QUEUE_UNAVAILABLE: { status: 503, title: 'The queue cannot take messages right now' },
+  DATABASE_UNAVAILABLE: { status: 503, title: 'The database cannot be reached right now' },
+  DRAINING: { status: 503, title: 'The server is shutting down' },
+  INTERNAL: { status: 500, title: 'Internal error' },
+} as const;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export interface ProblemBody {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: ErrorCode;
+  instance?: string;
+  errors?: Violation[];
+}
+
+/** An error that becomes a problem response as it is. */
+export class ProblemError extends Error {
+  readonly status: number;
+  constructor(
+    readonly code: ErrorCode,
+    detail: string,
+    readonly extra: { errors?: Violation[]; retryAfterS?: number; headers?: Record<string, string> } = {},
+    options?: { cause?: unknown },
+  ) {
+    super(detail, options);
+    this.name = 'ProblemError';
+    this.status = ERRORS[code].status;
+  }
+}
+
+export function problemBody(
+  code: ErrorCode,
+  detail: string,
+  errors?: Violation[],
+  instance?: string,
+): ProblemBody {
+  const { status, title } = ERRORS[code];
+  const body: ProblemBody = {
+    type: `urn:intake:problem:${code.toLowerCase().replace(/_/g, '-')}`,
+    title,
+    status,
+    detail,
+    code,
+  };
+  if (instance) body.instance = instance;
+  if (errors) body.errors = errors;
+  return body;
+}

@@ -1,0 +1,97 @@
+import type { Queryable } from '../store/pool.ts';
+
+/**
+ * A message as it travels on the queue (format version 1): validated, its IP already protected, its id
+ * assigned. This is also the documented on-stream format for other consumers (docs/queue-format.md).
+ */
+export interface QueuedMessage {
+  v: 1;
+  /** UUIDv7; its timestamp is `received_at`. */
+  id: string;
+  /** RFC 3339, millisecond precision, UTC. */
+  received_at: string;
+  /** Whole seconds since the epoch. */
+  ts: number;
+  sender: string;
+  message: Record<string, unknown>;
+  priority: number | null;
+  /** Present when the client sent `sent-from-ip`: never the plaintext. Base64 fields. */
+  ip?: ProtectedValue;
+}
+
+export interface ProtectedValue {
+  /** HMAC-SHA-256 pseudonym, base64. */
+  pseudonym: string;
+  /** AES-256-GCM iv || tag || ciphertext, base64. */
+  ciphertext: string;
+  /** Data key the ciphertext is under. */
+  key_id: string;
+}
+
+export interface PublishRequest {
+  message: QueuedMessage;
+  /** Idempotency key already scoped to the client (`client\nkey`), if the request had one. */
+  idempotencyKey?: string;
+}
+
+export interface PublishResult {
+  /** The id the message is known by: the new one, or the original's for an idempotent retry. */
+  id: string;
+  duplicate: boolean;
+}
+
+/** The API side of a queue. */
+export interface QueueProducer {
+  /**
+   * Resolves, with one result per request in order, only once the queue holds every message durably
+   * (committed / acknowledged by the replicas). Rejects with QueueUnavailableError otherwise.
+   */
+  publish(requests: PublishRequest[]): Promise<PublishResult[]>;
+  /** False while the queue is known to be unreachable (drives `/readyz`). */
+  isReady(): boolean;
+  close(): Promise<void>;
+}
+
+export interface Delivery {
+  message: QueuedMessage;
+  /** 1 on the first delivery, counting redeliveries after failures and crashes. */
+  attempt: number;
+}
+
+/** What became of one delivery; the queue settles it accordingly. */
+export type Outcome =
+  | { kind: 'stored' }
+  | { kind: 'dead-lettered'; reason: string }
+  | { kind: 'retry'; delayMs: number; reason: string };
+
+/** A batch claimed from the queue. Exactly one of settle+acknowledge or release is called. */
+export interface Batch {
+  deliveries: Delivery[];
+  /**
+   * Runs inside the transaction that stores the batch, before it commits: a queue that lives in the
+   * same database (the Postgres queue) removes or reschedules its rows here, atomically with the insert.
+   */
+  settleInTransaction(tx: Queryable, outcomes: Outcome[]): Promise<void>;
+  /** Runs after that transaction committed: a remote queue (JetStream) acks, naks or terminates here. */
+  acknowledge(outcomes: Outcome[]): Promise<void>;
+  /** Nothing was stored (database down): make every message deliverable again after delayMs. */
+  release(delayMs: number): Promise<void>;
+}
+
+/** The worker side of a queue. */
+export interface QueueConsumer {
+  /** Waits for messages; resolves with up to `max` of them, or null when `signal` aborts. */
+  receive(opts: { max: number; maxWaitMs: number; signal: AbortSignal }): Promise<Batch | null>;
+  /** Messages waiting or in flight, when the queue can tell cheaply (metrics, loss accounting). */
+  depth(): Promise<number | undefined>;
+  close(): Promise<void>;
+}
+
+/** The queue could not take the message now; the client should retry (`503` + `Retry-After`). */
+export class QueueUnavailableError extends Error {
+  readonly code = 'QUEUE_UNAVAILABLE';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'QueueUnavailableError';
+  }
+}

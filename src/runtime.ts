@@ -1,0 +1,216 @@
+import type { FastifyInstance } from 'fastify';
+import type { Config } from './config.ts';
+import { buildApp, Lifecycle } from './http/app.ts';
+import type { Logger } from './ops/logger.ts';
+import { createMetrics, type Metrics } from './ops/metrics.ts';
+import { Shutdown } from './ops/shutdown.ts';
+import { createIpProtector } from './privacy/ip-protector.ts';
+import { loadMasterKey } from './privacy/master-key.ts';
+import { PgQueue } from './queue/pg-queue.ts';
+import type { QueueConsumer, QueueProducer } from './queue/queue.ts';
+import { startEmbeddedPostgres } from './store/embedded-postgres.ts';
+import { expectedVersion, migrate } from './store/migrate.ts';
+import { dropExpiredPartitions, ensurePartitions } from './store/partitions.ts';
+import { createPool, type Pool } from './store/pool.ts';
+import { Worker } from './worker/worker.ts';
+
+export type Role = 'api' | 'worker';
+
+/** A started intake process (any combination of roles), as the CLI and the tests hold it. */
+export interface Running {
+  config: Config;
+  pool: Pool;
+  metrics: Metrics;
+  lifecycle: Lifecycle;
+  app: FastifyInstance | undefined;
+  worker: Worker | undefined;
+  /** `http://host:port` the server listens on. */
+  url: string;
+  databaseUrl: string;
+  /** Staged graceful shutdown (SPEC §7); idempotent. */
+  shutdown(reason: string): Promise<void>;
+}
+
+/**
+ * Starts intake: database (embedded when DATABASE_URL is unset), schema, queue, then the worker and/or
+ * the HTTP server. Shutdown undoes it in the order that loses nothing: stop taking requests, finish
+ * them, let queued publishes commit, flush the worker's batch, close the pool, stop the embedded DB.
+ */
+export async function startIntake(config: Config, roles: Role[], log: Logger): Promise<Running> {
+  const metrics = createMetrics();
+  const lifecycle = new Lifecycle();
+  const shutdown = new Shutdown(log, config.shutdownTimeoutMs);
+  const cleanup: Array<() => Promise<void>> = [];
+  try {
+    let databaseUrl = config.databaseUrl;
+    let stopEmbedded: (() => Promise<void>) | undefined;
+    if (!databaseUrl) {
+      const pg = await startEmbeddedPostgres(config.dataDir, log);
+      databaseUrl = pg.url;
+      stopEmbedded = pg.stop;
+      cleanup.push(pg.stop);
+    }
+    if (!config.databaseUrl || process.env.INTAKE_MIGRATE_ON_START === 'true') {
+      await migrate(databaseUrl, log);
+    } else {
+      await assertSchemaCurrent(databaseUrl);
+    }
+
+    const pool = createPool({
+      connectionString: databaseUrl,
+      max: config.dbPoolSize,
+      applicationName: `intake-${roles.join('+')}`,
+      onError: (err) => log.warn({ err }, 'idle database connection lost'),
+    });
+    cleanup.push(() => pool.end());
+
+    const { producer, consumer } = await openQueue(config, pool, log);
+    cleanup.push(() => producer.close());
+
+    let worker: Worker | undefined;
+    const timers: NodeJS.Timeout[] = [];
+    if (roles.includes('worker')) {
+      await ensurePartitions(pool).catch((err) => log.warn({ err }, 'could not pre-create partitions yet'));
+      worker = new Worker(
+        consumer,
+        pool,
+        {
+          batchSize: config.workerBatchSize,
+          maxWaitMs: config.workerMaxWaitMs,
+          maxAttempts: config.workerMaxAttempts,
+        },
+        log,
+        metrics,
+      );
+      worker.start();
+      timers.push(every(3_600_000, () => maintainPartitions(pool, config.retentionDays, log)));
+      timers.push(
+        every(5_000, async () => {
+          const d = await consumer.depth();
+          if (d !== undefined) metrics.queueDepth.set(d);
+        }),
+      );
+    }
+
+    const masterKey = await loadMasterKey(config, log);
+    const app = await buildApp({
+      queue: producer,
+      db: pool,
+      metrics,
+      log,
+      ipProtector: createIpProtector(masterKey),
+      lifecycle,
+      routes: roles.includes('api') ? 'all' : 'ops',
+      options: {
+        bodyLimit: config.bodyLimit,
+        publishTimeoutMs: config.publishTimeoutMs,
+        requestTimeoutMs: config.requestTimeoutMs,
+        headersTimeoutMs: config.headersTimeoutMs,
+      },
+    });
+    const url = await app.listen({ port: config.port, host: config.host });
+    log.info(
+      { url, roles, queue: config.natsUrl ? 'nats' : 'postgres', embedded: !config.databaseUrl },
+      'intake started',
+    );
+
+    shutdown.add('readiness off', async () => {
+      lifecycle.draining = true;
+      metrics.ready.set(0);
+      for (const t of timers) clearInterval(t);
+    });
+    // Without a preStop hook, keep serving while load balancers notice readiness went false.
+    shutdown.add('propagation delay', () => new Promise((r) => setTimeout(r, config.shutdownDelayMs)));
+    shutdown.add('http server', () => closeHttp(app, config.shutdownTimeoutMs));
+    shutdown.add('queue producer', () => producer.close());
+    shutdown.add('worker', async () => worker?.stop());
+    shutdown.add('queue consumer', () =>
+      consumer === (producer as unknown) ? Promise.resolve() : consumer.close(),
+    );
+    shutdown.add('database pool', () => pool.end());
+    if (stopEmbedded) shutdown.add('embedded postgres', stopEmbedded);
+
+    return {
+      config,
+      pool,
+      metrics,
+      lifecycle,
+      app,
+      worker,
+      url,
+      databaseUrl,
+      shutdown: (reason) => shutdown.run(reason),
+    };
+  } catch (err) {
+    for (const fn of cleanup.reverse()) await fn().catch(() => {});
+    throw err;
+  }
+}
+
+async function openQueue(
+  config: Config,
+  pool: Pool,
+  log: Logger,
+): Promise<{ producer: QueueProducer; consumer: QueueConsumer }> {
+  if (config.natsUrl) {
+    const { openNatsQueue } = await import('./queue/nats-queue.ts');
+    return openNatsQueue(config, log);
+  }
+  const q = new PgQueue(pool, {
+    lingerMs: config.enqueueLingerMs,
+    maxBatch: config.enqueueMaxBatch,
+    maxPending: config.maxPendingPublishes,
+  });
+  return { producer: q, consumer: q };
+}
+
+/**
+ * Fastify's close() waits for every connection to end; a keep-alive socket that was busy when close
+ * began is not closed when it turns idle (FACTS: ~70 s hang). Close idle sockets again every 100 ms
+ * until the server is down, and cut what is left at the deadline.
+ */
+async function closeHttp(app: FastifyInstance, timeoutMs: number): Promise<void> {
+  const server = app.server;
+  const sweeper = setInterval(() => server.closeIdleConnections(), 100);
+  const force = setTimeout(() => server.closeAllConnections(), Math.max(timeoutMs - 1000, 100));
+  try {
+    await app.close();
+  } finally {
+    clearInterval(sweeper);
+    clearTimeout(force);
+  }
+}
+
+async function assertSchemaCurrent(databaseUrl: string): Promise<void> {
+  const { default: pg } = await import('pg');
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const r = await client
+      .query<{ v: string }>('SELECT max(version)::text AS v FROM intake.schema_version')
+      .catch(() => ({ rows: [{ v: '0' }] }));
+    const have = Number(r.rows[0]?.v ?? 0);
+    const want = await expectedVersion();
+    if (have < want) {
+      throw new Error(
+        `database schema is at version ${have}, this build needs ${want}: run \`intake migrate\` first`,
+      );
+    }
+  } finally {
+    await client.end();
+  }
+}
+
+async function maintainPartitions(pool: Pool, retentionDays: number, log: Logger): Promise<void> {
+  const created = await ensurePartitions(pool);
+  const dropped = await dropExpiredPartitions(pool, retentionDays);
+  if (created || dropped.length) log.info({ created, dropped }, 'partitions maintained');
+}
+
+function every(ms: number, fn: () => Promise<void>): NodeJS.Timeout {
+  const t = setInterval(() => {
+    fn().catch(() => {});
+  }, ms);
+  t.unref();
+  return t;
+}

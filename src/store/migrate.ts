@@ -1,0 +1,45 @@
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import Postgrator from 'postgrator';
+import type { Logger } from '../ops/logger.ts';
+
+const MIGRATIONS = fileURLToPath(new URL('../../sql/migrations/*.do.*.sql', import.meta.url));
+
+/**
+ * Applies the numbered SQL migrations in sql/migrations (postgrator keeps the applied versions and
+ * checksums in intake.schema_version). Many replicas may start at once, so the run holds a session
+ * advisory lock: the first applies, the rest wait and then find nothing to do.
+ */
+export async function migrate(connectionString: string, log: Logger): Promise<{ from: number; to: number }> {
+  const client = new pg.Client({ connectionString, application_name: 'intake-migrate' });
+  await client.connect();
+  try {
+    await client.query('SELECT pg_advisory_lock(hashtext($1))', ['intake.migrate']);
+    const postgrator = new Postgrator({
+      migrationPattern: MIGRATIONS,
+      driver: 'pg',
+      schemaTable: 'intake.schema_version',
+      execQuery: (query) => client.query(query),
+    });
+    const from = Number(await postgrator.getDatabaseVersion());
+    const applied = await postgrator.migrate();
+    const to = applied.length ? Number(applied[applied.length - 1]!.version) : from;
+    if (applied.length) log.info({ from, to, applied: applied.map((m) => m.filename) }, 'migrations applied');
+    else log.debug({ version: from }, 'schema up to date');
+    return { from, to };
+  } finally {
+    await client.query('SELECT pg_advisory_unlock(hashtext($1))', ['intake.migrate']).catch(() => {});
+    await client.end();
+  }
+}
+
+/** Latest migration version shipped with this build (for `doctor`). */
+export async function expectedVersion(): Promise<number> {
+  const postgrator = new Postgrator({
+    migrationPattern: MIGRATIONS,
+    driver: 'pg',
+    execQuery: async () => ({ rows: [] }),
+  });
+  const ms = await postgrator.getMigrations();
+  return Math.max(0, ...ms.map((m) => Number(m.version)));
+}

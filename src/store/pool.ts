@@ -1,0 +1,48 @@
+import pg from 'pg';
+
+export type Pool = pg.Pool;
+export type PoolClient = pg.PoolClient;
+/** Anything that runs a query: the pool, or a client inside a transaction. */
+export type Queryable = Pick<pg.Pool, 'query'>;
+
+// bigint (int8) columns hold `ts`, which fits a JS number exactly (≤ 253402300799 < 2^53).
+pg.types.setTypeParser(20, (v) => Number(v));
+
+export interface PoolOptions {
+  connectionString: string;
+  max: number;
+  applicationName: string;
+  onError: (err: Error) => void;
+}
+
+export function createPool(opts: PoolOptions): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: opts.connectionString,
+    max: opts.max,
+    application_name: opts.applicationName,
+    // Fail fast when the database is unreachable: callers retry with backoff instead of piling up.
+    connectionTimeoutMillis: 5_000,
+    idleTimeoutMillis: 30_000,
+    keepAlive: true,
+  });
+  // An idle client losing its connection (database restart) emits here; without a listener it would
+  // crash the process. The pool discards the client and the next query reconnects.
+  pool.on('error', opts.onError);
+  return pool;
+}
+
+/** Runs fn in a transaction on one client; rolls back and rethrows on error. */
+export async function withTransaction<T>(pool: pg.Pool, fn: (tx: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const out = await fn(client);
+    await client.query('COMMIT');
+    return out;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  } finally {
+    client.release();
+  }
+}
