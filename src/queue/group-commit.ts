@@ -81,7 +81,7 @@ export class GroupCommit<Req, Res> {
         (results) => {
           if (results.length !== batch.length)
             throw new Error(`flush returned ${results.length} results for ${batch.length} items`);
-          batch.forEach((p, i) => p.resolve(results[i]!));
+          for (const [i, p] of batch.entries()) p.resolve(results[i]!);
         },
         (err) => {
           for (const p of batch) p.reject(err);
