@@ -69,7 +69,8 @@ async function runAs(): Promise<{ uid: number; gid: number } | undefined> {
   }
 }
 
-export async function startEmbeddedPostgres(dataDir: string, log: Logger): Promise<EmbeddedPostgres> {
+/** Starts (initialising on first use) the cluster under `dataDir`; `port` defaults to a free one. */
+export async function startEmbeddedPostgres(dataDir: string, log: Logger, port?: number): Promise<EmbeddedPostgres> {
   const bin = await binaries();
   const pgdata = join(dataDir, 'pg');
   const owner = await runAs();
@@ -108,7 +109,7 @@ export async function startEmbeddedPostgres(dataDir: string, log: Logger): Promi
     }
   }
 
-  const port = await freePort();
+  port ??= await freePort();
   const logFile = join(owner ? tmpdir() : dataDir, `intake-postgres-${port}.log`);
   try {
     await run(bin.pg_ctl, ['start', '-w', '-t', '60', '-D', pgdata, '-l', logFile, '-o', `-p ${port}`], opts);
