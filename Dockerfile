@@ -1,0 +1,44 @@
+# syntax=docker/dockerfile:1
+# intake: API, worker, migrations and the pod watcher, all from one image.
+#   docker build -t intake .
+#   docker run --rm intake help
+# Node is pinned to an exact 24.x release; pin the digest too (Renovate/Dependabot keeps it fresh).
+ARG NODE_IMAGE=node:24.21.0-bookworm-slim
+
+# 1. Compile TypeScript with the full dependency tree (tsc and types are dev dependencies).
+FROM ${NODE_IMAGE} AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build
+
+# 2. Production dependencies only. --omit=optional drops the ~60 MB embedded-PostgreSQL binaries: in a
+#    container DATABASE_URL is always set (NODE_ENV=production requires it). No install scripts are
+#    needed by the runtime dependencies, so none run.
+FROM ${NODE_IMAGE} AS prod-deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund && npm cache clean --force
+
+# 3. Runtime: no compiler, no npm cache, no sources; runs as an unprivileged numeric uid so Kubernetes
+#    can verify runAsNonRoot. Nothing is written under /app, so the root filesystem can be read-only;
+#    the only writable path needed is /tmp (an emptyDir or tmpfs), used for INTAKE_DATA_DIR and heap
+#    snapshots.
+FROM ${NODE_IMAGE}
+ENV NODE_ENV=production \
+    INTAKE_DATA_DIR=/tmp/intake \
+    INTAKE_HEAPSNAPSHOT_DIR=/tmp/heapsnapshots
+WORKDIR /app
+COPY --from=prod-deps /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY package.json ./
+# Migrations are read at runtime by `intake migrate` (dist/store/migrate.js resolves ../../sql).
+COPY sql ./sql
+USER 10001:10001
+EXPOSE 8080 8081 9090
+# node is PID 1: intake handles SIGTERM/SIGINT itself (staged drain) and spawns no children in a
+# container, so there are no zombies to reap and no need for tini.
+ENTRYPOINT ["node", "dist/cli.js"]
+CMD ["start"]
