@@ -1,0 +1,279 @@
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import ts from 'typescript';
+import type { K8sObject } from './k8s-render.ts';
+import { REPO } from './tools.ts';
+
+/**
+ * Strict schema check for rendered manifests.
+ *
+ * kubernetes-models' own `validate()` checks types and required fields but lets unknown keys through,
+ * so a typo such as `readinesProbe` would silently drop the probe. The API server (and `kubectl apply
+ * --validate=strict`) rejects such keys; we cannot reach a server here, so the known field set of every
+ * object comes from the TypeScript interfaces kubernetes-models ships (`.d.ts`, generated from the
+ * Kubernetes OpenAPI document): the TypeScript checker resolves each nested property's type, and any key
+ * that is not a property of its type (and not under a map type such as `labels`) is reported.
+ *
+ * Custom resources have no such interfaces; each gets a hand-kept shape below (known keys, and where a
+ * field embeds a core type, that type's strict check).
+ */
+
+export interface SchemaProblem {
+  object: string;
+  path: string;
+  message: string;
+}
+
+/** A CRD shape: `true` accepts any value; a string names a core interface (`X[]`: an array of them). */
+type Shape = true | string | { [key: string]: Shape };
+
+const CNPG_CLUSTER: Shape = {
+  apiVersion: true,
+  kind: true,
+  metadata: 'IObjectMeta',
+  spec: {
+    // CloudNativePG 1.25 ClusterSpec, top-level keys (api/v1/cluster_types.go), hand-kept.
+    affinity: {
+      enablePodAntiAffinity: true,
+      topologyKey: true,
+      nodeSelector: true,
+      nodeAffinity: 'INodeAffinity',
+      tolerations: 'IToleration[]',
+      podAntiAffinityType: true,
+      additionalPodAntiAffinity: 'IPodAntiAffinity',
+      additionalPodAffinity: 'IPodAffinity',
+    },
+    backup: true,
+    bootstrap: true,
+    certificates: true,
+    description: true,
+    enablePDB: true,
+    enableSuperuserAccess: true,
+    env: 'IEnvVar[]',
+    envFrom: 'IEnvFromSource[]',
+    ephemeralVolumeSource: true,
+    ephemeralVolumesSizeLimit: true,
+    externalClusters: true,
+    failoverDelay: true,
+    imageCatalogRef: true,
+    imageName: true,
+    imagePullPolicy: true,
+    imagePullSecrets: true,
+    inheritedMetadata: true,
+    instances: true,
+    livenessProbeTimeout: true,
+    logLevel: true,
+    managed: true,
+    maxSyncReplicas: true,
+    minSyncReplicas: true,
+    monitoring: true,
+    nodeMaintenanceWindow: true,
+    plugins: true,
+    podSecurityContext: 'IPodSecurityContext',
+    postgresGID: true,
+    postgresUID: true,
+    postgresql: {
+      parameters: true,
+      synchronous: {
+        method: true,
+        number: true,
+        maxStandbyNamesFromCluster: true,
+        standbyNamesPre: true,
+        standbyNamesPost: true,
+        dataDurability: true,
+        failoverQuorum: true,
+      },
+      pg_hba: true,
+      pg_ident: true,
+      shared_preload_libraries: true,
+      ldap: true,
+      promotionTimeout: true,
+      enableAlterSystem: true,
+      syncReplicaElectionConstraint: true,
+      extensions: true,
+    },
+    primaryUpdateMethod: true,
+    primaryUpdateStrategy: true,
+    priorityClassName: true,
+    probes: true,
+    projectedVolumeTemplate: true,
+    replica: true,
+    replicationSlots: true,
+    resources: 'IResourceRequirements',
+    schedulerName: true,
+    seccompProfile: 'ISeccompProfile',
+    securityContext: 'ISecurityContext',
+    serviceAccountTemplate: true,
+    smartShutdownTimeout: true,
+    startDelay: true,
+    stopDelay: true,
+    storage: { storageClass: true, size: true, resizeInUseVolumes: true, pvcTemplate: 'IPersistentVolumeClaimSpec' },
+    superuserSecret: true,
+    switchoverDelay: true,
+    tablespaces: true,
+    topologySpreadConstraints: 'ITopologySpreadConstraint[]',
+    walStorage: { storageClass: true, size: true, resizeInUseVolumes: true, pvcTemplate: 'IPersistentVolumeClaimSpec' },
+  },
+};
+
+/** Custom resources we ship, by `apiVersion/kind`. */
+export const CRD_SHAPES: Record<string, Shape> = {
+  'postgresql.cnpg.io/v1/Cluster': CNPG_CLUSTER,
+};
+
+/** Core interfaces the CRD shapes refer to, and the module that declares each. */
+const CORE_TYPES: Record<string, string> = {
+  IObjectMeta: '@kubernetes-models/apimachinery/apis/meta/v1/ObjectMeta',
+  INodeAffinity: 'kubernetes-models/v1/NodeAffinity',
+  IToleration: 'kubernetes-models/v1/Toleration',
+  IPodAntiAffinity: 'kubernetes-models/v1/PodAntiAffinity',
+  IPodAffinity: 'kubernetes-models/v1/PodAffinity',
+  IEnvVar: 'kubernetes-models/v1/EnvVar',
+  IEnvFromSource: 'kubernetes-models/v1/EnvFromSource',
+  IPodSecurityContext: 'kubernetes-models/v1/PodSecurityContext',
+  IResourceRequirements: 'kubernetes-models/v1/ResourceRequirements',
+  ISeccompProfile: 'kubernetes-models/v1/SeccompProfile',
+  ISecurityContext: 'kubernetes-models/v1/SecurityContext',
+  IPersistentVolumeClaimSpec: 'kubernetes-models/v1/PersistentVolumeClaimSpec',
+  ITopologySpreadConstraint: 'kubernetes-models/v1/TopologySpreadConstraint',
+};
+
+const MODELS = join(REPO, 'node_modules/kubernetes-models');
+const kindKey = (o: { apiVersion: string; kind: string }) => `${o.apiVersion}/${o.kind}`;
+/** kubernetes-models lays its files out as `<group>/<version>/<Kind>` (core: `v1/<Kind>`). */
+const builtinModule = (o: { apiVersion: string; kind: string }) => `kubernetes-models/${o.apiVersion}/${o.kind}`;
+const isBuiltin = (o: { apiVersion: string; kind: string }) =>
+  typeof o.apiVersion === 'string' &&
+  typeof o.kind === 'string' &&
+  /^[A-Za-z0-9]+$/.test(o.kind) &&
+  existsSync(join(MODELS, o.apiVersion, `${o.kind}.d.ts`));
+
+const require = createRequire(import.meta.url);
+
+export class StrictSchema {
+  private constructor(
+    private readonly checker: ts.TypeChecker,
+    private readonly types: Map<string, ts.Type>,
+  ) {}
+
+  /** Loads the interfaces for every built-in kind in `objects` plus the core types CRDs embed. */
+  static load(objects: Array<{ apiVersion: string; kind: string }>): StrictSchema {
+    const imports = new Map<string, string>(Object.entries(CORE_TYPES).map(([name, mod]) => [name, mod]));
+    for (const o of objects) if (isBuiltin(o)) imports.set(kindKey(o), builtinModule(o));
+    const aliases = [...imports.keys()];
+    const source = aliases
+      .map((key, i) => {
+        const name = key.startsWith('I') && !key.includes('/') ? key : `I${key.split('/').pop()}`;
+        return `import type { ${name} as T${i} } from '${imports.get(key)}';\nexport type X${i} = T${i};`;
+      })
+      .join('\n');
+
+    const file = join(REPO, '__k8s_types__.ts');
+    const options: ts.CompilerOptions = {
+      module: ts.ModuleKind.CommonJS,
+      moduleResolution: ts.ModuleResolutionKind.Node10,
+      target: ts.ScriptTarget.ES2020,
+      lib: ['lib.es2020.d.ts'],
+      types: [],
+      noEmit: true,
+      skipLibCheck: true,
+    };
+    const host = ts.createCompilerHost(options);
+    const getSourceFile = host.getSourceFile.bind(host);
+    const fileExists = host.fileExists.bind(host);
+    host.getSourceFile = (name, lang, ...rest) =>
+      name === file ? ts.createSourceFile(name, source, lang) : getSourceFile(name, lang, ...rest);
+    host.fileExists = (name) => name === file || fileExists(name);
+    const program = ts.createProgram([file], options, host);
+    const checker = program.getTypeChecker();
+    const moduleSymbol = checker.getSymbolAtLocation(program.getSourceFile(file)!)!;
+    const types = new Map<string, ts.Type>();
+    for (const sym of checker.getExportsOfModule(moduleSymbol)) {
+      const key = aliases[Number(sym.name.slice(1))]!;
+      const type = checker.getDeclaredTypeOfSymbol(sym);
+      if (checker.getPropertiesOfType(type).length === 0) throw new Error(`could not load the type of ${key}`);
+      types.set(key, type);
+    }
+    return new StrictSchema(checker, types);
+  }
+
+  /** Every problem with one object: kubernetes-models validation, then unknown fields. */
+  validate(o: K8sObject): SchemaProblem[] {
+    const object = `${o.kind}/${o.metadata?.name}`;
+    const problems: SchemaProblem[] = [];
+    const report = (path: string, message: string) => problems.push({ object, path, message });
+
+    if (isBuiltin(o)) {
+      this.modelValidate(o, report);
+      this.walk(o, this.types.get(kindKey(o))!, '', report);
+    } else if (CRD_SHAPES[kindKey(o)]) {
+      this.walkShape(o, CRD_SHAPES[kindKey(o)]!, '', report);
+    } else {
+      report('', `unknown kind ${kindKey(o)}: no schema (add a shape to CRD_SHAPES if it is a CRD)`);
+    }
+    return problems;
+  }
+
+  /** kubernetes-models' generated validator: types, formats, required fields. */
+  private modelValidate(o: K8sObject, report: (path: string, message: string) => void) {
+    // biome-ignore lint/suspicious/noExplicitAny: generated model classes, looked up by kind
+    const mod = require(`kubernetes-models/${o.apiVersion}`) as Record<string, any>;
+    const Model = mod[o.kind];
+    if (!Model) return report('', `kubernetes-models has no class for ${kindKey(o)}`);
+    const copy = structuredClone(o);
+    // kustomize wraps long base64 Secret data at 76 columns; the API server's decoder (Go's base64)
+    // ignores those newlines, kubernetes-models' "byte" format does not.
+    if (o.kind === 'Secret' && copy.data) {
+      for (const k of Object.keys(copy.data)) copy.data[k] = String(copy.data[k]).replace(/\s+/g, '');
+    }
+    try {
+      new Model(copy).validate();
+    } catch (err) {
+      report('', `kubernetes-models: ${(err as Error).message}`);
+    }
+  }
+
+  private walk(value: unknown, type: ts.Type, path: string, report: (path: string, message: string) => void): void {
+    if (value === null || value === undefined || typeof value !== 'object') return;
+    const c = this.checker;
+    type = c.getNonNullableType(type);
+    if (type.flags & (ts.TypeFlags.Any | ts.TypeFlags.Unknown)) return;
+    if (type.isUnion()) {
+      // Unions in these models are scalar alternatives (IntOrString, Quantity) plus at most one object.
+      const objects = type.types.filter((t) => t.flags & ts.TypeFlags.Object);
+      if (objects.length !== 1) return;
+      type = objects[0]!;
+    }
+    if (Array.isArray(value)) {
+      const item = c.getIndexTypeOfType(type, ts.IndexKind.Number);
+      if (!item) return report(path, 'is a list where the schema expects an object');
+      value.forEach((v, i) => this.walk(v, item, `${path}/${i}`, report));
+      return;
+    }
+    const mapOf = c.getIndexTypeOfType(type, ts.IndexKind.String);
+    for (const [key, v] of Object.entries(value)) {
+      const prop = type.getProperty(key);
+      if (prop) this.walk(v, c.getTypeOfSymbol(prop), `${path}/${key}`, report);
+      else if (mapOf) this.walk(v, mapOf, `${path}/${key}`, report);
+      else report(`${path}/${key}`, `unknown field "${key}" in ${c.typeToString(type)}`);
+    }
+  }
+
+  private walkShape(value: unknown, shape: Shape, path: string, report: (path: string, message: string) => void) {
+    if (shape === true || value === null || value === undefined) return;
+    if (typeof shape === 'string') {
+      const isList = shape.endsWith('[]');
+      const type = this.types.get(isList ? shape.slice(0, -2) : shape)!;
+      if (!isList) return this.walk(value, type, path, report);
+      if (!Array.isArray(value)) return report(path, 'must be a list');
+      value.forEach((v, i) => this.walk(v, type, `${path}/${i}`, report));
+      return;
+    }
+    if (typeof value !== 'object' || Array.isArray(value)) return report(path, 'must be an object');
+    for (const [key, v] of Object.entries(value)) {
+      if (key in shape) this.walkShape(v, shape[key]!, `${path}/${key}`, report);
+      else report(`${path}/${key}`, `unknown field "${key}"`);
+    }
+  }
+}

@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict';
+import { before, describe, test } from 'node:test';
+import { join } from 'node:path';
+import { type K8sObject, kustomize, OVERLAYS, overlayDir, parseManifests, ref } from './k8s-render.ts';
+import { StrictSchema } from './k8s-schema.ts';
+import { needTool, REPO } from './tools.ts';
+
+const skip = needTool('kubectl', ['version', '--client']);
+
+describe('kustomize overlays render and match the Kubernetes schema strictly', { skip }, () => {
+  const rendered = new Map<string, K8sObject[]>();
+  let schema: StrictSchema;
+
+  before(async () => {
+    for (const overlay of OVERLAYS) rendered.set(overlay, parseManifests(await kustomize(overlayDir(overlay))));
+    schema = StrictSchema.load([...rendered.values()].flat());
+  });
+
+  test('the base renders on its own', async () => {
+    const objects = parseManifests(await kustomize(join(REPO, 'deploy/k8s/base')));
+    assert.ok(objects.length > 20, `only ${objects.length} objects`);
+  });
+
+  for (const overlay of OVERLAYS) {
+    test(`${overlay}: renders, every object is namespaced into the overlay's namespace`, () => {
+      const objects = rendered.get(overlay)!;
+      const kinds = new Set(objects.map((o) => o.kind));
+      for (const k of ['Deployment', 'StatefulSet', 'Job', 'Service', 'Ingress', 'HorizontalPodAutoscaler']) {
+        assert.ok(kinds.has(k), `${overlay} renders no ${k}`);
+      }
+      const ns = objects.find((o) => o.kind === 'Namespace')!.metadata.name;
+      const clusterScoped = new Set(['Namespace', 'ClusterRole', 'ClusterRoleBinding']);
+      for (const o of objects.filter((x) => !clusterScoped.has(x.kind))) {
+        assert.equal(o.metadata.namespace, ns, `${ref(o)} is not in namespace ${ns}`);
+      }
+    });
+
+    test(`${overlay}: every object validates, unknown fields rejected`, () => {
+      const problems = rendered.get(overlay)!.flatMap((o) => schema.validate(o));
+      assert.deepEqual(problems, []);
+    });
+  }
+
+  test('negative: a misspelled readinessProbe is reported (kubernetes-models alone accepts it)', () => {
+    const d = structuredClone(rendered.get('prod')!.find((o) => o.kind === 'Deployment')!);
+    const c = d.spec.template.spec.containers[0];
+    c.readinesProbe = c.readinessProbe;
+    delete c.readinessProbe;
+    const problems = schema.validate(d);
+    assert.equal(problems.length, 1, JSON.stringify(problems));
+    assert.equal(problems[0]!.path, '/spec/template/spec/containers/0/readinesProbe');
+    assert.match(problems[0]!.message, /unknown field "readinesProbe"/);
+  });
+
+  test('negative: type errors and typos deep inside a StatefulSet are reported', () => {
+    const s = structuredClone(rendered.get('prod')!.find((o) => o.kind === 'StatefulSet')!);
+    s.spec.replicas = 'three';
+    s.spec.volumeClaimTemplates[0].spec.accesModes = ['ReadWriteOnce'];
+    const paths = schema.validate(s).map((p) => `${p.path} ${p.message}`);
+    assert.ok(paths.some((p) => /replicas must be integer/.test(p)), paths.join('\n'));
+    assert.ok(paths.some((p) => p.startsWith('/spec/volumeClaimTemplates/0/spec/accesModes ')), paths.join('\n'));
+  });
+
+  test('negative: a typo in the CloudNativePG Cluster (hand-kept CRD shape) is reported', () => {
+    const c = structuredClone(rendered.get('prod')!.find((o) => o.kind === 'Cluster')!);
+    c.spec.instance = 3;
+    c.spec.topologySpreadConstraints[0].whenUnsatisfable = 'DoNotSchedule';
+    const paths = schema.validate(c).map((p) => p.path);
+    assert.deepEqual(paths.sort(), ['/spec/instance', '/spec/topologySpreadConstraints/0/whenUnsatisfable']);
+  });
+
+  test('negative: a kind with no schema is reported rather than passed', () => {
+    const problems = schema.validate({ apiVersion: 'example.com/v1', kind: 'Widget', metadata: { name: 'w' } });
+    assert.match(problems[0]!.message, /unknown kind example.com\/v1\/Widget/);
+  });
+});
