@@ -16,7 +16,7 @@ export const Ts = Type.Unsafe<number | string>({
   'x-unix-seconds': true,
   anyOf: [
     { type: 'integer', minimum: 0, maximum: MAX_TS },
-    { type: 'string', pattern: '^[0-9]+$', maxLength: 12 },
+    { type: 'string', pattern: '^[0-9]+$' },
   ],
   description: 'Unix time in whole seconds, as an integer or a string of ASCII digits (0 to 253402300799).',
   examples: ['1530228282', 1530228282],

@@ -25,8 +25,12 @@ function urlFor(name: string): string {
  * A fresh, migrated database with a unique name for one test file, so tests never see each other's
  * rows. Set KEEP_TEST_DB=1 to keep it after the run for inspection.
  */
-export async function createTestDatabase(label: string, opts: { migrate?: boolean } = {}): Promise<TestDatabase> {
-  const name = `intake_t_${label.replace(/\W/g, '_').slice(0, 30)}_${randomBytes(4).toString('hex')}`.toLowerCase();
+export async function createTestDatabase(
+  label: string,
+  opts: { migrate?: boolean } = {},
+): Promise<TestDatabase> {
+  const name =
+    `intake_t_${label.replace(/\W/g, '_').slice(0, 30)}_${randomBytes(4).toString('hex')}`.toLowerCase();
   const admin = new pg.Client({ connectionString: ADMIN_URL });
   await admin.connect();
   try {
@@ -69,7 +73,9 @@ export async function waitFor<T>(
       lastErr = err;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? `: ${String(lastErr)}` : ''}`);
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? `: ${String(lastErr)}` : ''}`,
+      );
     }
     await new Promise((r) => setTimeout(r, intervalMs));
   }

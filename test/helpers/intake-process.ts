@@ -28,6 +28,8 @@ export interface IntakeProcess {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** Sends a signal to this process only (by PID). */
   kill(signal?: NodeJS.Signals): void;
+  /** Sends a signal to the whole process group (needs `detached: true`), like Ctrl-C in a terminal. */
+  killGroup(signal: NodeJS.Signals): void;
   /** SIGTERM, then SIGKILL after `graceMs`; resolves when exited. Safe to call twice. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -35,12 +37,14 @@ export interface IntakeProcess {
 export async function startIntakeProcess(
   command: string,
   env: Record<string, string>,
-  opts: { waitReady?: boolean; timeoutMs?: number; port?: number } = {},
+  opts: { waitReady?: boolean; timeoutMs?: number; port?: number; detached?: boolean } = {},
 ): Promise<IntakeProcess> {
   const port = opts.port ?? (await freePort());
   const child = spawn(process.execPath, [BIN, command], {
     env: { ...process.env, LOG_LEVEL: 'info', HOST: '127.0.0.1', PORT: String(port), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    // Its own process group, so a test can signal the group as a terminal's Ctrl-C does.
+    detached: opts.detached ?? false,
   });
   const logs: Array<Record<string, unknown>> = [];
   const stderr: string[] = [];
@@ -78,6 +82,9 @@ export async function startIntakeProcess(
     kill: (signal = 'SIGTERM') => {
       if (!done && child.pid) process.kill(child.pid, signal);
     },
+    killGroup: (signal) => {
+      if (!done && child.pid) process.kill(-child.pid, signal);
+    },
     async stop(graceMs = 20_000) {
       if (done) return;
       p.kill('SIGTERM');
@@ -87,21 +94,24 @@ export async function startIntakeProcess(
     },
   };
   if (opts.waitReady !== false) {
-    try {
-      await waitFor(
-        `${command} to become ready (stderr: ${stderr.join('').slice(-500)})`,
-        async () => {
-          if (done) throw new Error(`exited early: ${stderr.join('').slice(-1000)}`);
-          const r = await fetch(`${url}/readyz`);
-          return r.status === 200;
-        },
-        opts.timeoutMs ?? 30_000,
-        100,
+    const ready = waitFor(
+      `${command} to become ready`,
+      async () => done || (await fetch(`${url}/readyz`)).status === 200,
+      opts.timeoutMs ?? 30_000,
+      100,
+    );
+    const died = exited.then(({ code, signal }) => {
+      throw new Error(
+        `intake ${command} exited early (code ${code}, signal ${signal}): ${stderr.join('').slice(-1000)}`,
       );
+    });
+    try {
+      await Promise.race([ready, died]);
     } catch (err) {
       await p.stop(1000);
       throw err;
     }
+    died.catch(() => {}); // exiting later is the test's business
   }
   return p;
 }

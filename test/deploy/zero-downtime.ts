@@ -1,0 +1,399 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestContext } from 'node:test';
+
+/**
+ * Process-level zero-downtime check: an old and a new instance of an app behind a real nginx on
+ * loopback, continuous load with long requests in flight, and the old instance replaced mid-load.
+ *
+ *   start old on port A → nginx (upstream A + B) → load → start new on B, wait ready
+ *   → [mode "endpoint-removal": reload nginx without A, as an ingress controller does when the pod's
+ *      endpoint goes away] → SIGTERM old → keep the load going until old has exited and more
+ *      requests were served → stop the load → report.
+ *
+ * mode "passive" keeps A in nginx's upstream: the old server must drain on its own (readiness off,
+ * Connection: close, stop accepting) and nginx moves on after "connection refused", which it may
+ * retry even for a POST because such a request was never sent.
+ *
+ * Everything is bounded in count and time, runs on 127.0.0.1 only, and every process is stopped by
+ * its PID in t.after.
+ */
+
+export interface AppUnderTest {
+  name: string;
+  /** Spawns one instance listening on 127.0.0.1:port. `version` is "old" or "new". */
+  start(port: number, version: 'old' | 'new'): ChildProcess;
+  /** Readiness endpoint (200 when the instance may take traffic). */
+  readyPath: string;
+  /** The request a load worker sends next (worker index lets some workers send long requests). */
+  request(worker: number, n: number): { method: 'GET' | 'POST'; path: string; body?: string };
+  /** Returns a reason when a response is not the expected one. */
+  check(status: number, body: string): string | undefined;
+}
+
+export interface Options {
+  mode: 'passive' | 'endpoint-removal';
+  concurrency: number;
+  /** Hard bounds for the whole load run. */
+  maxRequests: number;
+  maxDurationMs: number;
+  /** Successful responses before the new instance is started, and after the old one exited. */
+  warmupResponses: number;
+  afterExitResponses: number;
+  /** Instances get this long to become ready, the old one this long to exit after SIGTERM. */
+  startTimeoutMs: number;
+  drainTimeoutMs: number;
+}
+
+export interface Report {
+  app: string;
+  mode: Options['mode'];
+  sent: number;
+  ok: number;
+  failed: number;
+  failures: string[];
+  /** Requests in flight when SIGTERM was sent; how many of them completed OK; how many the old instance answered. */
+  inFlightAtTerm: number;
+  inFlightAtTermOk: number;
+  inFlightAtTermServedByOld: number;
+  longestInFlightAtTermMs: number;
+  servedByOld: number;
+  servedByNew: number;
+  oldExit: { code: number | null; signal: string | null };
+  /** SIGTERM → old process exit. */
+  drainMs: number;
+  durationMs: number;
+}
+
+export async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const { port } = srv.address() as net.AddressInfo;
+  await new Promise((resolve) => srv.close(resolve));
+  return port;
+}
+
+interface Proc {
+  child: ChildProcess;
+  exited: Promise<{ code: number | null; signal: string | null }>;
+  output: () => string;
+}
+
+/** Tracks a child's exit and keeps the tail of its output for failure messages. */
+function track(child: ChildProcess): Proc {
+  let out = '';
+  const keep = (b: Buffer) => {
+    out = (out + b.toString()).slice(-8000);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  return { child, exited, output: () => out };
+}
+
+function stopOnTestEnd(t: TestContext, p: Proc, signal: NodeJS.Signals = 'SIGKILL') {
+  t.after(async () => {
+    if (p.child.exitCode === null && p.child.signalCode === null && p.child.pid) {
+      process.kill(p.child.pid, signal);
+      await p.exited;
+    }
+  });
+}
+
+function get(port: number, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path, agent: false, timeout: 2000 }, (res) => {
+      let body = '';
+      res.on('data', (d) => {
+        body += d;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
+}
+
+/** Polls a readiness endpoint the way a kubelet probe would, until 200, the process dies, or the deadline. */
+async function waitReady(port: number, path: string, p: Proc, timeoutMs: number, what: string) {
+  const deadline = Date.now() + timeoutMs;
+  let dead = false;
+  void p.exited.then(() => {
+    dead = true;
+  });
+  for (;;) {
+    if (dead) throw new Error(`${what} exited before it was ready:\n${p.output()}`);
+    const r = await get(port, path).catch(() => undefined);
+    if (r?.status === 200) return;
+    if (Date.now() > deadline) throw new Error(`${what} not ready after ${timeoutMs} ms:\n${p.output()}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** A throw-away nginx: own prefix, config, pid file and logs under a temp dir; `daemon off` so its PID is ours. */
+class Nginx {
+  private generation = 0;
+  private constructor(
+    readonly dir: string,
+    readonly port: number,
+    readonly proc: Proc,
+  ) {}
+
+  static async start(t: TestContext, upstreams: number[]): Promise<Nginx> {
+    const dir = mkdtempSync(join(tmpdir(), 'zd-nginx-'));
+    // As root, nginx workers run as "nobody" and must be able to reach the temp paths.
+    chmodSync(dir, 0o755);
+    mkdirSync(join(dir, 'logs'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const port = await freePort();
+    const nginx = new Nginx(dir, port, undefined as unknown as Proc);
+    nginx.writeConfig(upstreams);
+    const child = spawn('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = track(child);
+    // SIGQUIT is nginx's graceful stop; workers exit with the master.
+    stopOnTestEnd(t, proc, 'SIGQUIT');
+    Object.assign(nginx, { proc });
+    await nginx.waitGeneration();
+    return nginx;
+  }
+
+  private writeConfig(upstreams: number[]) {
+    this.generation++;
+    const d = this.dir;
+    const servers = upstreams.map((p) => `    server 127.0.0.1:${p} max_fails=1 fail_timeout=1s;`).join('\n');
+    writeFileSync(
+      join(d, 'nginx.conf'),
+      `daemon off;
+worker_processes 1;
+pid ${d}/nginx.pid;
+error_log ${d}/logs/error.log notice;
+events { worker_connections 1024; }
+http {
+  access_log ${d}/logs/access.log;
+  client_body_temp_path ${d}/client_body;
+  proxy_temp_path ${d}/proxy;
+  fastcgi_temp_path ${d}/fastcgi;
+  uwsgi_temp_path ${d}/uwsgi;
+  scgi_temp_path ${d}/scgi;
+  upstream app {
+${servers}
+    # Pooled keep-alive connections, like ingress-nginx; idle ones are dropped before the app would
+    # drop them (Go 75 s, intake 65 s), so the app never closes a connection nginx is about to reuse.
+    keepalive 32;
+    keepalive_timeout 30s;
+  }
+  server {
+    listen 127.0.0.1:${this.port};
+    location = /__generation { return 200 "${this.generation}"; }
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      # Only failures before a response; nginx never re-sends a POST that reached an upstream.
+      proxy_next_upstream error timeout;
+      proxy_next_upstream_tries 3;
+      proxy_connect_timeout 1s;
+      proxy_read_timeout 30s;
+      add_header X-Upstream $upstream_addr always;
+    }
+  }
+}
+`,
+    );
+  }
+
+  /** Waits until nginx serves the current config generation (after start or a reload). */
+  private async waitGeneration() {
+    const want = String(this.generation);
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const r = await get(this.port, '/__generation').catch(() => undefined);
+      if (r?.body === want) return;
+      if (this.proc.child.exitCode !== null || Date.now() > deadline) {
+        throw new Error(`nginx did not come up with config ${want}:\n${this.proc.output()}\n${this.errorLog()}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  /** What an ingress controller does when endpoints change: new upstream list, graceful reload. */
+  async reload(upstreams: number[]) {
+    this.writeConfig(upstreams);
+    process.kill(this.proc.child.pid!, 'SIGHUP');
+    await this.waitGeneration();
+  }
+
+  errorLog(): string {
+    try {
+      return readFileSync(join(this.dir, 'logs/error.log'), 'utf8').slice(-4000);
+    } catch {
+      return '';
+    }
+  }
+}
+
+interface Outcome {
+  startedAt: number;
+  endedAt?: number;
+  upstream?: string;
+  failure?: string;
+}
+
+/** Resolves when `predicate` holds, checked after every completed response; rejects at the deadline. */
+class Progress {
+  private waiters: Array<() => void> = [];
+  notify() {
+    for (const w of this.waiters.splice(0)) w();
+  }
+  async until(predicate: () => boolean, timeoutMs: number, what: string) {
+    const deadline = Date.now() + timeoutMs;
+    while (!predicate()) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for ${what}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.min(left, 200));
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+}
+
+export async function runZeroDowntime(t: TestContext, app: AppUnderTest, opts: Options): Promise<Report> {
+  const started = Date.now();
+  const [portA, portB] = [await freePort(), await freePort()];
+
+  const oldProc = track(app.start(portA, 'old'));
+  stopOnTestEnd(t, oldProc);
+  await waitReady(portA, app.readyPath, oldProc, opts.startTimeoutMs, `${app.name} (old)`);
+
+  const nginx = await Nginx.start(t, [portA, portB]);
+
+  // --- load ----------------------------------------------------------------------------------
+  const agent = new http.Agent({ keepAlive: true, maxSockets: opts.concurrency });
+  t.after(() => agent.destroy());
+  const outcomes: Outcome[] = [];
+  const inFlight = new Set<Outcome>();
+  const progress = new Progress();
+  let stop = false;
+  let ok = 0;
+
+  const send = (worker: number, n: number) =>
+    new Promise<void>((resolve) => {
+      const spec = app.request(worker, n);
+      const o: Outcome = { startedAt: Date.now() };
+      outcomes.push(o);
+      inFlight.add(o);
+      const done = (failure?: string) => {
+        o.endedAt = Date.now();
+        o.failure = failure;
+        if (!failure) ok++;
+        inFlight.delete(o);
+        progress.notify();
+        resolve();
+      };
+      const req = http.request(
+        {
+          host: '127.0.0.1',
+          port: nginx.port,
+          method: spec.method,
+          path: spec.path,
+          agent,
+          timeout: 15_000,
+          headers: spec.body ? { 'content-type': 'application/json' } : {},
+        },
+        (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (d) => {
+            body += d;
+          });
+          res.on('end', () => {
+            o.upstream = String(res.headers['x-upstream'] ?? '');
+            done(app.check(res.statusCode ?? 0, body));
+          });
+          res.on('error', (err) => done(`response error: ${err.message}`));
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error('client timeout')));
+      req.on('error', (err) => done(`request error: ${err.message}`));
+      req.end(spec.body);
+    });
+
+  const deadline = started + opts.maxDurationMs;
+  const workers = Array.from({ length: opts.concurrency }, async (_, w) => {
+    for (let n = 0; !stop && outcomes.length < opts.maxRequests && Date.now() < deadline; n++) await send(w, n);
+  });
+  const loadDone = Promise.all(workers);
+
+  try {
+    const phase = Math.min(opts.maxDurationMs, 60_000);
+    await progress.until(() => ok >= opts.warmupResponses, phase, 'warm-up responses through the old instance');
+
+    const newProc = track(app.start(portB, 'new'));
+    stopOnTestEnd(t, newProc);
+    await waitReady(portB, app.readyPath, newProc, opts.startTimeoutMs, `${app.name} (new)`);
+    const servedBy = (port: number) => outcomes.filter((o) => o.upstream?.endsWith(`:${port}`)).length;
+    const atNew = servedBy(portB);
+    await progress.until(() => servedBy(portB) > atNew + 5, phase, 'nginx to send traffic to the new instance');
+
+    if (opts.mode === 'endpoint-removal') await nginx.reload([portB]);
+    const termAt = Date.now();
+    const atTerm = [...inFlight];
+    process.kill(oldProc.child.pid!, 'SIGTERM');
+    const exitTimer = new Promise<never>((_, reject) =>
+      setTimeout(() => reject(new Error(`old instance still running ${opts.drainTimeoutMs} ms after SIGTERM`)), opts.drainTimeoutMs).unref(),
+    );
+    const oldExit = await Promise.race([oldProc.exited, exitTimer]);
+    const drainMs = Date.now() - termAt;
+    const okAtExit = ok;
+    await progress.until(() => ok >= okAtExit + opts.afterExitResponses, phase, 'responses after the old instance exited');
+    stop = true;
+    await loadDone;
+
+    const failures = outcomes.filter((o) => o.failure);
+    const report: Report = {
+      app: app.name,
+      mode: opts.mode,
+      sent: outcomes.length,
+      ok,
+      failed: failures.length,
+      failures: failures.slice(0, 10).map((o) => `${o.failure} (t+${o.startedAt - started} ms, ${o.upstream || 'no upstream'})`),
+      inFlightAtTerm: atTerm.length,
+      inFlightAtTermOk: atTerm.filter((o) => o.endedAt && !o.failure).length,
+      inFlightAtTermServedByOld: atTerm.filter((o) => o.upstream?.endsWith(`:${portA}`)).length,
+      longestInFlightAtTermMs: Math.max(0, ...atTerm.map((o) => (o.endedAt ?? termAt) - o.startedAt)),
+      servedByOld: servedBy(portA),
+      servedByNew: servedBy(portB),
+      oldExit,
+      drainMs,
+      durationMs: Date.now() - started,
+    };
+    t.diagnostic(`${app.name} zero-downtime (${opts.mode}): ${JSON.stringify(report)}`);
+    if (report.failed > 0) t.diagnostic(`nginx error log:\n${nginx.errorLog()}\nold instance output:\n${oldProc.output()}`);
+    return report;
+  } finally {
+    stop = true;
+    await loadDone;
+  }
+}
+
+/** The assertions every zero-downtime run must satisfy. */
+export function assertZeroDowntime(r: Report) {
+  assert.deepEqual(r.failures, [], `${r.failed} of ${r.sent} requests failed`);
+  assert.equal(r.failed, 0);
+  assert.ok(r.inFlightAtTerm > 0, 'no request was in flight at SIGTERM: the run proved nothing');
+  assert.equal(r.inFlightAtTermOk, r.inFlightAtTerm, 'a request in flight at SIGTERM did not complete');
+  assert.ok(r.inFlightAtTermServedByOld > 0, 'no request in flight at SIGTERM was on the old instance');
+  assert.ok(r.servedByNew > 0 && r.servedByOld > 0, 'both instances must have served traffic');
+  assert.deepEqual(r.oldExit, { code: 0, signal: null }, 'the old instance must exit 0 after draining');
+}

@@ -1,0 +1,53 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig } from '../../src/config.ts';
+import { type Role, type Running, startIntake } from '../../src/runtime.ts';
+import { createTestDatabase, quietLog, type TestDatabase } from './db.ts';
+
+export interface TestApp {
+  running: Running;
+  db: TestDatabase;
+  url: string;
+  /** POST JSON (or a raw string body) to a path. */
+  post(path: string, body: unknown, headers?: Record<string, string>): Promise<Response>;
+  close(): Promise<void>;
+}
+
+/**
+ * intake in this process on a fresh database, listening on a free loopback port (real HTTP), with
+ * the Postgres queue unless `env` says otherwise.
+ */
+export async function startTestApp(
+  label: string,
+  opts: { roles?: Role[]; env?: Record<string, string> } = {},
+): Promise<TestApp> {
+  const db = await createTestDatabase(label);
+  const dataDir = mkdtempSync(join(tmpdir(), `intake-${label}-`));
+  const config = loadConfig({
+    DATABASE_URL: db.url,
+    HOST: '127.0.0.1',
+    PORT: '0',
+    INTAKE_DATA_DIR: dataDir,
+    INTAKE_SHUTDOWN_TIMEOUT_MS: '5000',
+    ...opts.env,
+  });
+  const running = await startIntake(config, opts.roles ?? ['api', 'worker'], quietLog);
+  const url = running.url;
+  return {
+    running,
+    db,
+    url,
+    post: (path, body, headers = {}) =>
+      fetch(url + path, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body: typeof body === 'string' ? body : JSON.stringify(body),
+      }),
+    async close() {
+      await running.shutdown('test done');
+      await db.drop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
