@@ -51,7 +51,7 @@ interface ApiObject {
 }
 
 async function json(res: Response): Promise<ApiObject> {
-  return (await json(res)) as ApiObject;
+  return (await res.json()) as ApiObject;
 }
 
 async function startFake(t: import('node:test').TestContext, opts = {}) {
