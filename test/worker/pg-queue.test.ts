@@ -1,0 +1,113 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { v7 as uuidv7 } from 'uuid';
+import { createMetrics } from '../../src/ops/metrics.ts';
+import { PgQueue } from '../../src/queue/pg-queue.ts';
+import type { QueuedMessage } from '../../src/queue/queue.ts';
+import { uuidv7Time } from '../../src/store/messages.ts';
+import { createPool, type Pool } from '../../src/store/pool.ts';
+import { Worker } from '../../src/worker/worker.ts';
+import { createTestDatabase, quietLog, type TestDatabase, waitFor } from '../helpers/db.ts';
+
+function message(i: number): QueuedMessage {
+  const id = uuidv7();
+  return {
+    v: 1,
+    id,
+    received_at: uuidv7Time(id).toISOString(),
+    ts: i,
+    sender: 'q',
+    message: { i },
+    priority: null,
+  };
+}
+
+describe('Postgres queue', () => {
+  let tdb: TestDatabase;
+  let pool: Pool;
+  before(async () => {
+    tdb = await createTestDatabase('pgqueue');
+    pool = createPool({ connectionString: tdb.url, max: 10, applicationName: 'test', onError: () => {} });
+  });
+  after(async () => {
+    await pool.end();
+    await tdb.drop();
+  });
+
+  test('concurrent publishes share commits (group commit) and all land in the queue', async () => {
+    const q = new PgQueue(pool, { lingerMs: 5, maxBatch: 100, maxPending: 10_000 });
+    let commits = 0;
+    const orig = pool.connect.bind(pool);
+    // Count transactions opened by the producer: one connect per flush.
+    (pool as unknown as { connect: typeof orig }).connect = (async () => {
+      commits++;
+      return orig();
+    }) as typeof orig;
+    try {
+      const results = await Promise.all(
+        Array.from({ length: 500 }, (_, i) => q.publish([{ message: message(i) }])),
+      );
+      assert.equal(results.length, 500);
+    } finally {
+      (pool as unknown as { connect: typeof orig }).connect = orig;
+    }
+    assert.ok(commits <= 25, `500 publishes took ${commits} commits`);
+    assert.equal(await q.depth(), 500);
+    await pool.query('DELETE FROM intake.queue');
+    await q.close();
+  });
+
+  test('a claimed batch that is never settled (worker crash) is redelivered after its lease', async () => {
+    const q = new PgQueue(pool, { lingerMs: 0, maxBatch: 100, maxPending: 100, leaseMs: 300, pollMs: 10 });
+    const msgs = Array.from({ length: 5 }, (_, i) => message(i));
+    await q.publish(msgs.map((m) => ({ message: m })));
+    const signal = new AbortController().signal;
+    const first = await q.receive({ max: 100, maxWaitMs: 50, signal });
+    assert.equal(first!.deliveries.length, 5);
+    assert.ok(first!.deliveries.every((d) => d.attempt === 1));
+    // The "crashed" worker never settles. Until the lease ends nobody else gets them.
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 150);
+    assert.equal(await q.receive({ max: 100, maxWaitMs: 50, signal: ac.signal }), null);
+    const again = await q.receive({ max: 100, maxWaitMs: 50, signal });
+    assert.deepEqual(again!.deliveries.map((d) => d.message.id).sort(), msgs.map((m) => m.id).sort());
+    assert.ok(again!.deliveries.every((d) => d.attempt === 2));
+
+    // A real worker now stores them exactly once, even though the first claim also "stored" some.
+    const metrics = createMetrics();
+    const w = new Worker(q, pool, { batchSize: 100, maxWaitMs: 50, maxAttempts: 5 }, quietLog, metrics);
+    await pool.query(
+      'INSERT INTO intake.messages (id, received_at, ts, sender, message) VALUES ($1, $2, 0, $3, $4)',
+      [msgs[0]!.id, msgs[0]!.received_at, 'q', '{"i":0}'],
+    );
+    w.start();
+    await waitFor(
+      'redelivered batch stored',
+      async () => {
+        const r = await pool.query(
+          "SELECT count(*)::int AS n, count(DISTINCT id)::int AS d FROM intake.messages WHERE sender = 'q'",
+        );
+        return r.rows[0].n === 5 && r.rows[0].d === 5;
+      },
+      10_000,
+    );
+    await w.stop();
+    await w.stop(); // idempotent
+    assert.equal(await q.depth(), 0);
+    await q.close();
+  });
+
+  test('publishing beyond maxPending fails fast with QUEUE_UNAVAILABLE', async () => {
+    const q = new PgQueue(pool, { lingerMs: 50, maxBatch: 1000, maxPending: 3 });
+    const p = [0, 1, 2, 3, 4].map((i) =>
+      q.publish([{ message: message(i) }]).then(
+        () => 'ok',
+        (e: Error & { code?: string }) => e.code,
+      ),
+    );
+    const out = await Promise.all(p);
+    assert.deepEqual(out, ['ok', 'ok', 'ok', 'QUEUE_UNAVAILABLE', 'QUEUE_UNAVAILABLE']);
+    await q.close();
+    await pool.query('DELETE FROM intake.queue');
+  });
+});
