@@ -1,7 +1,9 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 import { writeHeapSnapshot } from 'node:v8';
 import { ConfigError, loadConfig } from './config.ts';
+import { generateKey, type Scope } from './http/api-keys.ts';
 import { createLogger } from './ops/logger.ts';
 import { type Role, startIntake } from './runtime.ts';
 import { startEmbeddedPostgres } from './store/embedded-postgres.ts';
@@ -14,6 +16,8 @@ commands:
   api       HTTP API only
   worker    queue → PostgreSQL writer only (serves /livez, /readyz, /metrics)
   migrate   apply database migrations and exit
+  keys create --name NAME --scopes ingest,read[,privacy] [--senders a,b]
+            print a new API key (shown once) and the INTAKE_API_KEYS entry that admits it
   help      this text
 
 configuration is read from the environment: see README.md#configuration`;
@@ -24,6 +28,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
+  if (command === 'keys') return keysCommand(argv.slice(1));
   const roles: Record<string, Role[]> = { start: ['api', 'worker'], api: ['api'], worker: ['worker'] };
   if (!(command in roles) && command !== 'migrate') {
     console.error(`intake: unknown command "${command}"\n\n${USAGE}`);
@@ -71,6 +76,27 @@ async function main(argv: string[]): Promise<number> {
     log.warn({ file }, 'heap snapshot written');
   });
   return -1; // keep running
+}
+
+function keysCommand(argv: string[]): number {
+  const { positionals, values } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { name: { type: 'string' }, scopes: { type: 'string' }, senders: { type: 'string' } },
+  });
+  if (positionals[0] !== 'create' || !values.name || !values.scopes) {
+    console.error('usage: intake keys create --name NAME --scopes ingest,read[,privacy] [--senders a,b]');
+    return 2;
+  }
+  const scopes = values.scopes.split(',') as Scope[];
+  if (!scopes.every((s) => ['ingest', 'read', 'privacy'].includes(s))) {
+    console.error('intake: --scopes takes ingest, read and/or privacy');
+    return 2;
+  }
+  const { key, entry } = generateKey(values.name, scopes, values.senders?.split(','));
+  console.log(`key (give it to the client; it is not stored anywhere):\n  ${key}\n`);
+  console.log(`add this entry to the INTAKE_API_KEYS array:\n  ${JSON.stringify(entry)}`);
+  return 0;
 }
 
 main(process.argv.slice(2)).then(

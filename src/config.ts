@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { type ApiKey, parseApiKeys } from './http/api-keys.ts';
 
 /**
  * Everything intake reads from its environment, validated in one place. A wrong setting fails start-up
@@ -46,6 +47,10 @@ export interface Config {
   /** `INTAKE_REQUEST_TIMEOUT_MS` (default 10000) and `INTAKE_HEADERS_TIMEOUT_MS` (5000): slow clients. */
   requestTimeoutMs: number;
   headersTimeoutMs: number;
+  /** `INTAKE_API_KEYS` (or `_FILE`): JSON array of {name, hash, scopes, senders?, rateLimit?}. */
+  apiKeys: ApiKey[];
+  /** `INTAKE_RATE_LIMIT_PER_SECOND` / `INTAKE_RATE_LIMIT_BURST`: default per-key bucket (0 = none). */
+  defaultRateLimit: { perSecond: number; burst: number } | undefined;
 }
 
 export interface NatsConfig {
@@ -62,6 +67,16 @@ export interface NatsConfig {
   duplicateWindowS: number;
   /** `NATS_ACK_WAIT_MS` (default 30000): redelivery after this without an ack. */
   ackWaitMs: number;
+  /**
+   * `NATS_IDEMPOTENCY_TTL_HOURS` (default 24): how long an Idempotency-Key is remembered (the max age of
+   * the KV bucket `<stream>-idempotency` that holds key → id).
+   */
+  idempotencyTtlHours: number;
+  /**
+   * `NATS_PUBLISH_CONCURRENCY` (default 8): grouped publishes (envelopes) awaiting their JetStream ack at
+   * once per process; more requests than that wait and join the next group.
+   */
+  publishConcurrency: number;
 }
 
 export class ConfigError extends Error {
@@ -140,6 +155,8 @@ export function loadConfig(env: Env = process.env): Config {
       maxAgeHours: int('NATS_MAX_AGE_HOURS', 168, 1, 24 * 365),
       duplicateWindowS: int('NATS_DUPLICATE_WINDOW_S', 120, 1, 7 * 24 * 3600),
       ackWaitMs: int('NATS_ACK_WAIT_MS', 30_000, 1000, 3_600_000),
+      idempotencyTtlHours: int('NATS_IDEMPOTENCY_TTL_HOURS', 24, 1, 24 * 90),
+      publishConcurrency: int('NATS_PUBLISH_CONCURRENCY', 8, 1, 256),
     },
     logLevel,
     bodyLimit: int('INTAKE_BODY_LIMIT_BYTES', 1024 * 1024, 1024, 64 * 1024 * 1024),
@@ -156,7 +173,24 @@ export function loadConfig(env: Env = process.env): Config {
     shutdownTimeoutMs: int('INTAKE_SHUTDOWN_TIMEOUT_MS', 25_000, 100, 600_000),
     requestTimeoutMs: int('INTAKE_REQUEST_TIMEOUT_MS', 10_000, 100, 600_000),
     headersTimeoutMs: int('INTAKE_HEADERS_TIMEOUT_MS', 5_000, 100, 600_000),
+    apiKeys: [],
+    defaultRateLimit: undefined,
   };
+  let keysJson: string | undefined;
+  try {
+    keysJson = readSecret(env, 'INTAKE_API_KEYS');
+  } catch (err) {
+    problems.push(`INTAKE_API_KEYS_FILE cannot be read (${(err as Error).message}): point it at a readable file`);
+  }
+  const keys = parseApiKeys(keysJson);
+  problems.push(...keys.problems);
+  cfg.apiKeys = keys.keys;
+  const perSecond = int('INTAKE_RATE_LIMIT_PER_SECOND', 0, 0, 10_000_000);
+  const burst = int('INTAKE_RATE_LIMIT_BURST', Math.max(1, perSecond * 2), 1, 10_000_000);
+  cfg.defaultRateLimit = perSecond > 0 ? { perSecond, burst } : undefined;
+  if (production && cfg.apiKeys.length === 0 && !keys.problems.length) {
+    problems.push('INTAKE_API_KEYS (or INTAKE_API_KEYS_FILE) is required when NODE_ENV=production: create keys with `intake keys create`');
+  }
   if (production && !cfg.databaseUrl) {
     problems.push(
       'DATABASE_URL is required when NODE_ENV=production: set it to postgres://user:pass@host:5432/db',

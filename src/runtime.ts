@@ -93,6 +93,13 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
     }
 
     const masterKey = await loadMasterKey(config, log);
+    if (roles.includes('api') && config.apiKeys.length === 0) {
+      // Only reachable outside production (config refuses production without keys).
+      log.warn(
+        'AUTHENTICATION IS OFF: no INTAKE_API_KEYS configured, anyone who can reach this port can ingest and read. ' +
+          'Create keys with `intake keys create` before exposing it.',
+      );
+    }
     const app = await buildApp({
       queue: producer,
       db: pool,
@@ -100,6 +107,7 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
       log,
       ipProtector: createIpProtector(masterKey),
       lifecycle,
+      auth: { keys: config.apiKeys, defaultRateLimit: config.defaultRateLimit },
       routes: roles.includes('api') ? 'all' : 'ops',
       options: {
         bodyLimit: config.bodyLimit,

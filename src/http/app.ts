@@ -8,6 +8,7 @@ import type { IpProtector } from '../privacy/ip-protector.ts';
 import type { QueueProducer } from '../queue/queue.ts';
 import { QueueUnavailableError } from '../queue/queue.ts';
 import type { Pool } from '../store/pool.ts';
+import { type AuthOptions, registerAuth } from './auth.ts';
 import { registerJsonParser } from './content-type.ts';
 import { registerOpenApi } from './openapi.ts';
 import { ERRORS, type ErrorCode, ProblemError, problemBody } from './problem.ts';
@@ -24,6 +25,7 @@ export interface AppDeps {
   ipProtector: IpProtector;
   /** Readiness of the parts behind the API (queue reachable, not draining). */
   lifecycle: Lifecycle;
+  auth: AuthOptions;
   /** `all` for the API; `ops` (health, metrics) for a worker-only process. */
   routes: 'all' | 'ops';
   options: {
@@ -94,6 +96,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       'request',
     );
   });
+
+  registerAuth(app, deps.auth);
 
   app.setNotFoundHandler((req, reply) => {
     sendProblem(reply, 'NOT_FOUND', `no route for ${req.method} ${req.routeOptions.url ?? 'this path'}`);

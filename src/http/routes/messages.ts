@@ -12,11 +12,20 @@ import type { PublishRequest, QueuedMessage } from '../../queue/queue.ts';
 import { QueueUnavailableError } from '../../queue/queue.ts';
 import { getMessage, queryMessages, uuidv7Time } from '../../store/messages.ts';
 import type { AppDeps } from '../app.ts';
+import { assertSenderAllowed } from '../auth.ts';
 import { ProblemError } from '../problem.ts';
 import { decodeCursor, encodeCursor, MessageListQuery } from './cursor.ts';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
-const problems = { 400: Problem, 413: Problem, 415: Problem, 429: Problem, 503: Problem };
+const problems = {
+  400: Problem,
+  401: Problem,
+  403: Problem,
+  413: Problem,
+  415: Problem,
+  429: Problem,
+  503: Problem,
+};
 
 /** Ingest (POST) and read (GET) of messages: SPEC §2. */
 export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
@@ -67,6 +76,7 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
   app.post<{ Body: IncomingMessage }>(
     '/v1/messages',
     {
+      config: { scope: 'ingest' },
       schema: {
         summary: 'Ingest one message',
         body: IncomingMessage,
@@ -78,6 +88,7 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
       },
     },
     async (req, reply) => {
+      assertSenderAllowed(req, req.body.sender);
       const message = toQueued(req.body);
       const key = idempotencyKey(req);
       const [result] = await publish([key === undefined ? { message } : { message, idempotencyKey: key }]);
@@ -91,6 +102,7 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
   app.post<{ Body: { messages: IncomingMessage[] } }>(
     '/v1/messages/batch',
     {
+      config: { scope: 'ingest' },
       schema: {
         summary: 'Ingest up to 1000 messages at once (all or nothing)',
         description:
@@ -107,6 +119,7 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
       },
     },
     async (req, reply) => {
+      for (const m of req.body.messages) assertSenderAllowed(req, m.sender);
       const key = idempotencyKey(req);
       const reqs: PublishRequest[] = req.body.messages.map((b, i) => {
         const message = toQueued(b);
@@ -124,7 +137,10 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
 
   app.get<{ Params: { id: string } }>(
     '/v1/messages/:id',
-    { schema: { summary: 'Read one stored message', response: { 200: StoredMessage, 404: Problem } } },
+    {
+      config: { scope: 'read' },
+      schema: { summary: 'Read one stored message', response: { 200: StoredMessage, 404: Problem } },
+    },
     async (req) => {
       const { id } = req.params;
       if (!UUID.test(id)) throw new ProblemError('NOT_FOUND', 'no message has this id (ids are UUIDv7)');
@@ -141,6 +157,7 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
   app.get<{ Querystring: MessageListQuery }>(
     '/v1/messages',
     {
+      config: { scope: 'read' },
       schema: {
         summary: 'Query stored messages, newest first, cursor-paginated',
         querystring: MessageListQuery,

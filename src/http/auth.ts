@@ -1,0 +1,87 @@
+import { timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { type ApiKey, hashKey, type Scope } from './api-keys.ts';
+import { ProblemError } from './problem.ts';
+import { type BucketOptions, TokenBuckets } from './rate-limit.ts';
+
+export interface AuthOptions {
+  keys: ApiKey[];
+  /** Default bucket for keys without their own; undefined = no limit. */
+  defaultRateLimit: BucketOptions | undefined;
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The scope a route needs; routes without one (health, metrics, docs) are open. */
+    scope?: Scope;
+  }
+  interface FastifyRequest {
+    apiKey?: ApiKey;
+  }
+}
+
+/**
+ * Bearer API keys with scopes, optional sender restrictions and per-key token buckets. With no keys
+ * configured, auth is off (runtime.ts refuses that in production and warns loudly otherwise).
+ */
+export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
+  const byHash = new Map(opts.keys.map((k) => [k.hash, k]));
+  const buckets = new TokenBuckets();
+  const enabled = opts.keys.length > 0;
+
+  app.addHook('onRequest', async (req, reply) => {
+    const scope = req.routeOptions.config?.scope;
+    if (!scope) return;
+    if (enabled) {
+      const key = authenticate(req, byHash);
+      if (!key.scopes.includes(scope)) {
+        throw new ProblemError('FORBIDDEN', `the key "${key.name}" does not have the "${scope}" scope`);
+      }
+      req.apiKey = key;
+      req.client = key.name;
+    }
+    const limit = req.apiKey?.rateLimit ?? opts.defaultRateLimit;
+    if (!limit) return;
+    const r = buckets.take(req.client ?? 'anonymous', limit);
+    reply.header('ratelimit-limit', String(r.limit));
+    reply.header('ratelimit-remaining', String(r.remaining));
+    reply.header('ratelimit-reset', String(r.resetS));
+    if (!r.allowed) {
+      throw new ProblemError(
+        'RATE_LIMITED',
+        `rate limit of ${limit.perSecond}/s (burst ${limit.burst}) exceeded`,
+        {
+          retryAfterS: r.retryAfterS,
+        },
+      );
+    }
+  });
+}
+
+function authenticate(req: FastifyRequest, byHash: Map<string, ApiKey>): ApiKey {
+  const header = req.headers.authorization;
+  const m = header === undefined ? null : /^Bearer +([\x21-\x7e]{1,512})$/i.exec(header);
+  if (!m) {
+    throw new ProblemError('UNAUTHENTICATED', 'send an API key as "Authorization: Bearer <key>"', {
+      headers: { 'www-authenticate': 'Bearer realm="intake"' },
+    });
+  }
+  const h = hashKey(m[1]!);
+  const key = byHash.get(h);
+  // The map lookup is on a hash of the key, so its timing reveals nothing about the key itself; the
+  // comparison below is the belt to those braces.
+  if (!key || !timingSafeEqual(Buffer.from(key.hash), Buffer.from(h))) {
+    throw new ProblemError('UNAUTHENTICATED', 'the API key is not valid', {
+      headers: { 'www-authenticate': 'Bearer realm="intake", error="invalid_token"' },
+    });
+  }
+  return key;
+}
+
+/** 403 unless the request's key may ingest as `sender`. */
+export function assertSenderAllowed(req: FastifyRequest, sender: string): void {
+  const allowed = req.apiKey?.senders;
+  if (allowed && !allowed.includes(sender)) {
+    throw new ProblemError('FORBIDDEN', `the key "${req.apiKey!.name}" may not send as "${sender}"`);
+  }
+}
