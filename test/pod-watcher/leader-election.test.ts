@@ -41,6 +41,7 @@ describe('leader election between replica processes', () => {
     old.signal('SIGTERM');
     const next = await c.leader(10_000, old);
     const tookMs = performance.now() - started;
+    t.diagnostic(`handover after SIGTERM took ${Math.round(tookMs)} ms`);
 
     await old.exited;
     assert.equal(old.exitCode, 0, `a SIGTERMed replica exits 0\n${old.tail()}`);
@@ -67,6 +68,7 @@ describe('leader election between replica processes', () => {
     old.signal('SIGSTOP');
     const next = await c.leader(20_000, old);
     const tookMs = performance.now() - frozenAt;
+    t.diagnostic(`takeover from the frozen leader took ${Math.round(tookMs)} ms`);
     // The standbys saw the last renewal at most one retry period before the freeze, then waited the lease out.
     assert.ok(
       tookMs >= TEST_TIMINGS.leaseDurationMs - 2.2 * TEST_TIMINGS.retryPeriodMs,
