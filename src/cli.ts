@@ -4,9 +4,10 @@ import { parseArgs } from 'node:util';
 import { writeHeapSnapshot } from 'node:v8';
 import { ConfigError, loadConfig } from './config.ts';
 import { generateKey, type Scope } from './http/api-keys.ts';
+import { operatorCommand } from './operator.ts';
 import { createLogger } from './ops/logger.ts';
 import { type Role, startIntake } from './runtime.ts';
-import { startEmbeddedPostgres } from './store/embedded-postgres.ts';
+import { resolveDatabase } from './store/connect.ts';
 import { migrate } from './store/migrate.ts';
 
 const USAGE = `usage: intake <command>
@@ -18,6 +19,10 @@ commands:
   migrate   apply database migrations and exit
   keys create --name NAME --scopes ingest,read[,privacy] [--senders a,b]
             print a new API key (shown once) and the INTAKE_API_KEYS entry that admits it
+  keys rotate
+            start a new PII data key now (new data is encrypted under it)
+  pii reveal <message-id> | export <ip> | erase <ip>
+            GDPR operations as an operator; every one is written to the audit log
   help      this text
 
 configuration is read from the environment: see README.md#configuration`;
@@ -28,9 +33,9 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  if (command === 'keys') return keysCommand(argv.slice(1));
+  if (command === 'keys' && argv[1] === 'create') return keysCommand(argv.slice(1));
   const roles: Record<string, Role[]> = { start: ['api', 'worker'], api: ['api'], worker: ['worker'] };
-  if (!(command in roles) && command !== 'migrate') {
+  if (!(command in roles) && !['migrate', 'pii', 'keys'].includes(command)) {
     console.error(`intake: unknown command "${command}"\n\n${USAGE}`);
     return 2;
   }
@@ -39,18 +44,15 @@ async function main(argv: string[]): Promise<number> {
   const log = createLogger({ level: config.logLevel });
 
   if (command === 'migrate') {
-    if (config.databaseUrl) {
-      await migrate(config.databaseUrl, log);
-    } else {
-      const pg = await startEmbeddedPostgres(config.dataDir, log);
-      try {
-        await migrate(pg.url, log);
-      } finally {
-        await pg.stop();
-      }
+    const db = await resolveDatabase(config, log);
+    try {
+      await migrate(db.url, log);
+    } finally {
+      await db.close();
     }
     return 0;
   }
+  if (command === 'pii' || command === 'keys') return operatorCommand(config, log, argv);
 
   const running = await startIntake(config, roles[command]!, log);
   let signals = 0;

@@ -47,6 +47,8 @@ export interface Config {
   /** `INTAKE_REQUEST_TIMEOUT_MS` (default 10000) and `INTAKE_HEADERS_TIMEOUT_MS` (5000): slow clients. */
   requestTimeoutMs: number;
   headersTimeoutMs: number;
+  /** `INTAKE_PII_MESSAGE_FIELDS` (comma-separated): top-level `message` keys treated as personal data. */
+  piiMessageFields: string[];
   /** `INTAKE_API_KEYS` (or `_FILE`): JSON array of {name, hash, scopes, senders?, rateLimit?}. */
   apiKeys: ApiKey[];
   /** `INTAKE_RATE_LIMIT_PER_SECOND` / `INTAKE_RATE_LIMIT_BURST`: default per-key bucket (0 = none). */
@@ -173,6 +175,10 @@ export function loadConfig(env: Env = process.env): Config {
     shutdownTimeoutMs: int('INTAKE_SHUTDOWN_TIMEOUT_MS', 25_000, 100, 600_000),
     requestTimeoutMs: int('INTAKE_REQUEST_TIMEOUT_MS', 10_000, 100, 600_000),
     headersTimeoutMs: int('INTAKE_HEADERS_TIMEOUT_MS', 5_000, 100, 600_000),
+    piiMessageFields: (env.INTAKE_PII_MESSAGE_FIELDS ?? '')
+      .split(',')
+      .map((f) => f.trim())
+      .filter(Boolean),
     apiKeys: [],
     defaultRateLimit: undefined,
   };
@@ -180,7 +186,9 @@ export function loadConfig(env: Env = process.env): Config {
   try {
     keysJson = readSecret(env, 'INTAKE_API_KEYS');
   } catch (err) {
-    problems.push(`INTAKE_API_KEYS_FILE cannot be read (${(err as Error).message}): point it at a readable file`);
+    problems.push(
+      `INTAKE_API_KEYS_FILE cannot be read (${(err as Error).message}): point it at a readable file`,
+    );
   }
   const keys = parseApiKeys(keysJson);
   problems.push(...keys.problems);
@@ -189,7 +197,9 @@ export function loadConfig(env: Env = process.env): Config {
   const burst = int('INTAKE_RATE_LIMIT_BURST', Math.max(1, perSecond * 2), 1, 10_000_000);
   cfg.defaultRateLimit = perSecond > 0 ? { perSecond, burst } : undefined;
   if (production && cfg.apiKeys.length === 0 && !keys.problems.length) {
-    problems.push('INTAKE_API_KEYS (or INTAKE_API_KEYS_FILE) is required when NODE_ENV=production: create keys with `intake keys create`');
+    problems.push(
+      'INTAKE_API_KEYS (or INTAKE_API_KEYS_FILE) is required when NODE_ENV=production: create keys with `intake keys create`',
+    );
   }
   if (production && !cfg.databaseUrl) {
     problems.push(

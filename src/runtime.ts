@@ -4,8 +4,10 @@ import { buildApp, Lifecycle } from './http/app.ts';
 import type { Logger } from './ops/logger.ts';
 import { createMetrics, type Metrics } from './ops/metrics.ts';
 import { Shutdown } from './ops/shutdown.ts';
+import { DataKeys } from './privacy/data-keys.ts';
 import { createIpProtector } from './privacy/ip-protector.ts';
 import { loadMasterKey } from './privacy/master-key.ts';
+import { audit } from './privacy/subjects.ts';
 import { PgQueue } from './queue/pg-queue.ts';
 import type { QueueConsumer, QueueProducer } from './queue/queue.ts';
 import { startEmbeddedPostgres } from './store/embedded-postgres.ts';
@@ -93,6 +95,23 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
     }
 
     const masterKey = await loadMasterKey(config, log);
+    const dataKeys = new DataKeys(pool, masterKey);
+    if (roles.includes('api')) {
+      await dataKeys.refresh();
+      // A new data key each UTC day; if PostgreSQL is down at that moment the current key stays in use.
+      timers.push(every(600_000, () => dataKeys.refresh().then(() => {})));
+      timers.push(
+        every(3_600_000, async () => {
+          const destroyed = await dataKeys.destroyBefore(
+            new Date(Date.now() - config.retentionDays * 86_400_000),
+          );
+          if (destroyed.length) {
+            await audit(pool, 'retention', 'destroy-keys', null, { keys: destroyed });
+            log.info({ keys: destroyed }, 'data keys past retention destroyed');
+          }
+        }),
+      );
+    }
     if (roles.includes('api') && config.apiKeys.length === 0) {
       // Only reachable outside production (config refuses production without keys).
       log.warn(
@@ -105,7 +124,8 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
       db: pool,
       metrics,
       log,
-      ipProtector: createIpProtector(masterKey),
+      ipProtector: createIpProtector(masterKey, dataKeys),
+      piiFields: config.piiMessageFields,
       lifecycle,
       auth: { keys: config.apiKeys, defaultRateLimit: config.defaultRateLimit },
       routes: roles.includes('api') ? 'all' : 'ops',

@@ -14,6 +14,7 @@ import { registerOpenApi } from './openapi.ts';
 import { ERRORS, type ErrorCode, ProblemError, problemBody } from './problem.ts';
 import { healthRoutes } from './routes/health.ts';
 import { messageRoutes } from './routes/messages.ts';
+import { privacyRoutes } from './routes/privacy.ts';
 
 /** What the HTTP edge needs from the rest of intake. Built by runtime.ts; tests build their own. */
 export interface AppDeps {
@@ -23,6 +24,8 @@ export interface AppDeps {
   metrics: Metrics;
   log: Logger;
   ipProtector: IpProtector;
+  /** Top-level `message` keys that are personal data (INTAKE_PII_MESSAGE_FIELDS). */
+  piiFields: readonly string[];
   /** Readiness of the parts behind the API (queue reachable, not draining). */
   lifecycle: Lifecycle;
   auth: AuthOptions;
@@ -158,6 +161,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   if (deps.routes === 'all') {
     await registerOpenApi(app);
     await app.register(messageRoutes, deps);
+    await app.register(privacyRoutes, deps);
   }
   return app;
 }

@@ -70,7 +70,11 @@ async function runAs(): Promise<{ uid: number; gid: number } | undefined> {
 }
 
 /** Starts (initialising on first use) the cluster under `dataDir`; `port` defaults to a free one. */
-export async function startEmbeddedPostgres(dataDir: string, log: Logger, port?: number): Promise<EmbeddedPostgres> {
+export async function startEmbeddedPostgres(
+  dataDir: string,
+  log: Logger,
+  port?: number,
+): Promise<EmbeddedPostgres> {
   const bin = await binaries();
   const pgdata = join(dataDir, 'pg');
   const owner = await runAs();

@@ -1,4 +1,5 @@
 import type { StoredMessage } from '../contract/message-schema.ts';
+import { redactFields } from '../privacy/message-fields.ts';
 import type { QueuedMessage } from '../queue/queue.ts';
 import type { Queryable } from './pool.ts';
 
@@ -6,8 +7,8 @@ import type { Queryable } from './pool.ts';
 
 /**
  * Inserts a batch in one statement. Idempotent: a message already stored (redelivery, retry) is skipped
- * by the (id, received_at) primary key. Messages whose IP pseudonym has an erasure tombstone are not
- * stored (SPEC §5). Returns how many rows were new.
+ * by the (id, received_at) primary key. Messages received before their subject's erasure (a tombstone
+ * in intake.erasures) are dropped (SPEC §5). Returns how many rows were new.
  */
 export async function insertMessages(db: Queryable, batch: QueuedMessage[]): Promise<number> {
   if (batch.length === 0) return 0;
@@ -40,6 +41,9 @@ export async function insertMessages(db: Queryable, batch: QueuedMessage[]): Pro
      FROM unnest($1::uuid[], $2::timestamptz[], $3::bigint[], $4::text[], $5::jsonb[], $6::int[],
                  $7::text[], $8::text[], $9::text[])
           AS t(id, received_at, ts, sender, message, priority, pseudonym, ciphertext, key_id)
+     WHERE t.pseudonym IS NULL OR NOT EXISTS (
+       SELECT 1 FROM intake.erasures e
+       WHERE e.pseudonym = decode(t.pseudonym, 'base64') AND t.received_at <= e.erased_at)
      ON CONFLICT DO NOTHING`,
     [
       cols.id,
@@ -63,21 +67,37 @@ interface Row {
   sender: string;
   message: Record<string, unknown>;
   priority: number | null;
-  has_ip: boolean;
+  ip_pseudonym: Buffer | null;
+  ip_ciphertext: Buffer | null;
+  ip_key_id: string | null;
 }
 
-const SELECT = `SELECT id, received_at, ts, sender, message, priority, ip_ciphertext IS NOT NULL AS has_ip FROM intake.messages`;
+const SELECT = `SELECT id, received_at, ts, sender, message, priority, ip_pseudonym, ip_ciphertext, ip_key_id
+  FROM intake.messages`;
 
-function toRecord(r: Row): StoredMessage {
-  const out: StoredMessage = {
+/** A stored record with its protected values as stored (for reveal and export only). */
+export type RawStoredMessage = StoredMessage & {
+  ip?: { pseudonym: string; ciphertext: Buffer; key_id: string };
+};
+
+function toRecord(r: Row, raw = false): RawStoredMessage {
+  const out: RawStoredMessage = {
     id: r.id,
     ts: r.ts,
     sender: r.sender,
-    message: r.message,
+    message: raw ? r.message : redactFields(r.message),
     priority: r.priority,
     received_at: r.received_at.toISOString(),
   };
-  if (r.has_ip) out['sent-from-ip'] = 'redacted';
+  if (r.ip_ciphertext) {
+    out['sent-from-ip'] = 'redacted';
+    if (raw)
+      out.ip = {
+        pseudonym: r.ip_pseudonym!.toString('base64'),
+        ciphertext: r.ip_ciphertext,
+        key_id: r.ip_key_id!,
+      };
+  }
   return out;
 }
 
@@ -86,10 +106,14 @@ export function uuidv7Time(id: string): Date {
   return new Date(Number.parseInt(id.slice(0, 8) + id.slice(9, 13), 16));
 }
 
-export async function getMessage(db: Queryable, id: string): Promise<StoredMessage | undefined> {
+export async function getMessage(
+  db: Queryable,
+  id: string,
+  opts: { raw?: boolean } = {},
+): Promise<RawStoredMessage | undefined> {
   // received_at is derived from the id, so the look-up touches one partition only.
   const r = await db.query<Row>(`${SELECT} WHERE id = $1 AND received_at = $2`, [id, uuidv7Time(id)]);
-  return r.rows[0] ? toRecord(r.rows[0]) : undefined;
+  return r.rows[0] ? toRecord(r.rows[0], opts.raw) : undefined;
 }
 
 export interface MessageQuery {
@@ -117,5 +141,5 @@ export async function queryMessages(db: Queryable, q: MessageQuery): Promise<Sto
   const sql = `${SELECT} ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
     ORDER BY received_at DESC, id DESC LIMIT ${arg(q.limit)}`;
   const r = await db.query<Row>(sql, args);
-  return r.rows.map(toRecord);
+  return r.rows.map((row) => toRecord(row));
 }

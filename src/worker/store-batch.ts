@@ -1,3 +1,4 @@
+import { ERASURE_LOCK } from '../privacy/subjects.ts';
 import type { Delivery, Outcome, QueuedMessage } from '../queue/queue.ts';
 import { insertMessages } from '../store/messages.ts';
 import { isMissingPartition } from '../store/partitions.ts';
@@ -62,6 +63,9 @@ export async function storeBatch(
       await attempt(indexes.slice(mid), depth + 1);
     }
   };
+  // Shared with other batches, exclusive for an erasure: an erasure waits for this batch to commit
+  // (and then deletes its rows), and a batch that starts after an erasure sees its tombstone.
+  await tx.query('SELECT pg_advisory_xact_lock_shared(hashtext($1))', [ERASURE_LOCK]);
   await attempt([...deliveries.keys()], 0);
 
   let deadLettered = 0;

@@ -8,6 +8,7 @@ import {
   Problem,
   StoredMessage,
 } from '../../contract/message-schema.ts';
+import { protectFields } from '../../privacy/message-fields.ts';
 import type { PublishRequest, QueuedMessage } from '../../queue/queue.ts';
 import { QueueUnavailableError } from '../../queue/queue.ts';
 import { getMessage, queryMessages, uuidv7Time } from '../../store/messages.ts';
@@ -42,7 +43,7 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
       received_at: uuidv7Time(id).toISOString(),
       ts: Number(body.ts),
       sender: body.sender,
-      message: body.message,
+      message: protectFields(deps.ipProtector, deps.piiFields, body.message),
       priority: body.priority ?? null,
     };
     if (ip !== undefined) m.ip = deps.ipProtector.protect(ip);

@@ -1,0 +1,64 @@
+-- Privacy (SPEC §5), expand-only: new tables; nothing existing changes shape.
+
+-- Data keys: random AES-256 keys, stored only wrapped (AES-256-GCM) by the master key, which never
+-- enters the database. A new key each day (or on `intake keys rotate`); retention destroys keys older
+-- than the window by erasing `wrapped`, which makes every copy of older ciphertext unreadable,
+-- backups and queues included.
+CREATE TABLE intake.data_keys (
+  id           text        PRIMARY KEY,
+  wrapped      bytea,                     -- iv || tag || wrapped key; NULL once destroyed
+  created_at   timestamptz NOT NULL DEFAULT now(),
+  destroyed_at timestamptz
+);
+
+-- Erasure tombstones: messages of an erased subject that were received before the erasure and are
+-- still in flight are not stored when they arrive. Keyed by pseudonym, never by the IP itself.
+CREATE TABLE intake.erasures (
+  pseudonym bytea       PRIMARY KEY,
+  erased_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Every reveal, export and erasure: who, what, which subject (pseudonym), when.
+CREATE TABLE intake.audit_log (
+  id        bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  at        timestamptz NOT NULL DEFAULT now(),
+  actor     text        NOT NULL,
+  action    text        NOT NULL CHECK (action IN ('reveal', 'export', 'erase', 'rotate-key', 'destroy-keys')),
+  subject   text,
+  detail    jsonb       NOT NULL DEFAULT '{}'
+);
+CREATE INDEX audit_log_at_idx ON intake.audit_log (at);
+
+-- Least privilege, per process kind. The worker stores rows and needs no key material; the API
+-- encrypts (reads and creates data keys) and serves privacy requests. Neither owns tables.
+DO $$
+DECLARE r text;
+BEGIN
+  FOREACH r IN ARRAY ARRAY['intake_api', 'intake_worker'] LOOP
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
+      EXECUTE format('CREATE ROLE %I NOLOGIN', r);
+    END IF;
+  END LOOP;
+EXCEPTION WHEN insufficient_privilege OR unique_violation OR duplicate_object THEN
+  RAISE NOTICE 'roles not created: %', SQLERRM;
+END $$;
+DO $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'intake_worker') THEN
+    GRANT USAGE ON SCHEMA intake TO intake_worker;
+    GRANT SELECT, INSERT ON intake.messages TO intake_worker;
+    GRANT SELECT, INSERT, UPDATE, DELETE ON intake.queue TO intake_worker;
+    GRANT SELECT, INSERT ON intake.dead_letters TO intake_worker;
+    GRANT SELECT ON intake.erasures TO intake_worker;
+    GRANT EXECUTE ON FUNCTION intake.ensure_partitions(integer, integer) TO intake_worker;
+    GRANT EXECUTE ON FUNCTION intake.drop_partitions_before(timestamptz) TO intake_worker;
+  END IF;
+  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'intake_api') THEN
+    GRANT USAGE ON SCHEMA intake TO intake_api;
+    GRANT SELECT, DELETE ON intake.messages TO intake_api;
+    GRANT SELECT, INSERT, DELETE ON intake.queue, intake.idempotency_keys TO intake_api;
+    GRANT SELECT, DELETE ON intake.dead_letters TO intake_api;
+    GRANT SELECT, INSERT, UPDATE ON intake.data_keys, intake.erasures TO intake_api;
+    GRANT INSERT ON intake.audit_log TO intake_api;
+  END IF;
+END $$;

@@ -1,0 +1,34 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Config } from '../config.ts';
+import type { Logger } from '../ops/logger.ts';
+import { startEmbeddedPostgres } from './embedded-postgres.ts';
+
+/**
+ * The database an operator command (migrate, pii, keys, doctor) should use: DATABASE_URL; else the
+ * embedded cluster of a running `intake start` (its port is line 4 of postmaster.pid); else a
+ * temporarily started embedded cluster, stopped by `close()`.
+ */
+export async function resolveDatabase(
+  config: Config,
+  log: Logger,
+): Promise<{ url: string; close(): Promise<void> }> {
+  if (config.databaseUrl) return { url: config.databaseUrl, close: async () => {} };
+  const pidFile = join(config.dataDir, 'pg', 'postmaster.pid');
+  if (existsSync(pidFile)) {
+    const lines = readFileSync(pidFile, 'utf8').split('\n');
+    const pid = Number(lines[0]);
+    const port = Number(lines[3]);
+    let alive = false;
+    try {
+      process.kill(pid, 0);
+      alive = true;
+    } catch (err) {
+      alive = (err as NodeJS.ErrnoException).code === 'EPERM';
+    }
+    if (alive && port > 0)
+      return { url: `postgres://postgres@127.0.0.1:${port}/postgres`, close: async () => {} };
+  }
+  const pg = await startEmbeddedPostgres(config.dataDir, log);
+  return { url: pg.url, close: pg.stop };
+}

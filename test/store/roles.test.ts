@@ -1,0 +1,50 @@
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import pg from 'pg';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
+
+let tdb: TestDatabase;
+let db: pg.Client;
+before(async () => {
+  tdb = await createTestDatabase('roles');
+  db = new pg.Client({ connectionString: tdb.url });
+  await db.connect();
+});
+after(async () => {
+  await db.end();
+  await tdb.drop();
+});
+
+const as = async (role: string, sql: string) => {
+  await db.query('BEGIN');
+  try {
+    await db.query(`SET LOCAL ROLE ${role}`);
+    return await db.query(sql);
+  } finally {
+    await db.query('ROLLBACK');
+  }
+};
+
+test('the worker role writes messages but cannot read key material or drop tables', async () => {
+  await as('intake_worker', 'SELECT count(*) FROM intake.messages');
+  await as('intake_worker', 'SELECT count(*) FROM intake.queue');
+  await assert.rejects(as('intake_worker', 'SELECT * FROM intake.data_keys'), /permission denied/);
+  await assert.rejects(as('intake_worker', 'DROP TABLE intake.messages'), /must be owner|permission denied/);
+  await assert.rejects(as('intake_worker', 'DELETE FROM intake.messages'), /permission denied/);
+});
+
+test('the API role reads data keys and writes the audit log but cannot rewrite it or drop tables', async () => {
+  await as('intake_api', 'SELECT count(*) FROM intake.data_keys');
+  await as('intake_api', "INSERT INTO intake.audit_log (actor, action) VALUES ('t', 'export')");
+  await assert.rejects(as('intake_api', 'DELETE FROM intake.audit_log'), /permission denied/);
+  await assert.rejects(as('intake_api', 'DROP TABLE intake.queue'), /must be owner|permission denied/);
+});
+
+test('migrations are recorded and partitions exist around today', async () => {
+  const v = await db.query('SELECT max(version)::int AS v FROM intake.schema_version');
+  assert.ok(v.rows[0].v >= 2);
+  const p = await db.query(
+    "SELECT count(*)::int AS n FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhparent WHERE c.relname = 'messages'",
+  );
+  assert.ok(p.rows[0].n >= 8, `${p.rows[0].n} partitions`);
+});
