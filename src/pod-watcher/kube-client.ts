@@ -16,11 +16,12 @@ const SERVICE_ACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/tok
  * then `~/.kube/config`. A kubeconfig that points at plain `http://` must set `insecure-skip-tls-verify`,
  * or client-node refuses to talk to it.
  */
-export function loadKubeConfig(env: NodeJS.ProcessEnv = process.env): KubeConfig {
+export function loadKubeConfig(): KubeConfig {
   const kc = new KubeConfig();
-  if (env.KUBECONFIG) {
+  // loadFromDefault reads KUBECONFIG (several files, merged) and ~/.kube/config from process.env itself.
+  if (process.env.KUBECONFIG) {
     kc.loadFromDefault();
-  } else if (env.KUBERNETES_SERVICE_HOST && existsSync(SERVICE_ACCOUNT_TOKEN)) {
+  } else if (process.env.KUBERNETES_SERVICE_HOST && existsSync(SERVICE_ACCOUNT_TOKEN)) {
     kc.loadFromCluster();
   } else {
     kc.loadFromDefault();
@@ -63,12 +64,24 @@ export function statusOf(err: unknown): number | undefined {
 export function describeError(err: unknown): string {
   const status = statusOf(err);
   if (status !== undefined) {
-    const body = (err as { body?: unknown }).body;
-    const message =
-      typeof body === 'object' && body !== null && 'message' in body ? String(body.message) : undefined;
+    const message = statusMessage((err as { body?: unknown }).body);
     return message ? `HTTP ${status}: ${message}` : `HTTP ${status}`;
   }
   if (err instanceof Error)
     return err.name === 'AbortError' ? 'request timed out or was aborted' : err.message;
   return String(err);
+}
+
+/** The `message` of a Kubernetes Status body; client-node 1.4 hands error bodies over as raw JSON text. */
+function statusMessage(body: unknown): string | undefined {
+  let parsed = body;
+  if (typeof body === 'string') {
+    try {
+      parsed = JSON.parse(body);
+    } catch {
+      return body.slice(0, 200) || undefined;
+    }
+  }
+  if (typeof parsed === 'object' && parsed !== null && 'message' in parsed) return String(parsed.message);
+  return undefined;
 }
