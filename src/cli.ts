@@ -5,7 +5,9 @@ import { writeHeapSnapshot } from 'node:v8';
 import { ConfigError, loadConfig } from './config.ts';
 import { generateKey, type Scope } from './http/api-keys.ts';
 import { operatorCommand } from './operator.ts';
+import { formatChecks, runDoctor } from './ops/doctor.ts';
 import { createLogger } from './ops/logger.ts';
+import { runSmoke } from './ops/smoke.ts';
 import { type Role, startIntake } from './runtime.ts';
 import { resolveDatabase } from './store/connect.ts';
 import { migrate } from './store/migrate.ts';
@@ -21,6 +23,9 @@ commands:
             print a new API key (shown once) and the INTAKE_API_KEYS entry that admits it
   keys rotate
             start a new PII data key now (new data is encrypted under it)
+  doctor    pre-deploy checks: config, database, migrations, partitions, keys, NATS stream
+  smoke [--url URL] [--key KEY] [--timeout-ms N]
+            post-deploy: send a canary message and prove it is stored end to end
   pii reveal <message-id> | export <ip> | erase <ip>
             GDPR operations as an operator; every one is written to the audit log
   help      this text
@@ -35,7 +40,8 @@ async function main(argv: string[]): Promise<number> {
   }
   if (command === 'keys' && argv[1] === 'create') return keysCommand(argv.slice(1));
   const roles: Record<string, Role[]> = { start: ['api', 'worker'], api: ['api'], worker: ['worker'] };
-  if (!(command in roles) && !['migrate', 'pii', 'keys'].includes(command)) {
+  if (command === 'smoke') return smokeCommand(argv.slice(1));
+  if (!(command in roles) && !['migrate', 'pii', 'keys', 'doctor'].includes(command)) {
     console.error(`intake: unknown command "${command}"\n\n${USAGE}`);
     return 2;
   }
@@ -53,6 +59,16 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (command === 'pii' || command === 'keys') return operatorCommand(config, log, argv);
+  if (command === 'doctor') {
+    const db = await resolveDatabase(config, log);
+    try {
+      const checks = await runDoctor(config, db.url, log);
+      console.log(formatChecks(checks));
+      return checks.some((c) => c.status === 'fail') ? 1 : 0;
+    } finally {
+      await db.close();
+    }
+  }
 
   const running = await startIntake(config, roles[command]!, log);
   let signals = 0;
@@ -78,6 +94,22 @@ async function main(argv: string[]): Promise<number> {
     log.warn({ file }, 'heap snapshot written');
   });
   return -1; // keep running
+}
+
+async function smokeCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { url: { type: 'string' }, key: { type: 'string' }, 'timeout-ms': { type: 'string' } },
+  });
+  const url = values.url ?? process.env.INTAKE_SMOKE_URL ?? `http://127.0.0.1:${process.env.PORT || 8080}`;
+  const key = values.key ?? process.env.INTAKE_SMOKE_KEY;
+  const r = await runSmoke({
+    url,
+    ...(key ? { key } : {}),
+    timeoutMs: Number(values['timeout-ms'] ?? 30_000),
+  });
+  console.log(JSON.stringify({ url, ...r }));
+  return r.ok ? 0 : 1;
 }
 
 function keysCommand(argv: string[]): number {

@@ -1,0 +1,169 @@
+import pg from 'pg';
+import type { Config } from '../config.ts';
+import { DataKeys } from '../privacy/data-keys.ts';
+import { loadMasterKey } from '../privacy/master-key.ts';
+import { expectedVersion } from '../store/migrate.ts';
+import type { Logger } from './logger.ts';
+
+/**
+ * `intake doctor`: the pre-deployment checks (docs/deployment.md). Each check answers ok, warn or fail
+ * with one line an operator can act on; any fail makes the command exit non-zero. Read-only: it never
+ * migrates, creates or fixes anything.
+ */
+export interface Check {
+  name: string;
+  status: 'ok' | 'warn' | 'fail';
+  detail: string;
+}
+
+export async function runDoctor(config: Config, databaseUrl: string, log: Logger): Promise<Check[]> {
+  const checks: Check[] = [];
+  const add = (name: string, status: Check['status'], detail: string) =>
+    checks.push({ name, status, detail });
+
+  add(
+    'config',
+    'ok',
+    `valid (${config.production ? 'production' : 'development'}; queue ${config.natsUrl ? 'nats' : 'postgres'})`,
+  );
+  if (config.apiKeys.length === 0) {
+    add('api keys', config.production ? 'fail' : 'warn', 'none configured: authentication is off');
+  } else {
+    add(
+      'api keys',
+      'ok',
+      `${config.apiKeys.length} configured (${config.apiKeys.map((k) => k.name).join(', ')})`,
+    );
+  }
+
+  const db = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 5000 });
+  try {
+    await db.connect();
+    const v = await db.query<{ server_version: string }>('SHOW server_version');
+    add('database', 'ok', `reachable, PostgreSQL ${v.rows[0]!.server_version}`);
+  } catch (err) {
+    add('database', 'fail', `cannot connect: ${(err as Error).message}`);
+    await db.end().catch(() => {});
+    return checks.concat(await natsChecks(config));
+  }
+  try {
+    const want = await expectedVersion();
+    const have = await db
+      .query<{ v: number }>('SELECT coalesce(max(version::int), 0) AS v FROM intake.schema_version')
+      .then((r) => r.rows[0]!.v)
+      .catch(() => 0);
+    if (have === want) add('migrations', 'ok', `schema at version ${have}`);
+    else if (have < want)
+      add(
+        'migrations',
+        'fail',
+        `schema at version ${have}, this build needs ${want}: run \`intake migrate\``,
+      );
+    else
+      add(
+        'migrations',
+        'warn',
+        `schema at version ${have}, newer than this build (${want}): fine during a rollout, not after`,
+      );
+
+    if (have > 0) {
+      const p = await db.query<{ ahead: number }>(
+        `SELECT count(*)::int AS ahead FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+         JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace
+         WHERE n.nspname = 'intake' AND p.relname = 'messages'
+           AND c.relname >= 'messages_' || to_char(now() AT TIME ZONE 'UTC', 'YYYYMMDD')`,
+      );
+      const ahead = p.rows[0]!.ahead;
+      add(
+        'partitions',
+        ahead >= 2 ? 'ok' : 'fail',
+        `${ahead} daily partitions from today on${ahead < 2 ? ': the worker creates them; is it running?' : ''}`,
+      );
+
+      const dead = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM intake.dead_letters');
+      const n = dead.rows[0]!.n;
+      add(
+        'dead letters',
+        n === 0 ? 'ok' : 'warn',
+        n === 0 ? 'none' : `${n} messages in intake.dead_letters: see docs/runbooks.md#dead-letters`,
+      );
+
+      try {
+        const keys = new DataKeys(db, await loadMasterKey(config, log));
+        const r = await db.query<{ id: string }>(
+          'SELECT id FROM intake.data_keys WHERE wrapped IS NOT NULL ORDER BY created_at DESC LIMIT 1',
+        );
+        if (r.rows[0]) {
+          await keys.get(r.rows[0].id);
+          add('pii keys', 'ok', `master key opens the current data key ${r.rows[0].id}`);
+        } else {
+          add('pii keys', 'ok', 'master key present; no data key yet (created by the API on start)');
+        }
+      } catch (err) {
+        add('pii keys', 'fail', (err as Error).message);
+      }
+    }
+  } finally {
+    await db.end();
+  }
+  return checks.concat(await natsChecks(config));
+}
+
+async function natsChecks(config: Config): Promise<Check[]> {
+  if (!config.natsUrl) return [];
+  const { connect } = await import('@nats-io/transport-node');
+  const { jetstreamManager } = await import('@nats-io/jetstream');
+  const { messageStreamConfig } = await import('../queue/nats-provision.ts');
+  const out: Check[] = [];
+  let nc: Awaited<ReturnType<typeof connect>> | undefined;
+  try {
+    nc = await connect({ servers: config.natsUrl.split(','), timeout: 5000, name: 'intake-doctor' });
+    out.push({ name: 'nats', status: 'ok', detail: `reachable (${nc.getServer()})` });
+    const jsm = await jetstreamManager(nc);
+    const want = messageStreamConfig(config.nats);
+    try {
+      const info = await jsm.streams.info(config.nats.stream);
+      const drift: string[] = [];
+      for (const k of ['num_replicas', 'max_age', 'duplicate_window', 'storage', 'retention'] as const) {
+        if (String(info.config[k]) !== String(want[k]))
+          drift.push(`${k}: want ${want[k]}, have ${info.config[k]}`);
+      }
+      out.push({
+        name: 'stream',
+        status: drift.length ? 'warn' : 'ok',
+        detail: drift.length
+          ? `${config.nats.stream} differs (fixed at start where safe): ${drift.join('; ')}`
+          : `${config.nats.stream} matches the configuration`,
+      });
+      const replicas = info.cluster?.replicas ?? [];
+      const offline = replicas.filter((r) => r.offline || !r.current);
+      if (config.nats.replicas > 1) {
+        out.push({
+          name: 'stream replicas',
+          status: offline.length ? 'fail' : 'ok',
+          detail: `${replicas.length + 1} of ${config.nats.replicas} peers${offline.length ? `, lagging/offline: ${offline.map((r) => r.name).join(', ')}` : ' current'}`,
+        });
+      }
+    } catch {
+      out.push({
+        name: 'stream',
+        status: 'warn',
+        detail: `${config.nats.stream} does not exist yet (created by the first api/worker start)`,
+      });
+    }
+  } catch (err) {
+    out.push({
+      name: 'nats',
+      status: 'fail',
+      detail: `cannot connect to ${config.natsUrl}: ${(err as Error).message}`,
+    });
+  } finally {
+    await nc?.close();
+  }
+  return out;
+}
+
+export function formatChecks(checks: Check[]): string {
+  const mark = { ok: 'ok  ', warn: 'WARN', fail: 'FAIL' } as const;
+  return checks.map((c) => `${mark[c.status]}  ${c.name.padEnd(16)} ${c.detail}`).join('\n');
+}
