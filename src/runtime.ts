@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Config } from './config.ts';
 import { buildApp, Lifecycle } from './http/app.ts';
 import type { Logger } from './ops/logger.ts';
+import { checkHeapLimit } from './ops/memory.ts';
 import { createMetrics, type Metrics } from './ops/metrics.ts';
 import { Shutdown } from './ops/shutdown.ts';
 import { DataKeys } from './privacy/data-keys.ts';
@@ -43,6 +44,7 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
   const lifecycle = new Lifecycle();
   const shutdown = new Shutdown(log, config.shutdownTimeoutMs);
   const cleanup: Array<() => Promise<void>> = [];
+  checkHeapLimit(log);
   try {
     let databaseUrl = config.databaseUrl;
     let stopEmbedded: (() => Promise<void>) | undefined;

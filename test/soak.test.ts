@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { analyseHeap, type Sample } from '../scripts/memory-trend.ts';
+import { soak } from '../scripts/soak.ts';
+import { createTestDatabase } from './helpers/db.ts';
+
+const opts = { warmupS: 10, windowS: 10, maxSlope: 20_000, maxGrowth: 8 * 1024 * 1024 };
+const MiB = 1024 * 1024;
+
+describe('heap trend analysis', () => {
+  test('a steady climb under a sawtooth is a leak', () => {
+    const s: Sample[] = Array.from({ length: 120 }, (_, t) => ({
+      t,
+      bytes: 50 * MiB + t * 200_000 + (t % 7) * 3 * MiB,
+    }));
+    const v = analyseHeap(s, opts);
+    assert.equal(v.growing, true);
+    assert.ok(v.slope > 150_000 && v.slope < 250_000, String(v.slope));
+  });
+
+  test('a sawtooth around a flat floor is healthy', () => {
+    const s: Sample[] = Array.from({ length: 120 }, (_, t) => ({ t, bytes: 50 * MiB + (t % 9) * 4 * MiB }));
+    assert.equal(analyseHeap(s, opts).growing, false);
+  });
+
+  test('warm-up growth (pools, JIT) is ignored', () => {
+    const s: Sample[] = Array.from({ length: 120 }, (_, t) => ({
+      t,
+      bytes: (t < 10 ? 20 + t * 3 : 50) * MiB + (t % 5) * MiB,
+    }));
+    assert.equal(analyseHeap(s, opts).growing, false);
+  });
+});
+
+describe('soak (short): intake under steady load keeps a flat heap', () => {
+  test('45 s at 300 req/s', { timeout: 180_000 }, async () => {
+    const db = await createTestDatabase('soak');
+    const dir = mkdtempSync(join(tmpdir(), 'intake-soak-'));
+    try {
+      const r = await soak({ databaseUrl: db.url, dataDir: dir, seconds: 45, rps: 300, connections: 10 });
+      const mib = (n: number) => (n / MiB).toFixed(1);
+      console.log(
+        `# soak: ${r.requests} requests, non-2xx ${r.non2xx}, heap floor growth ${mib(r.verdict.growth)} MiB, slope ${(r.verdict.slope / 1024).toFixed(1)} KiB/s`,
+      );
+      assert.ok(r.samples.length >= 30, 'heap was sampled');
+      assert.ok(r.requests > 5000, 'the load ran');
+      assert.equal(r.non2xx, 0);
+      assert.equal(r.verdict.growing, false, `heap floor grew ${mib(r.verdict.growth)} MiB`);
+    } finally {
+      await db.drop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
