@@ -234,11 +234,13 @@ export class LeaderElector {
           },
           signal,
         );
-        this.observe(created, start);
+        this.observe(created, this.now());
         this.lastRenewStart = start;
         return true;
       }
-      this.observe(current, start);
+      // Observed when the answer arrived, not when the attempt began (as client-go's setObservedRecord):
+      // the later time is the safe one, since the record may have been written while the GET was in flight.
+      this.observe(current, this.now());
       const old = current.record;
       const heldByOther = old.holderIdentity !== '' && old.holderIdentity !== identity;
       const duration = old.leaseDurationSeconds > 0 ? old.leaseDurationSeconds : this.durationSeconds;
@@ -254,7 +256,7 @@ export class LeaderElector {
               renewTime: at,
               leaseTransitions: old.leaseTransitions + 1,
             };
-      this.observe(await lock.update(current, next, signal), start);
+      this.observe(await lock.update(current, next, signal), this.now());
       this.lastRenewStart = start;
       return true;
     } catch (err) {

@@ -33,7 +33,11 @@ class MemoryLeaseLock implements LeaseLock {
     this.stored = this.snapshot(record);
   }
 
+  /** Runs during a read, e.g. to let the clock advance while the request is in flight. */
+  duringGet?: () => void;
+
   async get(): Promise<LeaseSnapshot | null> {
+    this.duringGet?.();
     if (this.failing) throw new Error('connection refused');
     return this.stored ? structuredClone(this.stored) : null;
   }
@@ -134,6 +138,22 @@ describe('lease timing rules', () => {
     assert.equal(lock.stored?.record.holderIdentity, 'b');
     assert.equal(lock.stored?.record.leaseTransitions, 4, 'a takeover increments leaseTransitions');
     assert.notEqual(lock.stored?.record.acquireTime, '2001-01-01T00:00:00.000000Z');
+  });
+
+  it('counts the wait from when the answer arrived, not from when the request was sent', async () => {
+    const lock = new MemoryLeaseLock();
+    lock.seed(record('a', '2024-01-01T00:00:00.000000Z'));
+    const clock = { now: 0 };
+    const b = elector('b', lock, clock);
+    lock.duringGet = () => {
+      clock.now += 500; // a slow read: the record may have been written while it was in flight
+    };
+    assert.equal(await b.tryAcquireOrRenew(never, 1000), false); // observed at 500, not 0
+    lock.duringGet = undefined;
+    clock.now = 15_499;
+    assert.equal(await b.tryAcquireOrRenew(never, 1000), false);
+    clock.now = 15_500;
+    assert.equal(await b.tryAcquireOrRenew(never, 1000), true);
   });
 
   it('restarts the wait whenever the record changes (the holder renewed)', async () => {
