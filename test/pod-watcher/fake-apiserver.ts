@@ -107,6 +107,8 @@ export class FakeApiServer {
   private history: HistoryEvent[] = [];
   private readonly watches = new Set<WatchConn>();
   private readonly leases = new Map<string, LeaseJson>();
+  /** Every Lease as written, in order, for assertions about who held it when. */
+  readonly leaseHistory: LeaseJson[] = [];
   private readonly frozen = new Set<string>();
   private readonly held = new Set<ServerResponse>();
   /** Requests served, by kind, for assertions. */
@@ -426,6 +428,7 @@ export class FakeApiServer {
         },
       };
       this.leases.set(`${namespace}/${bodyName}`, stored);
+      this.leaseHistory.push(structuredClone(stored));
       this.send(res, 201, stored);
       return;
     }
@@ -476,6 +479,7 @@ export class FakeApiServer {
         },
       };
       this.leases.set(key, stored);
+      this.leaseHistory.push(structuredClone(stored));
       this.send(res, 200, stored);
       return;
     }
