@@ -121,7 +121,9 @@ describe('deploy-apps', { skip }, () => {
     assert.match(r.stdout, /build and push registry\.example\.test\/go-app:abc123/);
     assert.match(r.stdout, /wait for deployment\/go-app to roll out/);
     assert.doesNotMatch(r.stdout, /job\/intake-migrate/);
-    const objects = parseManifests(r.stdout.slice(r.stdout.indexOf('--- rendered manifests')).replace(/^---.*\n/, ''));
+    const objects = parseManifests(
+      r.stdout.slice(r.stdout.indexOf('--- rendered manifests')).replace(/^---.*\n/, ''),
+    );
     const names = objects.map((o) => `${o.kind}/${o.metadata.name}`);
     assert.ok(names.includes('Deployment/go-app'));
     assert.ok(names.includes('StatefulSet/nats'), 'shared objects are applied too');
@@ -186,7 +188,10 @@ describe('deploy-apps', { skip }, () => {
       r.calls.filter((c) => c.includes('rollout undo')),
       ['kubectl --namespace intake-dev rollout undo deployment/intake-api'],
     );
-    assert.ok(!r.calls.some((c) => /name=intake-worker|deployment\/intake-worker/.test(c)), 'worker untouched');
+    assert.ok(
+      !r.calls.some((c) => /name=intake-worker|deployment\/intake-worker/.test(c)),
+      'worker untouched',
+    );
   });
 
   test('a failed migration stops before any app is rolled out', async () => {

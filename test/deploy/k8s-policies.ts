@@ -103,7 +103,8 @@ export const restrictedSecurity: Policy = (objects) =>
       if (!(sc.capabilities?.drop ?? []).includes('ALL')) out.push(`${at}: capabilities do not drop ALL`);
       if ((sc.capabilities?.add ?? []).length) out.push(`${at}: adds capabilities`);
       const seccomp = sc.seccompProfile?.type ?? pod.seccompProfile?.type;
-      if (seccomp !== 'RuntimeDefault' && seccomp !== 'Localhost') out.push(`${at}: no RuntimeDefault seccompProfile`);
+      if (seccomp !== 'RuntimeDefault' && seccomp !== 'Localhost')
+        out.push(`${at}: no RuntimeDefault seccompProfile`);
       return out;
     });
   });
@@ -128,7 +129,8 @@ export const rollingZeroUnavailable: Policy = (objects) =>
     .filter((o) => o.kind === 'Deployment')
     .flatMap((d) => {
       const s = d.spec?.strategy;
-      if (s?.type !== 'RollingUpdate') return [`${ref(d)}: strategy is ${s?.type ?? 'default'}, want RollingUpdate`];
+      if (s?.type !== 'RollingUpdate')
+        return [`${ref(d)}: strategy is ${s?.type ?? 'default'}, want RollingUpdate`];
       const mu = s.rollingUpdate?.maxUnavailable;
       return mu === 0 || mu === '0%' ? [] : [`${ref(d)}: maxUnavailable is ${mu ?? 'default 25%'}, want 0`];
     });
@@ -186,7 +188,9 @@ export function graceArithmetic(objects: K8sObject[]): string[] {
           );
         }
         if (behindIngress(p) && pre < 5) {
-          out.push(`${ref(p.owner)} container ${c.name}: serves an Ingress but preStop delays SIGTERM only ${pre}s`);
+          out.push(
+            `${ref(p.owner)} container ${c.name}: serves an Ingress but preStop delays SIGTERM only ${pre}s`,
+          );
         }
         return out;
       });
@@ -233,7 +237,9 @@ export const networkPolicyPerWorkload: Policy = (objects) => {
     ...objects.filter((o) => o.kind === 'Cluster').map((o) => ({ name: ref(o), labels: cnpgPodLabels(o) })),
   ];
   return [
-    ...(hasDefaultDeny ? [] : ['no default-deny NetworkPolicy (empty podSelector, Ingress and Egress, no rules)']),
+    ...(hasDefaultDeny
+      ? []
+      : ['no default-deny NetworkPolicy (empty podSelector, Ingress and Egress, no rules)']),
     ...workloads
       .filter((w) => !policies.some((np) => selectorMatches(np.spec.podSelector, w.labels)))
       .map((w) => `${w.name}: no NetworkPolicy selects its pods`),
@@ -274,7 +280,9 @@ export const tokenOnlyWhenNeeded: Policy = (objects) => {
   const bound = new Set(
     objects
       .filter((o) => o.kind === 'RoleBinding' || o.kind === 'ClusterRoleBinding')
-      .flatMap((b) => (b.subjects ?? []).filter((s: Any) => s.kind === 'ServiceAccount').map((s: Any) => s.name)),
+      .flatMap((b) =>
+        (b.subjects ?? []).filter((s: Any) => s.kind === 'ServiceAccount').map((s: Any) => s.name),
+      ),
   );
   return podOwners(objects)
     .filter((p) => !bound.has(p.spec.serviceAccountName ?? 'default'))

@@ -108,23 +108,89 @@ const CNPG_CLUSTER: Shape = {
     smartShutdownTimeout: true,
     startDelay: true,
     stopDelay: true,
-    storage: { storageClass: true, size: true, resizeInUseVolumes: true, pvcTemplate: 'IPersistentVolumeClaimSpec' },
+    storage: {
+      storageClass: true,
+      size: true,
+      resizeInUseVolumes: true,
+      pvcTemplate: 'IPersistentVolumeClaimSpec',
+    },
     superuserSecret: true,
     switchoverDelay: true,
     tablespaces: true,
     topologySpreadConstraints: 'ITopologySpreadConstraint[]',
-    walStorage: { storageClass: true, size: true, resizeInUseVolumes: true, pvcTemplate: 'IPersistentVolumeClaimSpec' },
+    walStorage: {
+      storageClass: true,
+      size: true,
+      resizeInUseVolumes: true,
+      pvcTemplate: 'IPersistentVolumeClaimSpec',
+    },
   },
 };
+
+/** prometheus-operator ServiceMonitor (monitoring.coreos.com/v1), hand-kept. */
+const SERVICE_MONITOR: Shape = {
+  apiVersion: true,
+  kind: true,
+  metadata: 'IObjectMeta',
+  spec: {
+    attachMetadata: true,
+    bodySizeLimit: true,
+    endpoints: true, // a list; checked item by item below
+    fallbackScrapeProtocol: true,
+    jobLabel: true,
+    keepDroppedTargets: true,
+    labelLimit: true,
+    labelNameLengthLimit: true,
+    labelValueLengthLimit: true,
+    namespaceSelector: { any: true, matchNames: true },
+    podTargetLabels: true,
+    sampleLimit: true,
+    scrapeClass: true,
+    scrapeProtocols: true,
+    selector: 'ILabelSelector',
+    selectorMechanism: true,
+    targetLabels: true,
+    targetLimit: true,
+  },
+};
+const SERVICE_MONITOR_ENDPOINT = new Set([
+  'authorization',
+  'basicAuth',
+  'bearerTokenFile',
+  'bearerTokenSecret',
+  'enableHttp2',
+  'filterRunning',
+  'followRedirects',
+  'honorLabels',
+  'honorTimestamps',
+  'interval',
+  'metricRelabelings',
+  'noProxy',
+  'oauth2',
+  'params',
+  'path',
+  'port',
+  'proxyConnectHeader',
+  'proxyFromEnvironment',
+  'proxyUrl',
+  'relabelings',
+  'scheme',
+  'scrapeTimeout',
+  'targetPort',
+  'tlsConfig',
+  'trackTimestampsStaleness',
+]);
 
 /** Custom resources we ship, by `apiVersion/kind`. */
 export const CRD_SHAPES: Record<string, Shape> = {
   'postgresql.cnpg.io/v1/Cluster': CNPG_CLUSTER,
+  'monitoring.coreos.com/v1/ServiceMonitor': SERVICE_MONITOR,
 };
 
 /** Core interfaces the CRD shapes refer to, and the module that declares each. */
 const CORE_TYPES: Record<string, string> = {
   IObjectMeta: '@kubernetes-models/apimachinery/apis/meta/v1/ObjectMeta',
+  ILabelSelector: '@kubernetes-models/apimachinery/apis/meta/v1/LabelSelector',
   INodeAffinity: 'kubernetes-models/v1/NodeAffinity',
   IToleration: 'kubernetes-models/v1/Toleration',
   IPodAntiAffinity: 'kubernetes-models/v1/PodAntiAffinity',
@@ -142,7 +208,8 @@ const CORE_TYPES: Record<string, string> = {
 const MODELS = join(REPO, 'node_modules/kubernetes-models');
 const kindKey = (o: { apiVersion: string; kind: string }) => `${o.apiVersion}/${o.kind}`;
 /** kubernetes-models lays its files out as `<group>/<version>/<Kind>` (core: `v1/<Kind>`). */
-const builtinModule = (o: { apiVersion: string; kind: string }) => `kubernetes-models/${o.apiVersion}/${o.kind}`;
+const builtinModule = (o: { apiVersion: string; kind: string }) =>
+  `kubernetes-models/${o.apiVersion}/${o.kind}`;
 const isBuiltin = (o: { apiVersion: string; kind: string }) =>
   typeof o.apiVersion === 'string' &&
   typeof o.kind === 'string' &&
@@ -192,7 +259,8 @@ export class StrictSchema {
     for (const sym of checker.getExportsOfModule(moduleSymbol)) {
       const key = aliases[Number(sym.name.slice(1))]!;
       const type = checker.getDeclaredTypeOfSymbol(sym);
-      if (checker.getPropertiesOfType(type).length === 0) throw new Error(`could not load the type of ${key}`);
+      if (checker.getPropertiesOfType(type).length === 0)
+        throw new Error(`could not load the type of ${key}`);
       types.set(key, type);
     }
     return new StrictSchema(checker, types);
@@ -209,6 +277,14 @@ export class StrictSchema {
       this.walk(o, this.types.get(kindKey(o))!, '', report);
     } else if (CRD_SHAPES[kindKey(o)]) {
       this.walkShape(o, CRD_SHAPES[kindKey(o)]!, '', report);
+      if (o.kind === 'ServiceMonitor') {
+        for (const [i, e] of (o.spec?.endpoints ?? []).entries()) {
+          for (const key of Object.keys(e)) {
+            if (!SERVICE_MONITOR_ENDPOINT.has(key))
+              report(`/spec/endpoints/${i}/${key}`, `unknown field "${key}"`);
+          }
+        }
+      }
     } else {
       report('', `unknown kind ${kindKey(o)}: no schema (add a shape to CRD_SHAPES if it is a CRD)`);
     }
@@ -220,7 +296,10 @@ export class StrictSchema {
     // biome-ignore lint/suspicious/noExplicitAny: generated model classes, looked up by kind
     const mod = require(`kubernetes-models/${o.apiVersion}`) as Record<string, any>;
     const Model = mod[o.kind];
-    if (!Model) return report('', `kubernetes-models has no class for ${kindKey(o)}`);
+    if (!Model) {
+      report('', `kubernetes-models has no class for ${kindKey(o)}`);
+      return;
+    }
     const copy = structuredClone(o);
     // kustomize wraps long base64 Secret data at 76 columns; the API server's decoder (Go's base64)
     // ignores those newlines, kubernetes-models' "byte" format does not.
@@ -234,7 +313,12 @@ export class StrictSchema {
     }
   }
 
-  private walk(value: unknown, type: ts.Type, path: string, report: (path: string, message: string) => void): void {
+  private walk(
+    value: unknown,
+    type: ts.Type,
+    path: string,
+    report: (path: string, message: string) => void,
+  ): void {
     if (value === null || value === undefined || typeof value !== 'object') return;
     const c = this.checker;
     type = c.getNonNullableType(type);
@@ -247,8 +331,8 @@ export class StrictSchema {
     }
     if (Array.isArray(value)) {
       const item = c.getIndexTypeOfType(type, ts.IndexKind.Number);
-      if (!item) return report(path, 'is a list where the schema expects an object');
-      value.forEach((v, i) => this.walk(v, item, `${path}/${i}`, report));
+      if (!item) report(path, 'is a list where the schema expects an object');
+      else for (const [i, v] of value.entries()) this.walk(v, item, `${path}/${i}`, report);
       return;
     }
     const mapOf = c.getIndexTypeOfType(type, ts.IndexKind.String);
@@ -260,17 +344,25 @@ export class StrictSchema {
     }
   }
 
-  private walkShape(value: unknown, shape: Shape, path: string, report: (path: string, message: string) => void) {
+  private walkShape(
+    value: unknown,
+    shape: Shape,
+    path: string,
+    report: (path: string, message: string) => void,
+  ) {
     if (shape === true || value === null || value === undefined) return;
     if (typeof shape === 'string') {
       const isList = shape.endsWith('[]');
       const type = this.types.get(isList ? shape.slice(0, -2) : shape)!;
-      if (!isList) return this.walk(value, type, path, report);
-      if (!Array.isArray(value)) return report(path, 'must be a list');
-      value.forEach((v, i) => this.walk(v, type, `${path}/${i}`, report));
+      if (!isList) this.walk(value, type, path, report);
+      else if (!Array.isArray(value)) report(path, 'must be a list');
+      else for (const [i, v] of value.entries()) this.walk(v, type, `${path}/${i}`, report);
       return;
     }
-    if (typeof value !== 'object' || Array.isArray(value)) return report(path, 'must be an object');
+    if (typeof value !== 'object' || Array.isArray(value)) {
+      report(path, 'must be an object');
+      return;
+    }
     for (const [key, v] of Object.entries(value)) {
       if (key in shape) this.walkShape(v, shape[key]!, `${path}/${key}`, report);
       else report(`${path}/${key}`, `unknown field "${key}"`);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { before, describe, test } from 'node:test';
 import { join } from 'node:path';
+import { before, describe, test } from 'node:test';
 import { type K8sObject, kustomize, OVERLAYS, overlayDir, parseManifests, ref } from './k8s-render.ts';
 import { StrictSchema } from './k8s-schema.ts';
 import { needTool, REPO } from './tools.ts';
@@ -12,7 +12,8 @@ describe('kustomize overlays render and match the Kubernetes schema strictly', {
   let schema: StrictSchema;
 
   before(async () => {
-    for (const overlay of OVERLAYS) rendered.set(overlay, parseManifests(await kustomize(overlayDir(overlay))));
+    for (const overlay of OVERLAYS)
+      rendered.set(overlay, parseManifests(await kustomize(overlayDir(overlay))));
     schema = StrictSchema.load([...rendered.values()].flat());
   });
 
@@ -57,8 +58,14 @@ describe('kustomize overlays render and match the Kubernetes schema strictly', {
     s.spec.replicas = 'three';
     s.spec.volumeClaimTemplates[0].spec.accesModes = ['ReadWriteOnce'];
     const paths = schema.validate(s).map((p) => `${p.path} ${p.message}`);
-    assert.ok(paths.some((p) => /replicas must be integer/.test(p)), paths.join('\n'));
-    assert.ok(paths.some((p) => p.startsWith('/spec/volumeClaimTemplates/0/spec/accesModes ')), paths.join('\n'));
+    assert.ok(
+      paths.some((p) => /replicas must be integer/.test(p)),
+      paths.join('\n'),
+    );
+    assert.ok(
+      paths.some((p) => p.startsWith('/spec/volumeClaimTemplates/0/spec/accesModes ')),
+      paths.join('\n'),
+    );
   });
 
   test('negative: a typo in the CloudNativePG Cluster (hand-kept CRD shape) is reported', () => {
@@ -69,8 +76,21 @@ describe('kustomize overlays render and match the Kubernetes schema strictly', {
     assert.deepEqual(paths.sort(), ['/spec/instance', '/spec/topologySpreadConstraints/0/whenUnsatisfable']);
   });
 
+  test('negative: a typo in a ServiceMonitor endpoint is reported', () => {
+    const m = structuredClone(rendered.get('prod')!.find((o) => o.kind === 'ServiceMonitor')!);
+    m.spec.endpoints[0].intervall = '30s';
+    assert.deepEqual(
+      schema.validate(m).map((p) => p.path),
+      ['/spec/endpoints/0/intervall'],
+    );
+  });
+
   test('negative: a kind with no schema is reported rather than passed', () => {
-    const problems = schema.validate({ apiVersion: 'example.com/v1', kind: 'Widget', metadata: { name: 'w' } });
+    const problems = schema.validate({
+      apiVersion: 'example.com/v1',
+      kind: 'Widget',
+      metadata: { name: 'w' },
+    });
     assert.match(problems[0]!.message, /unknown kind example.com\/v1\/Widget/);
   });
 });
