@@ -13,8 +13,9 @@ import type { TestContext } from 'node:test';
  *
  *   start old on port A → nginx (upstream A + B) → load → start new on B, wait ready
  *   → [mode "endpoint-removal": reload nginx without A, as an ingress controller does when the pod's
- *      endpoint goes away] → SIGTERM old → keep the load going until old has exited and more
- *      requests were served → stop the load → report.
+ *      endpoint goes away, then wait preStopMs, as the kubelet does while the preStop sleep runs]
+ *   → SIGTERM old → keep the load going until old has exited and more requests were served
+ *   → stop the load → report.
  *
  * mode "passive" keeps A in nginx's upstream: the old server must drain on its own (readiness off,
  * Connection: close, stop accepting) and nginx moves on after "connection refused", which it may
@@ -24,6 +25,14 @@ import type { TestContext } from 'node:test';
  * its PID in t.after.
  */
 
+export interface RequestSpec {
+  method: 'GET' | 'POST';
+  path: string;
+  body?: string;
+  /** Send the body in two halves this far apart (a slow client; nginx streams it, buffering is off). */
+  slowBodyMs?: number;
+}
+
 export interface AppUnderTest {
   name: string;
   /** Spawns one instance listening on 127.0.0.1:port. `version` is "old" or "new". */
@@ -31,9 +40,13 @@ export interface AppUnderTest {
   /** Readiness endpoint (200 when the instance may take traffic). */
   readyPath: string;
   /** The request a load worker sends next (worker index lets some workers send long requests). */
-  request(worker: number, n: number): { method: 'GET' | 'POST'; path: string; body?: string };
+  request(worker: number, n: number): RequestSpec;
+  /** A request that stays in flight about `ms` (slow handler or slow client), sent straight to the old instance. */
+  longRequest(ms: number): RequestSpec;
   /** Returns a reason when a response is not the expected one. */
   check(status: number, body: string): string | undefined;
+  /** Pause between two requests of one worker (keeps quick requests from saturating a small machine). */
+  paceMs?: number;
 }
 
 export interface Options {
@@ -48,6 +61,8 @@ export interface Options {
   /** Instances get this long to become ready, the old one this long to exit after SIGTERM. */
   startTimeoutMs: number;
   drainTimeoutMs: number;
+  /** endpoint-removal mode: time between the endpoint removal and SIGTERM (the preStop sleep). */
+  preStopMs?: number;
 }
 
 export interface Report {
@@ -57,13 +72,25 @@ export interface Report {
   ok: number;
   failed: number;
   failures: string[];
-  /** Requests in flight when SIGTERM was sent; how many of them completed OK; how many the old instance answered. */
-  inFlightAtTerm: number;
-  inFlightAtTermOk: number;
-  inFlightAtTermServedByOld: number;
-  longestInFlightAtTermMs: number;
+  /**
+   * Requests in flight when the old instance's removal began (the endpoint removal, or SIGTERM in
+   * passive mode); how many of them completed OK; how many of them the old instance answered.
+   */
+  inFlightAtRemoval: number;
+  inFlightAtRemovalOk: number;
+  inFlightAtRemovalServedByOld: number;
+  longestInFlightAtRemovalMs: number;
+  /** How long after SIGTERM the old instance sent its last answer (it kept finishing requests). */
+  oldLastAnswerAfterTermMs: number;
   servedByOld: number;
   servedByNew: number;
+  /**
+   * Long requests sent straight to the old instance just before its removal, still running at SIGTERM:
+   * how many, how many completed OK, and how many ended after SIGTERM (i.e. the drain waited for them).
+   */
+  probes: number;
+  probesOk: number;
+  probesEndedAfterTerm: number;
   oldExit: { code: number | null; signal: string | null };
   /** SIGTERM → old process exit. */
   drainMs: number;
@@ -155,7 +182,9 @@ class Nginx {
     const port = await freePort();
     const nginx = new Nginx(dir, port, undefined as unknown as Proc);
     nginx.writeConfig(upstreams);
-    const child = spawn('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf')], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const proc = track(child);
     // SIGQUIT is nginx's graceful stop; workers exit with the master.
     stopOnTestEnd(t, proc, 'SIGQUIT');
@@ -201,6 +230,8 @@ ${servers}
       proxy_next_upstream_tries 3;
       proxy_connect_timeout 1s;
       proxy_read_timeout 30s;
+      # Stream request bodies so a slow client's request is in flight at the app, not only at nginx.
+      proxy_request_buffering off;
       add_header X-Upstream $upstream_addr always;
     }
   }
@@ -217,22 +248,35 @@ ${servers}
       const r = await get(this.port, '/__generation').catch(() => undefined);
       if (r?.body === want) return;
       if (this.proc.child.exitCode !== null || Date.now() > deadline) {
-        throw new Error(`nginx did not come up with config ${want}:\n${this.proc.output()}\n${this.errorLog()}`);
+        throw new Error(
+          `nginx did not come up with config ${want}:\n${this.proc.output()}\n${this.errorLog()}`,
+        );
       }
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
   }
 
-  /** What an ingress controller does when endpoints change: new upstream list, graceful reload. */
+  /**
+   * What an ingress controller does when endpoints change: a new upstream list. nginx OSS needs a
+   * graceful reload for that; resolves once a new worker serves the new config and the old worker
+   * has begun its graceful shutdown (it then accepts no new connection, but finishes its requests).
+   */
   async reload(upstreams: number[]) {
+    const shuttingDown = () => (this.errorLog(1 << 20).match(/gracefully shutting down/g) ?? []).length;
+    const before = shuttingDown();
     this.writeConfig(upstreams);
     process.kill(this.proc.child.pid!, 'SIGHUP');
     await this.waitGeneration();
+    const deadline = Date.now() + 10_000;
+    while (shuttingDown() === before) {
+      if (Date.now() > deadline) throw new Error(`the old nginx worker never shut down:\n${this.errorLog()}`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
   }
 
-  errorLog(): string {
+  errorLog(tail = 4000): string {
     try {
-      return readFileSync(join(this.dir, 'logs/error.log'), 'utf8').slice(-4000);
+      return readFileSync(join(this.dir, 'logs/error.log'), 'utf8').slice(-tail);
     } catch {
       return '';
     }
@@ -249,6 +293,8 @@ interface Outcome {
 /** Resolves when `predicate` holds, checked after every completed response; rejects at the deadline. */
 class Progress {
   private waiters: Array<() => void> = [];
+  /** Set when the load generator stopped (bound reached): nothing will make progress any more. */
+  ended = false;
   notify() {
     for (const w of this.waiters.splice(0)) w();
   }
@@ -256,6 +302,7 @@ class Progress {
     const deadline = Date.now() + timeoutMs;
     while (!predicate()) {
       const left = deadline - Date.now();
+      if (this.ended) throw new Error(`the load hit its request or time bound before ${what}`);
       if (left <= 0) throw new Error(`timed out waiting for ${what}`);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, Math.min(left, 200));
@@ -279,7 +326,13 @@ export async function runZeroDowntime(t: TestContext, app: AppUnderTest, opts: O
   const nginx = await Nginx.start(t, [portA, portB]);
 
   // --- load ----------------------------------------------------------------------------------
-  const agent = new http.Agent({ keepAlive: true, maxSockets: opts.concurrency });
+  // An nginx reload has client-side races of its own: the old worker closes idle client keep-alive
+  // connections and connections it accepted but has not read yet. They belong to nginx reloads, not
+  // to the app under test (ingress-nginx applies endpoint changes without a reload), so when the run
+  // reloads, clients use a connection per request and send nothing new while the reload happens
+  // (requests already in flight carry on through it).
+  const agent = new http.Agent({ keepAlive: opts.mode === 'passive', maxSockets: opts.concurrency });
+  let paused: Promise<void> | undefined;
   t.after(() => agent.destroy());
   const outcomes: Outcome[] = [];
   const inFlight = new Set<Outcome>();
@@ -287,29 +340,35 @@ export async function runZeroDowntime(t: TestContext, app: AppUnderTest, opts: O
   let stop = false;
   let ok = 0;
 
-  const send = (worker: number, n: number) =>
+  const send = (worker: number, n: number) => {
+    const o: Outcome = { startedAt: Date.now() };
+    outcomes.push(o);
+    inFlight.add(o);
+    return request(nginx.port, app.request(worker, n), agent, o).then(() => {
+      if (!o.failure) ok++;
+      inFlight.delete(o);
+      progress.notify();
+    });
+  };
+
+  const request = (port: number, spec: RequestSpec, via: http.Agent | false, o: Outcome) =>
     new Promise<void>((resolve) => {
-      const spec = app.request(worker, n);
-      const o: Outcome = { startedAt: Date.now() };
-      outcomes.push(o);
-      inFlight.add(o);
       const done = (failure?: string) => {
         o.endedAt = Date.now();
         o.failure = failure;
-        if (!failure) ok++;
-        inFlight.delete(o);
-        progress.notify();
         resolve();
       };
       const req = http.request(
         {
           host: '127.0.0.1',
-          port: nginx.port,
+          port,
           method: spec.method,
           path: spec.path,
-          agent,
+          agent: via,
           timeout: 15_000,
-          headers: spec.body ? { 'content-type': 'application/json' } : {},
+          headers: spec.body
+            ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(spec.body) }
+            : {},
         },
         (res) => {
           let body = '';
@@ -326,37 +385,88 @@ export async function runZeroDowntime(t: TestContext, app: AppUnderTest, opts: O
       );
       req.on('timeout', () => req.destroy(new Error('client timeout')));
       req.on('error', (err) => done(`request error: ${err.message}`));
-      req.end(spec.body);
+      if (spec.body && spec.slowBodyMs) {
+        const half = Math.floor(spec.body.length / 2);
+        req.write(spec.body.slice(0, half));
+        setTimeout(() => req.end(spec.body!.slice(half)), spec.slowBodyMs);
+      } else {
+        req.end(spec.body);
+      }
     });
 
   const deadline = started + opts.maxDurationMs;
   const workers = Array.from({ length: opts.concurrency }, async (_, w) => {
-    for (let n = 0; !stop && outcomes.length < opts.maxRequests && Date.now() < deadline; n++) await send(w, n);
+    for (let n = 0; !stop && outcomes.length < opts.maxRequests && Date.now() < deadline; n++) {
+      if (paused) await paused;
+      await send(w, n);
+      if (app.paceMs) await new Promise((resolve) => setTimeout(resolve, app.paceMs));
+    }
   });
-  const loadDone = Promise.all(workers);
+  const loadDone = Promise.all(workers).then(() => {
+    progress.ended = true;
+    progress.notify();
+  });
 
   try {
     const phase = Math.min(opts.maxDurationMs, 60_000);
-    await progress.until(() => ok >= opts.warmupResponses, phase, 'warm-up responses through the old instance');
+    await progress.until(
+      () => ok >= opts.warmupResponses,
+      phase,
+      'warm-up responses through the old instance',
+    );
 
     const newProc = track(app.start(portB, 'new'));
     stopOnTestEnd(t, newProc);
     await waitReady(portB, app.readyPath, newProc, opts.startTimeoutMs, `${app.name} (new)`);
     const servedBy = (port: number) => outcomes.filter((o) => o.upstream?.endsWith(`:${port}`)).length;
     const atNew = servedBy(portB);
-    await progress.until(() => servedBy(portB) > atNew + 5, phase, 'nginx to send traffic to the new instance');
+    await progress.until(
+      () => servedBy(portB) > atNew + 5,
+      phase,
+      'nginx to send traffic to the new instance',
+    );
 
-    if (opts.mode === 'endpoint-removal') await nginx.reload([portB]);
+    // Long requests straight to the old instance, outlasting the preStop wait: they are in flight when
+    // SIGTERM arrives, so the old instance must finish them while it drains.
+    const probeMs = (opts.preStopMs ?? 0) + 800;
+    const probeOutcomes: Outcome[] = [1, 2, 3].map(() => ({ startedAt: Date.now() }));
+    const probesDone = Promise.all(
+      probeOutcomes.map((o) => request(portA, app.longRequest(probeMs), false, o)),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 100)); // let them reach the server first
+    const removalAt = Date.now();
+    const atRemoval = [...inFlight];
+    if (opts.mode === 'endpoint-removal') {
+      let resume = () => {};
+      paused = new Promise((resolve) => {
+        resume = resolve;
+      });
+      try {
+        await nginx.reload([portB]);
+      } finally {
+        paused = undefined;
+        resume();
+      }
+      // The kubelet's preStop sleep: the old pod keeps running, untouched, while the change propagates.
+      await new Promise((resolve) => setTimeout(resolve, opts.preStopMs ?? 0));
+    }
     const termAt = Date.now();
-    const atTerm = [...inFlight];
     process.kill(oldProc.child.pid!, 'SIGTERM');
     const exitTimer = new Promise<never>((_, reject) =>
-      setTimeout(() => reject(new Error(`old instance still running ${opts.drainTimeoutMs} ms after SIGTERM`)), opts.drainTimeoutMs).unref(),
+      setTimeout(
+        () => reject(new Error(`old instance still running ${opts.drainTimeoutMs} ms after SIGTERM`)),
+        opts.drainTimeoutMs,
+      ).unref(),
     );
     const oldExit = await Promise.race([oldProc.exited, exitTimer]);
     const drainMs = Date.now() - termAt;
+    await probesDone;
     const okAtExit = ok;
-    await progress.until(() => ok >= okAtExit + opts.afterExitResponses, phase, 'responses after the old instance exited');
+    await progress.until(
+      () => ok >= okAtExit + opts.afterExitResponses,
+      phase,
+      'responses after the old instance exited',
+    );
     stop = true;
     await loadDone;
 
@@ -367,19 +477,34 @@ export async function runZeroDowntime(t: TestContext, app: AppUnderTest, opts: O
       sent: outcomes.length,
       ok,
       failed: failures.length,
-      failures: failures.slice(0, 10).map((o) => `${o.failure} (t+${o.startedAt - started} ms, ${o.upstream || 'no upstream'})`),
-      inFlightAtTerm: atTerm.length,
-      inFlightAtTermOk: atTerm.filter((o) => o.endedAt && !o.failure).length,
-      inFlightAtTermServedByOld: atTerm.filter((o) => o.upstream?.endsWith(`:${portA}`)).length,
-      longestInFlightAtTermMs: Math.max(0, ...atTerm.map((o) => (o.endedAt ?? termAt) - o.startedAt)),
+      failures: failures
+        .slice(0, 10)
+        .map((o) => `${o.failure} (t+${o.startedAt - started} ms, ${o.upstream || 'no upstream'})`),
+      inFlightAtRemoval: atRemoval.length,
+      inFlightAtRemovalOk: atRemoval.filter((o) => o.endedAt && !o.failure).length,
+      inFlightAtRemovalServedByOld: atRemoval.filter((o) => o.upstream?.endsWith(`:${portA}`)).length,
+      longestInFlightAtRemovalMs: Math.max(
+        0,
+        ...atRemoval.map((o) => (o.endedAt ?? removalAt) - o.startedAt),
+      ),
+      oldLastAnswerAfterTermMs: Math.max(
+        0,
+        ...outcomes
+          .filter((o) => o.upstream?.endsWith(`:${portA}`))
+          .map((o) => (o.endedAt ?? termAt) - termAt),
+      ),
       servedByOld: servedBy(portA),
       servedByNew: servedBy(portB),
+      probes: probeOutcomes.length,
+      probesOk: probeOutcomes.filter((o) => !o.failure).length,
+      probesEndedAfterTerm: probeOutcomes.filter((o) => (o.endedAt ?? 0) > termAt).length,
       oldExit,
       drainMs,
       durationMs: Date.now() - started,
     };
     t.diagnostic(`${app.name} zero-downtime (${opts.mode}): ${JSON.stringify(report)}`);
-    if (report.failed > 0) t.diagnostic(`nginx error log:\n${nginx.errorLog()}\nold instance output:\n${oldProc.output()}`);
+    if (report.failed > 0)
+      t.diagnostic(`nginx error log:\n${nginx.errorLog()}\nold instance output:\n${oldProc.output()}`);
     return report;
   } finally {
     stop = true;
@@ -391,9 +516,21 @@ export async function runZeroDowntime(t: TestContext, app: AppUnderTest, opts: O
 export function assertZeroDowntime(r: Report) {
   assert.deepEqual(r.failures, [], `${r.failed} of ${r.sent} requests failed`);
   assert.equal(r.failed, 0);
-  assert.ok(r.inFlightAtTerm > 0, 'no request was in flight at SIGTERM: the run proved nothing');
-  assert.equal(r.inFlightAtTermOk, r.inFlightAtTerm, 'a request in flight at SIGTERM did not complete');
-  assert.ok(r.inFlightAtTermServedByOld > 0, 'no request in flight at SIGTERM was on the old instance');
+  assert.ok(
+    r.inFlightAtRemoval > 0,
+    'no request was in flight when the removal began: the run proved nothing',
+  );
+  assert.equal(
+    r.inFlightAtRemovalOk,
+    r.inFlightAtRemoval,
+    'a request in flight at the removal did not complete',
+  );
+  assert.equal(r.probesOk, r.probes, 'a long request in flight on the old instance at SIGTERM failed');
+  assert.equal(
+    r.probesEndedAfterTerm,
+    r.probes,
+    'the probes ended before SIGTERM: the drain was not exercised',
+  );
   assert.ok(r.servedByNew > 0 && r.servedByOld > 0, 'both instances must have served traffic');
   assert.deepEqual(r.oldExit, { code: 0, signal: null }, 'the old instance must exit 0 after draining');
 }

@@ -1,0 +1,111 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import { needTool, REPO } from './tools.ts';
+import { type AppUnderTest, assertZeroDowntime, runZeroDowntime } from './zero-downtime.ts';
+
+/** The machine's PostgreSQL (CI starts one); override with TEST_DATABASE_URL. */
+const ADMIN_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const MESSAGE = '{"ts":"1530228282","sender":"zd","message":{"a":1}}';
+const built = existsSync(join(REPO, 'src/cli.ts'));
+const skip = built ? needTool('nginx', ['-v']) : 'intake service not built yet (src/cli.ts is missing)';
+
+function exitOf(child: ChildProcess): Promise<number | null> {
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+}
+
+describe('intake: zero downtime behind nginx while the old API instance is replaced', { skip }, () => {
+  const dbName = `intake_zd_${randomBytes(4).toString('hex')}`;
+  const dataDir = mkdtempSync(join(tmpdir(), 'zd-intake-'));
+  let databaseUrl = '';
+
+  before(async () => {
+    const admin = new pg.Client({ connectionString: ADMIN_URL });
+    await admin.connect();
+    try {
+      await admin.query(`CREATE DATABASE ${dbName}`);
+    } finally {
+      await admin.end();
+    }
+    const url = new URL(ADMIN_URL);
+    url.pathname = `/${dbName}`;
+    databaseUrl = url.toString();
+    const migrate = spawn(process.execPath, [join(REPO, 'bin/intake.js'), 'migrate'], {
+      env: { ...process.env, DATABASE_URL: databaseUrl, INTAKE_DATA_DIR: dataDir, LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    assert.equal(await exitOf(migrate), 0, 'intake migrate failed');
+  });
+
+  after(async () => {
+    rmSync(dataDir, { recursive: true, force: true });
+    const admin = new pg.Client({ connectionString: ADMIN_URL });
+    await admin.connect();
+    try {
+      await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+    } finally {
+      await admin.end();
+    }
+  });
+
+  const intake = (shutdownDelayMs: number): AppUnderTest => ({
+    name: 'intake',
+    start: (port) =>
+      spawn(process.execPath, [join(REPO, 'bin/intake.js'), 'api'], {
+        env: {
+          ...process.env,
+          NODE_ENV: 'development',
+          DATABASE_URL: databaseUrl,
+          HOST: '127.0.0.1',
+          PORT: String(port),
+          INTAKE_DATA_DIR: dataDir,
+          INTAKE_SHUTDOWN_DELAY_MS: String(shutdownDelayMs),
+          INTAKE_SHUTDOWN_TIMEOUT_MS: '10000',
+          LOG_LEVEL: 'warn',
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    readyPath: '/readyz',
+    request: () => ({ method: 'POST', path: '/v1/messages', body: MESSAGE }),
+    // intake has no slow endpoint, so the long request is a slow client: half the body, a pause, the rest.
+    longRequest: (ms) => ({ method: 'POST', path: '/v1/messages', body: MESSAGE, slowBodyMs: ms }),
+    check: (status, body) => (status === 202 ? undefined : `HTTP ${status} ${body.slice(0, 120)}`),
+    paceMs: 2,
+  });
+
+  const opts = {
+    concurrency: 8,
+    maxRequests: 20_000,
+    maxDurationMs: 90_000,
+    warmupResponses: 100,
+    afterExitResponses: 300,
+    startTimeoutMs: 30_000,
+    drainTimeoutMs: 20_000,
+  };
+
+  test('endpoint removal + preStop, as in Kubernetes: every POST accepted (202), in-flight requests complete', async (t) => {
+    assertZeroDowntime(
+      await runZeroDowntime(t, intake(0), { ...opts, mode: 'endpoint-removal', preStopMs: 500 }),
+    );
+  });
+
+  // passive: no endpoint removal, so intake's own drain delay (standing in for the preStop sleep)
+  // has to move nginx's pooled connections away with Connection: close before it stops accepting.
+  // Known gap, hence todo (runs and reports, does not fail the suite): in about half of the runs two
+  // POSTs that reach the old instance just as app.close() starts fail: one gets fastify's own 503
+  // (return503OnClosing; not problem+json, no Retry-After), one a 502 because the connection carrying
+  // it is reset (nginx: "recv() failed (104: Connection reset by peer) while reading response header").
+  // nginx must not retry a POST it has sent, so both reach the client. go-app, whose Shutdown serves
+  // requests on connections it already accepted, has no such failures in the same scenario.
+  // Under Kubernetes the endpoint is removed before SIGTERM (the test above), so this does not arise.
+  test('passive (nginx still routes to the old instance): every POST accepted, in-flight requests complete', {
+    todo: 'intake drops 1-2 requests arriving as close() starts, see comment',
+  }, async (t) => {
+    assertZeroDowntime(await runZeroDowntime(t, intake(1000), { ...opts, mode: 'passive' }));
+  });
+});
