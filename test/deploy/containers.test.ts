@@ -1,0 +1,198 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { parse } from 'yaml';
+import { imagePinned } from './k8s-policies.ts';
+import { REPO } from './tools.ts';
+
+// biome-ignore lint/suspicious/noExplicitAny: compose file content
+type Any = any;
+
+const read = (path: string) => readFileSync(join(REPO, path), 'utf8');
+
+/** Dockerfile instructions, continuation lines joined, comments dropped. */
+function instructions(path: string): Array<{ op: string; args: string }> {
+  return read(path)
+    .replace(/\\\n/g, ' ')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'))
+    .map((l) => {
+      const [op, ...rest] = l.split(/\s+/);
+      return { op: op!.toUpperCase(), args: rest.join(' ') };
+    });
+}
+
+/** The image of each FROM, with ARG defaults substituted. */
+function baseImages(path: string): string[] {
+  const args = new Map<string, string>();
+  const out: string[] = [];
+  for (const { op, args: a } of instructions(path)) {
+    if (op === 'ARG' && a.includes('=')) args.set(a.split('=')[0]!, a.slice(a.indexOf('=') + 1));
+    if (op === 'FROM') out.push(a.split(/\s+/)[0]!.replace(/\$\{(\w+)\}/g, (_, n) => args.get(n) ?? ''));
+  }
+  return out;
+}
+
+/** The instructions of the last stage (the image that ships). */
+const finalStage = (path: string) => {
+  const all = instructions(path);
+  const lastFrom = all.map((i) => i.op).lastIndexOf('FROM');
+  return all.slice(lastFrom);
+};
+
+describe('Dockerfiles', () => {
+  const files = ['Dockerfile', 'go-app/Dockerfile', 'deploy/nats/Dockerfile'];
+
+  for (const f of files) {
+    test(`${f}: base images pinned to a version, final stage runs as a numeric non-root user`, () => {
+      // scratch is the empty image: nothing to pin.
+      for (const image of baseImages(f).filter((i) => i !== 'scratch')) {
+        assert.ok(
+          imagePinned(image) && /:\D*\d/.test(image),
+          `${f}: FROM ${image} is not pinned to a version`,
+        );
+      }
+      const user = finalStage(f).findLast((i) => i.op === 'USER')?.args ?? '';
+      assert.match(
+        user,
+        /^\d+(:\d+)?$/,
+        `${f}: final USER "${user}" must be numeric (runAsNonRoot checks it)`,
+      );
+      assert.notEqual(user.split(':')[0], '0');
+    });
+  }
+
+  test('intake: multi-stage build, production dependencies only, runs dist/cli.js start', () => {
+    assert.ok(baseImages('Dockerfile').length >= 3, 'build, prod-deps and runtime stages');
+    assert.ok(
+      baseImages('Dockerfile').every((i) => i.startsWith('node:24')),
+      'containers run Node 24',
+    );
+    const text = read('Dockerfile');
+    assert.match(text, /npm ci --omit=dev/);
+    assert.match(text, /npm run build/);
+    const last = finalStage('Dockerfile');
+    assert.ok(
+      !last.some((i) => i.op === 'RUN' && /npm (ci|install)/.test(i.args)),
+      'no npm install in the runtime stage',
+    );
+    assert.deepEqual(JSON.parse(last.find((i) => i.op === 'ENTRYPOINT')!.args), ['node', 'dist/cli.js']);
+    assert.deepEqual(JSON.parse(last.find((i) => i.op === 'CMD')!.args), ['start']);
+    assert.ok(
+      last.some((i) => i.op === 'COPY' && /\bsql\b/.test(i.args)),
+      'migrations (sql/) ship with the image: intake migrate reads them at run time',
+    );
+  });
+
+  test('intake: every path COPY takes from the build context is let through by .dockerignore', () => {
+    const allowed = read('.dockerignore')
+      .split('\n')
+      .filter((l) => l.startsWith('!'))
+      .map((l) => l.slice(1).replace(/\/$/, ''));
+    assert.equal(
+      read('.dockerignore')
+        .split('\n')
+        .find((l) => l && !l.startsWith('#')),
+      '*',
+      'allow-list style',
+    );
+    for (const { op, args } of instructions('Dockerfile')) {
+      if (op !== 'COPY' || args.includes('--from')) continue;
+      const sources = args.split(/\s+/).slice(0, -1);
+      for (const s of sources) {
+        assert.ok(allowed.includes(s.replace(/\/$/, '')), `COPY ${s}: excluded by .dockerignore`);
+        assert.ok(existsSync(join(REPO, s)), `COPY ${s}: no such path in the repository`);
+      }
+    }
+  });
+
+  test('go-app: static, stripped binary on a distroless or scratch base', () => {
+    const text = read('go-app/Dockerfile');
+    assert.match(text, /CGO_ENABLED=0/);
+    assert.match(text, /-trimpath/);
+    assert.match(text, /-ldflags='-s -w'/);
+    assert.match(baseImages('go-app/Dockerfile').at(-1)!, /^(gcr\.io\/distroless\/static|scratch)/);
+  });
+
+  test('nats: JetStream config with a file store, lame duck timings and HTTP monitoring', () => {
+    assert.match(baseImages('deploy/nats/Dockerfile')[0]!, /^nats:2\.10\.\d+-alpine$/);
+    const conf = read('deploy/nats/nats.conf');
+    assert.match(conf, /jetstream\s*\{[^}]*store_dir:\s*\/data[^}]*max_file_store/s);
+    assert.match(conf, /^lame_duck_duration:\s*\d+s/m);
+    assert.match(conf, /^http_port:\s*8222/m);
+  });
+
+  test('nats.conf files are accepted by nats-server -t when it is installed', (t) => {
+    const probe = spawnSync('nats-server', ['--version']);
+    if (probe.error || probe.status !== 0) {
+      t.skip('nats-server is not installed');
+      return;
+    }
+    for (const f of ['deploy/nats/nats.conf', 'deploy/k8s/base/nats/nats.conf']) {
+      const r = spawnSync('nats-server', ['-c', join(REPO, f), '-t'], {
+        env: { ...process.env, POD_NAME: 'nats-0' },
+        encoding: 'utf8',
+      });
+      assert.equal(r.status, 0, `${f}: ${r.stderr}${r.stdout}`);
+    }
+  });
+});
+
+describe('compose.yaml', () => {
+  const compose: Any = parse(read('compose.yaml'), { merge: true });
+  const s = compose.services;
+
+  test('runs the whole stack: postgres, nats, migrate, api, worker, go-app', () => {
+    assert.deepEqual(Object.keys(s).sort(), ['api', 'go-app', 'migrate', 'nats', 'postgres', 'worker']);
+    assert.match(s.postgres.image, /^postgres:16(\.|-|$)/);
+    assert.ok(s.postgres.healthcheck?.test, 'postgres has a healthcheck');
+    assert.equal(s.nats.build, 'deploy/nats');
+    assert.ok(s.nats.healthcheck?.test, 'nats has a healthcheck');
+  });
+
+  test('migrate runs once after postgres is healthy; api and worker wait for it and for nats', () => {
+    assert.deepEqual(s.migrate.command, ['migrate']);
+    assert.equal(s.migrate.restart, 'no');
+    assert.equal(s.migrate.depends_on.postgres.condition, 'service_healthy');
+    for (const name of ['api', 'worker']) {
+      assert.equal(s[name].depends_on.migrate.condition, 'service_completed_successfully', name);
+      assert.equal(s[name].depends_on.nats.condition, 'service_healthy', name);
+      assert.equal(s[name].environment.NATS_URL, 'nats://nats:4222', name);
+    }
+    assert.equal(s.api.environment.PORT, '8080');
+    assert.equal(s.worker.environment.PORT, '8081');
+  });
+
+  test('app containers are hardened and get more than their drain time to stop', () => {
+    for (const name of ['migrate', 'api', 'worker', 'go-app']) {
+      assert.equal(s[name].read_only, true, name);
+      assert.match(String(s[name].user), /^[1-9]\d*:\d+$/, name);
+      assert.deepEqual(s[name].cap_drop, ['ALL'], name);
+    }
+    const grace = Number.parseInt(s.api.stop_grace_period, 10);
+    const drain = (Number(s.api.environment.INTAKE_SHUTDOWN_DELAY_MS ?? 0) + 25_000) / 1000;
+    assert.ok(grace > drain, `stop_grace_period ${grace}s <= drain ${drain}s`);
+  });
+
+  test('images are pinned and secret files exist', () => {
+    for (const [name, svc] of Object.entries<Any>(s)) {
+      assert.ok(imagePinned(svc.image) || svc.build, `${name}: image ${svc.image} is not pinned`);
+    }
+    for (const secret of Object.values<Any>(compose.secrets)) assert.ok(existsSync(join(REPO, secret.file)));
+  });
+
+  test('docker compose config accepts it (when the compose plugin is installed)', (t) => {
+    const probe = spawnSync('docker', ['compose', 'version'], { encoding: 'utf8' });
+    if (probe.error || probe.status !== 0) {
+      t.skip(`docker compose is not available (${(probe.error?.message ?? probe.stderr).trim()})`);
+      return;
+    }
+    const r = spawnSync('docker', ['compose', '-f', join(REPO, 'compose.yaml'), 'config', '--quiet'], {
+      encoding: 'utf8',
+    });
+    assert.equal(r.status, 0, r.stderr);
+  });
+});
