@@ -202,6 +202,18 @@ describe('deploy-apps', { skip }, () => {
     assert.ok(!r.calls.some((c) => c.includes('name=intake-api') || c.includes('rollout')));
   });
 
+  test('SKIP_BUILD=true deploys prebuilt images without calling docker', async () => {
+    const r = await deployApps(['worker'], { ...REAL, SKIP_BUILD: 'true' });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /use the prebuilt registry\.test\/acme\/intake:abc123/);
+    assert.ok(!r.calls.some((c) => c.startsWith('docker')));
+    assertSequence(r.calls, [
+      /wait --for=condition=complete job\/intake-migrate/,
+      /rollout status deployment\/intake-worker/,
+    ]);
+    assert.match(r.applied, /image: registry\.test\/acme\/intake:abc123/);
+  });
+
   test('a failed image build stops before the cluster is touched', async () => {
     const r = await deployApps(['go-app'], { ...REAL, FAKE_FAIL_DOCKER: 'build' });
     assert.notEqual(r.code, 0);
