@@ -160,6 +160,8 @@ describe('deploy-apps', { skip }, () => {
       /^docker build .*-t registry\.test\/acme\/intake:abc123 /,
       /^docker push registry\.test\/acme\/intake:abc123$/,
       new RegExp(`^kubectl ${ns} apply -f \\S+ -l app.kubernetes.io/name notin \\(`),
+      new RegExp(`^kubectl ${ns} wait --for=condition=Ready cluster/intake-pg`),
+      new RegExp(`^kubectl ${ns} rollout status statefulset/nats`),
       new RegExp(`^kubectl ${ns} delete job intake-migrate --ignore-not-found`),
       new RegExp(`^kubectl ${ns} apply -f \\S+ -l app.kubernetes.io/name=intake-migrate$`),
       new RegExp(`^kubectl ${ns} wait --for=condition=complete job/intake-migrate`),
@@ -199,7 +201,7 @@ describe('deploy-apps', { skip }, () => {
     assert.equal(r.code, 1);
     assert.match(r.stderr, /migration failed/);
     assert.ok(r.calls.some((c) => c.includes('logs job/intake-migrate')));
-    assert.ok(!r.calls.some((c) => c.includes('name=intake-api') || c.includes('rollout')));
+    assert.ok(!r.calls.some((c) => c.includes('name=intake-api') || c.includes('deployment/')));
   });
 
   test('SKIP_BUILD=true deploys prebuilt images without calling docker', async () => {
