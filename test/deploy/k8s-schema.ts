@@ -181,10 +181,29 @@ const SERVICE_MONITOR_ENDPOINT = new Set([
   'trackTimestampsStaleness',
 ]);
 
+/** prometheus-operator PrometheusRule: groups of alerting and recording rules, hand-kept. */
+const PROMETHEUS_RULE: Shape = {
+  apiVersion: true,
+  kind: true,
+  metadata: 'IObjectMeta',
+  spec: { groups: true }, // checked group by group and rule by rule below
+};
+const RULE_GROUP = new Set([
+  'name',
+  'interval',
+  'rules',
+  'limit',
+  'partial_response_strategy',
+  'query_offset',
+  'labels',
+]);
+const RULE = new Set(['alert', 'record', 'expr', 'for', 'keep_firing_for', 'labels', 'annotations']);
+
 /** Custom resources we ship, by `apiVersion/kind`. */
 export const CRD_SHAPES: Record<string, Shape> = {
   'postgresql.cnpg.io/v1/Cluster': CNPG_CLUSTER,
   'monitoring.coreos.com/v1/ServiceMonitor': SERVICE_MONITOR,
+  'monitoring.coreos.com/v1/PrometheusRule': PROMETHEUS_RULE,
 };
 
 /** Core interfaces the CRD shapes refer to, and the module that declares each. */
@@ -277,6 +296,18 @@ export class StrictSchema {
       this.walk(o, this.types.get(kindKey(o))!, '', report);
     } else if (CRD_SHAPES[kindKey(o)]) {
       this.walkShape(o, CRD_SHAPES[kindKey(o)]!, '', report);
+      if (o.kind === 'PrometheusRule') {
+        for (const [g, group] of (o.spec?.groups ?? []).entries()) {
+          for (const key of Object.keys(group)) {
+            if (!RULE_GROUP.has(key)) report(`/spec/groups/${g}/${key}`, `unknown field "${key}"`);
+          }
+          for (const [r, rule] of (group.rules ?? []).entries()) {
+            for (const key of Object.keys(rule)) {
+              if (!RULE.has(key)) report(`/spec/groups/${g}/rules/${r}/${key}`, `unknown field "${key}"`);
+            }
+          }
+        }
+      }
       if (o.kind === 'ServiceMonitor') {
         for (const [i, e] of (o.spec?.endpoints ?? []).entries()) {
           for (const key of Object.keys(e)) {

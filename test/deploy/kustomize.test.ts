@@ -85,6 +85,15 @@ describe('kustomize overlays render and match the Kubernetes schema strictly', {
     );
   });
 
+  test('negative: a typo in a PrometheusRule rule is reported', () => {
+    const r = structuredClone(rendered.get('prod')!.find((o) => o.kind === 'PrometheusRule')!);
+    r.spec.groups[0].rules[0].anotations = {};
+    assert.deepEqual(
+      schema.validate(r).map((p) => p.path),
+      ['/spec/groups/0/rules/0/anotations'],
+    );
+  });
+
   test('negative: a kind with no schema is reported rather than passed', () => {
     const problems = schema.validate({
       apiVersion: 'example.com/v1',
