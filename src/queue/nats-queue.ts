@@ -36,7 +36,7 @@ export async function openNatsQueue(
   if (waited === 'timeout') log.warn({ servers: config.natsUrl }, 'NATS not ready yet; starting unready');
   const producer = new NatsPublisher(link, {
     subject: config.nats.subject,
-    lingerMs: config.enqueueLingerMs,
+    lingerMs: config.nats.publishLingerMs,
     maxBatch: config.enqueueMaxBatch,
     maxPending: config.maxPendingPublishes,
     concurrency: config.nats.publishConcurrency,
