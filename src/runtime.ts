@@ -151,7 +151,10 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
     });
     // Without a preStop hook, keep serving while load balancers notice readiness went false.
     shutdown.add('propagation delay', () => new Promise((r) => setTimeout(r, config.shutdownDelayMs)));
-    shutdown.add('http server', () => closeHttp(app, config.shutdownTimeoutMs));
+    shutdown.add('http server', () => {
+      lifecycle.closing = true;
+      return closeHttp(app, config.shutdownTimeoutMs);
+    });
     shutdown.add('queue producer', () => producer.close());
     shutdown.add('worker', async () => worker?.stop());
     shutdown.add('queue consumer', () =>
@@ -195,17 +198,25 @@ async function openQueue(
 }
 
 /**
- * Fastify's close() waits for every connection to end; a keep-alive socket that was busy when close
- * began is not closed when it turns idle (FACTS: ~70 s hang). Close idle sockets again every 100 ms
- * until the server is down, and cut what is left at the deadline.
+ * Stops accepting and waits for in-flight requests. Fastify's close() waits for every connection to
+ * end, and a keep-alive socket that was busy when close began is not closed when it turns idle (FACTS:
+ * ~70 s hang), so idle sockets are closed every 100 ms, but only after a grace period: a socket the
+ * kernel accepted just before the listener closed has its request still in flight, and Node counts it
+ * as idle until the request is parsed (Go's Shutdown waits 5 s for such connections for the same
+ * reason). Whatever is left at the deadline is cut.
  */
-async function closeHttp(app: FastifyInstance, timeoutMs: number): Promise<void> {
+export async function closeHttp(app: FastifyInstance, timeoutMs: number, graceMs = 1000): Promise<void> {
   const server = app.server;
-  const sweeper = setInterval(() => server.closeIdleConnections(), 100);
+  let sweeper: NodeJS.Timeout | undefined;
+  const start = setTimeout(() => {
+    server.closeIdleConnections();
+    sweeper = setInterval(() => server.closeIdleConnections(), 100);
+  }, graceMs);
   const force = setTimeout(() => server.closeAllConnections(), Math.max(timeoutMs - 1000, 100));
   try {
     await app.close();
   } finally {
+    clearTimeout(start);
     clearInterval(sweeper);
     clearTimeout(force);
   }

@@ -39,9 +39,12 @@ export interface AppDeps {
   };
 }
 
-/** Shared shutdown state: set once SIGTERM arrives, read by /readyz and every response. */
+/** Shared shutdown state, read by /readyz and every response. */
 export class Lifecycle {
+  /** Set when SIGTERM arrives: /readyz answers 503 so load balancers stop sending new work. */
   draining = false;
+  /** Set when the listener closes: each response then carries `Connection: close`. */
+  closing = false;
 }
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
@@ -52,8 +55,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     bodyLimit: deps.options.bodyLimit,
     requestTimeout: deps.options.requestTimeoutMs,
     keepAliveTimeout: 65_000, // above typical load balancer idle timeouts (60 s), so the LB closes first
-    return503OnClosing: true,
-    forceCloseConnections: 'idle',
+    // Requests that reach a connection this server already accepted are served while it closes (with
+    // `Connection: close`), as Go's http.Server.Shutdown does; new connections are refused by the
+    // closed listener and a load balancer retries those elsewhere. Idle sockets are swept by
+    // runtime.ts after a grace period, not at once: a just-accepted socket whose request is still on
+    // the wire counts as idle to Node, and closing it would reset a request the client already sent.
+    return503OnClosing: false,
+    forceCloseConnections: false,
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
@@ -75,8 +83,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id);
-    // While draining, tell keep-alive clients to reconnect elsewhere so the server can close promptly.
-    if (deps.lifecycle.draining) reply.header('connection', 'close');
+    // Once the listener is closed, each kept-alive connection is closed after its next response, so
+    // clients reconnect to another replica. Not earlier: while the listener is still open, closing
+    // connections makes balancers open new ones here, and connections still in the kernel's accept
+    // queue when the listener closes are reset with their request.
+    if (deps.lifecycle.closing) reply.header('connection', 'close');
   });
 
   app.addHook('onResponse', async (req, reply) => {
