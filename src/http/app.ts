@@ -118,6 +118,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
 
   app.setErrorHandler((err: FastifyError | ProblemError | Error, req, reply) => {
+    // Loss accounting (metrics.ts): every message counted as received ends as accepted, duplicate or
+    // rejected. Errors before the count (401, 413, 415, 429) are not messages received.
+    if (req.ingestCount) deps.metrics.rejected.inc({ reason: rejectionReason(err) }, req.ingestCount);
     if (err instanceof ProblemError) {
       if (err.extra.retryAfterS !== undefined) reply.header('retry-after', String(err.extra.retryAfterS));
       for (const [k, v] of Object.entries(err.extra.headers ?? {})) reply.header(k, v);
@@ -127,7 +130,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     if (fe.validation) {
       const violations = toViolations(fe.validation as never);
       if (fe.validationContext === 'body') {
-        deps.metrics.rejected.inc({ reason: 'invalid' });
         const n = violations.length;
         return sendProblem(
           reply,
@@ -183,6 +185,17 @@ function sendProblem(reply: FastifyReply, code: ErrorCode, detail: string, error
   return reply.code(body.status).type('application/problem+json').send(body);
 }
 
+function rejectionReason(err: unknown): string {
+  if ((err as FastifyError).validation) return 'invalid';
+  if (err instanceof QueueUnavailableError) return 'queue_unavailable';
+  if (err instanceof ProblemError) {
+    if (err.code === 'FORBIDDEN') return 'forbidden';
+    if (err.code === 'QUEUE_UNAVAILABLE') return 'queue_unavailable';
+    if (err.status === 400) return 'invalid';
+  }
+  return 'error';
+}
+
 function isDatabaseDown(err: unknown): boolean {
   const e = err as { code?: string; message?: string };
   return (
@@ -196,5 +209,7 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** Name of the authenticated API key (undefined when auth is off). */
     client?: string;
+    /** Messages this request carries, once counted as received (ingest routes). */
+    ingestCount?: number;
   }
 }

@@ -2,8 +2,9 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 
 /**
  * Every metric intake exports (SPEC §7). One registry per process, built here so names and labels are
- * defined in one place. Loss accounting: received = accepted + rejected; accepted = stored +
- * dead-lettered + still queued (queue depth).
+ * defined in one place. Loss accounting: received = accepted + duplicate + rejected (by reason:
+ * invalid, forbidden, queue_unavailable); accepted = stored + dead-lettered + still queued + erased in
+ * flight. A batch counts each of its messages.
  */
 export function createMetrics() {
   const registry = new Registry();

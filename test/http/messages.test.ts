@@ -190,4 +190,41 @@ describe('ingest → queue → worker → PostgreSQL → read API (Postgres queu
     const docs = await fetch(`${app.url}/docs`, { redirect: 'follow' });
     assert.equal(docs.status, 200);
   });
+
+  test('loss accounting: received = accepted + duplicate + rejected, accepted = stored once drained', async () => {
+    await app.post('/v1/messages', { ts: 'x', sender: 'acct', message: {} });
+    await app.post('/v1/messages/batch', {
+      messages: [{ ts: 1, sender: 'acct', message: { a: 1 } }, { ts: 'x' }, { ts: 'y' }],
+    });
+    await app.post(
+      '/v1/messages',
+      { ts: 1, sender: 'acct', message: { a: 1 } },
+      { 'idempotency-key': 'acct' },
+    );
+    await app.post(
+      '/v1/messages',
+      { ts: 1, sender: 'acct', message: { a: 1 } },
+      { 'idempotency-key': 'acct' },
+    );
+    await waitFor(
+      'queue drained',
+      async () => (await db.query('SELECT count(*)::int AS n FROM intake.queue')).rows[0].n === 0,
+    );
+    const text = await (await fetch(`${app.url}/metrics`)).text();
+    const one = (name: string) => Number(new RegExp(`^${name} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
+    const rejected = [...text.matchAll(/^intake_messages_rejected_total\{reason="[^"]+"\} (\d+)/gm)].reduce(
+      (a, m) => a + Number(m[1]),
+      0,
+    );
+    const received = one('intake_messages_received_total');
+    assert.ok(rejected >= 4, `the invalid batch counts each of its 3 messages (${rejected})`);
+    assert.equal(
+      received,
+      one('intake_messages_accepted_total') + one('intake_messages_duplicate_total') + rejected,
+    );
+    assert.equal(
+      one('intake_messages_accepted_total'),
+      one('intake_messages_stored_total') + one('intake_messages_dead_lettered_total'),
+    );
+  });
 });

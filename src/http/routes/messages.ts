@@ -66,9 +66,6 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
       const results = await Promise.race([deps.queue.publish(reqs), timeout]);
       metrics.publishSeconds.observe((performance.now() - started) / 1000);
       return results;
-    } catch (err) {
-      metrics.rejected.inc({ reason: 'queue_unavailable' }, reqs.length);
-      throw err;
     } finally {
       clearTimeout(timer);
     }
@@ -84,7 +81,8 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
         headers: idempotencyHeader,
         response: { 202: Accepted, ...problems },
       },
-      preValidation: async () => {
+      preValidation: async (req) => {
+        req.ingestCount = 1;
         metrics.received.inc();
       },
     },
@@ -115,8 +113,9 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
         response: { 202: BatchAccepted, ...problems },
       },
       preValidation: async (req) => {
-        const n = (req.body as { messages?: unknown })?.messages;
-        metrics.received.inc(Array.isArray(n) ? n.length : 1);
+        const items = (req.body as { messages?: unknown })?.messages;
+        req.ingestCount = Array.isArray(items) && items.length > 0 ? items.length : 1;
+        metrics.received.inc(req.ingestCount);
       },
     },
     async (req, reply) => {
