@@ -1,13 +1,16 @@
+import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import Postgrator from 'postgrator';
 import type { Logger } from '../ops/logger.ts';
 
 const MIGRATIONS = fileURLToPath(new URL('../../sql/migrations/*.do.*.sql', import.meta.url));
+const GRANTS = fileURLToPath(new URL('../../sql/grants.sql', import.meta.url));
 
 /**
  * Applies the numbered SQL migrations in sql/migrations (postgrator keeps the applied versions and
- * checksums in intake.schema_version). Many replicas may start at once, so the run holds a session
+ * checksums in intake.schema_version), then re-applies sql/grants.sql, so roles created after a
+ * migration still get their grants. Many replicas may start at once, so the run holds a session
  * advisory lock: the first applies, the rest wait and then find nothing to do.
  */
 export async function migrate(connectionString: string, log: Logger): Promise<{ from: number; to: number }> {
@@ -24,6 +27,7 @@ export async function migrate(connectionString: string, log: Logger): Promise<{ 
     const from = Number(await postgrator.getDatabaseVersion());
     const applied = await postgrator.migrate();
     const to = applied.length ? Number(applied[applied.length - 1]!.version) : from;
+    await client.query(await readFile(GRANTS, 'utf8'));
     if (applied.length) log.info({ from, to, applied: applied.map((m) => m.filename) }, 'migrations applied');
     else log.debug({ version: from }, 'schema up to date');
     return { from, to };

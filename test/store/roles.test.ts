@@ -48,3 +48,47 @@ test('migrations are recorded and partitions exist around today', async () => {
   );
   assert.ok(p.rows[0].n >= 8, `${p.rows[0].n} partitions`);
 });
+
+test('grants are re-applied by every migrate run (roles created after the migrations still get them)', async () => {
+  await db.query('REVOKE ALL ON intake.messages FROM intake_worker');
+  await assert.rejects(as('intake_worker', 'SELECT count(*) FROM intake.messages'), /permission denied/);
+  const { migrate } = await import('../../src/store/migrate.ts');
+  const { quietLog } = await import('../helpers/db.ts');
+  await migrate(tdb.url, quietLog);
+  await as('intake_worker', 'SELECT count(*) FROM intake.messages');
+});
+
+test('intake runs as the least-privilege roles: api and worker processes each on their own role', async () => {
+  const { startTestApp } = await import('../helpers/app.ts');
+  // SET ROLE per process, as the separate login roles do in Kubernetes.
+  const url = (role: string) => {
+    const u = new URL(tdb.url);
+    u.searchParams.set('options', `-c role=${role}`);
+    return u.toString();
+  };
+  const api = await startTestApp('roles_api', { roles: ['api'], env: { DATABASE_URL: url('intake_api') } });
+  const worker = await startTestApp('roles_worker', {
+    roles: ['worker'],
+    env: { DATABASE_URL: url('intake_worker') },
+  });
+  try {
+    const res = await api.post('/v1/messages', {
+      ts: 1,
+      sender: 'roles',
+      message: { a: 1 },
+      'sent-from-ip': '192.0.2.5',
+    });
+    assert.equal(res.status, 202);
+    const { id } = (await res.json()) as { id: string };
+    const { waitFor } = await import('../helpers/db.ts');
+    await waitFor(
+      'stored by the worker role',
+      async () => (await fetch(`${api.url}/v1/messages/${id}`)).status === 200,
+    );
+    const erase = await fetch(`${api.url}/v1/subjects/ip/192.0.2.5`, { method: 'DELETE' });
+    assert.equal(erase.status, 200);
+  } finally {
+    await worker.close();
+    await api.close();
+  }
+});
