@@ -34,6 +34,14 @@ export function createPool(opts: PoolOptions): pg.Pool {
 /** Runs fn in a transaction on one client; rolls back and rethrows on error. */
 export async function withTransaction<T>(pool: pg.Pool, fn: (tx: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  // A connection that dies between two statements (database shut down mid-transaction) emits 'error'
+  // on the client, and the pool only listens to idle clients: unhandled, it would crash the process.
+  // The next statement fails on its own; the broken client is destroyed on release, not reused.
+  let broken: Error | undefined;
+  const onError = (err: Error) => {
+    broken = err;
+  };
+  client.on('error', onError);
   try {
     await client.query('BEGIN');
     const out = await fn(client);
@@ -43,6 +51,7 @@ export async function withTransaction<T>(pool: pg.Pool, fn: (tx: pg.PoolClient) 
     await client.query('ROLLBACK').catch(() => {});
     throw err;
   } finally {
-    client.release();
+    client.off('error', onError);
+    client.release(broken);
   }
 }
