@@ -74,7 +74,7 @@ test('a worker SIGKILLed in the middle of a batch loses nothing and duplicates n
   }
   onlyStatuses(load.result.statuses, [202]);
   assert.equal(load.result.networkErrors, 0);
-  await assertAllStoredOnce(db.url, load.result.accepted);
+  await assertAllStoredOnce(db.url, load.result.accepted, 60_000, procs);
 });
 
 test('NATS killed and restarted under load: 503 quickly while down, never 202-then-lost, recovers', async () => {
@@ -110,7 +110,7 @@ test('NATS killed and restarted under load: 503 quickly while down, never 202-th
   assert.ok(Number(outage.retryAfter) > 0, 'Retry-After is set');
   onlyStatuses(load.result.statuses, [202, 503]);
   assert.equal(load.result.networkErrors, 0);
-  await assertAllStoredOnce(db.url, load.result.accepted);
+  await assertAllStoredOnce(db.url, load.result.accepted, 60_000, procs);
 });
 
 test('intake starts while NATS is down: alive, not ready, 503; ready once NATS is up', async () => {

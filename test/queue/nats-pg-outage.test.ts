@@ -65,7 +65,7 @@ test('PostgreSQL down for 10 s: the API keeps accepting, the worker catches up, 
   }
   assert.deepEqual([...load.result.statuses.keys()], [202], JSON.stringify([...load.result.statuses]));
   assert.equal(load.result.networkErrors, 0);
-  await assertAllStoredOnce(url, load.result.accepted, 90_000);
+  await assertAllStoredOnce(url, load.result.accepted, 90_000, procs);
   // The outage did not count as failed attempts: nothing was dead-lettered for it.
   const dead = await withDb(
     url,

@@ -53,6 +53,7 @@ export async function assertAllStoredOnce(
   url: string,
   accepted: string[],
   timeoutMs = 60_000,
+  procs: IntakeProcess[] = [],
 ): Promise<void> {
   await withDb(url, async (db) => {
     await waitFor(
@@ -74,7 +75,7 @@ export async function assertAllStoredOnce(
       const found = new Set(r.rows.map((x) => x.id));
       const missing = accepted.filter((id) => !found.has(id));
       throw new Error(
-        `${missing.length} of ${accepted.length} accepted ids never stored: ${missing.slice(0, 3)}`,
+        `${missing.length} of ${accepted.length} accepted ids never stored: ${missing.slice(0, 3)}${crashed(procs)}`,
         {
           cause: err,
         },
@@ -85,6 +86,14 @@ export async function assertAllStoredOnce(
     );
     assert.equal(all.rows[0]!.n, all.rows[0]!.d, 'a message was stored twice');
   });
+}
+
+/** Processes that exited although nobody stopped them, with the end of their stderr. */
+function crashed(procs: IntakeProcess[]): string {
+  const dead = procs.filter((p) => p.child.exitCode !== null && p.child.signalCode === null);
+  return dead
+    .map((p) => `\n${p.child.pid} exited ${p.child.exitCode}: ${p.stderr.join('').slice(-800)}`)
+    .join('');
 }
 
 /** Parses a Prometheus exposition into `name{labels}` → value. */
