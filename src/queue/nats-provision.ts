@@ -51,12 +51,12 @@ export function idempotencyBucket(stream: string): string {
 const ns = (ms: number) => ms * 1_000_000;
 /** Fields whose change needs a new stream: refused, never updated. */
 const IMMUTABLE_STREAM: Array<keyof StreamConfig> = ['storage', 'retention'];
-const IMMUTABLE_CONSUMER: Array<keyof ConsumerConfig> = [
-  'ack_policy',
-  'deliver_policy',
-  'filter_subject',
-  'deliver_subject',
-];
+const IMMUTABLE_CONSUMER: Array<keyof ConsumerConfig> = ['ack_policy', 'filter_subject', 'deliver_subject'];
+/**
+ * Where a consumer starts only matters when it is created: an operator may create one that starts at a
+ * point in time (a replay after a database restore, docs/production.md) and point a worker at it.
+ */
+const CREATION_ONLY_CONSUMER: Array<keyof ConsumerConfig> = ['deliver_policy', 'replay_policy'];
 /** A create racing another process's create, or a momentary API hiccup, is retried this often. */
 const ATTEMPTS = 5;
 
@@ -233,7 +233,12 @@ export async function ensureConsumer(
     }
     const fix: Partial<ConsumerConfig> = {};
     for (const [field, expected] of Object.entries(want) as Array<[keyof ConsumerConfig, unknown]>) {
-      if (field === 'durable_name' || IMMUTABLE_CONSUMER.includes(field)) continue;
+      if (
+        field === 'durable_name' ||
+        IMMUTABLE_CONSUMER.includes(field) ||
+        CREATION_ONLY_CONSUMER.includes(field)
+      )
+        continue;
       if (!sameValue(expected, have[field])) {
         reportDrift(log, `consumer ${stream}/${name}`, field, expected, have[field]);
         (fix as Record<string, unknown>)[field] = expected;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { AckPolicy, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { loadConfig } from '../../src/config.ts';
@@ -117,6 +117,27 @@ test('drift is reported with field, expected and actual, then fixed', async () =
   const { log: log2, warnings: w2 } = capture();
   await provisionQueue(jsm, config.nats, opts, log2);
   assert.deepEqual(w2(), [], 'nothing left to fix');
+});
+
+test('a consumer created to start at a point in time (replay) is adopted as it is', async () => {
+  const config = natsConfig('replay');
+  const jsm = await jetstreamManager(await nc());
+  const { log, warnings } = capture();
+  await provisionQueue(jsm, config.nats, opts, log);
+  const since = new Date(Date.now() - 3600_000).toISOString();
+  await jsm.consumers.add(config.nats.stream, {
+    durable_name: 'replay',
+    ack_policy: AckPolicy.Explicit,
+    filter_subject: config.nats.subject,
+    deliver_policy: DeliverPolicy.StartTime,
+    opt_start_time: since,
+    ack_wait: 30e9,
+    max_deliver: 15,
+    max_ack_pending: 1000,
+  });
+  const ci = await provisionQueue(jsm, { ...config.nats, consumer: 'replay' }, opts, log);
+  assert.equal(ci.config.deliver_policy, DeliverPolicy.StartTime);
+  assert.deepEqual(warnings(), []);
 });
 
 test('a stream with another storage type is refused, not changed', async () => {
