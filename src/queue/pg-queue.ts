@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Pool, PoolClient, Queryable } from '../store/pool.ts';
+import { type Pool, type PoolClient, type Queryable, withClient } from '../store/pool.ts';
 import { GroupCommit } from './group-commit.ts';
 import {
   type Batch,
@@ -81,13 +81,20 @@ export class PgQueue implements QueueProducer, QueueConsumer {
       if (r.idempotencyKey !== undefined && !firstByKey.has(r.idempotencyKey))
         firstByKey.set(r.idempotencyKey, i);
     });
-    let client: PoolClient;
     try {
-      client = await this.pool.connect();
+      return await withClient(this.pool, (client) => this.insertWith(client, reqs, firstByKey));
     } catch (err) {
       this.ready = false;
-      throw new QueueUnavailableError('PostgreSQL queue is unreachable', { cause: err });
+      if (err instanceof QueueUnavailableError) throw err;
+      throw new QueueUnavailableError('PostgreSQL queue did not commit the messages', { cause: err });
     }
+  }
+
+  private async insertWith(
+    client: PoolClient,
+    reqs: PublishRequest[],
+    firstByKey: Map<string, number>,
+  ): Promise<PublishResult[]> {
     try {
       const results: PublishResult[] = reqs.map((r) => ({ id: r.message.id, duplicate: false }));
       const fresh: number[] = [];
@@ -99,7 +106,7 @@ export class PgQueue implements QueueProducer, QueueConsumer {
         const ids = keys.map((k) => reqs[firstByKey.get(k)!]!.message.id);
         const inserted = await client.query<{ key: string }>(
           `INSERT INTO intake.idempotency_keys (key, message_id)
-           SELECT * FROM unnest($1::text[], $2::uuid[]) ON CONFLICT (key) DO NOTHING RETURNING key`,
+         SELECT * FROM unnest($1::text[], $2::uuid[]) ON CONFLICT (key) DO NOTHING RETURNING key`,
           [keys, ids],
         );
         const won = new Set(inserted.rows.map((r) => r.key));
@@ -134,10 +141,7 @@ export class PgQueue implements QueueProducer, QueueConsumer {
       return results;
     } catch (err) {
       if (firstByKey.size > 0) await client.query('ROLLBACK').catch(() => {});
-      this.ready = false;
-      throw new QueueUnavailableError('PostgreSQL queue did not commit the messages', { cause: err });
-    } finally {
-      client.release();
+      throw err;
     }
   }
 

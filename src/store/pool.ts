@@ -31,27 +31,38 @@ export function createPool(opts: PoolOptions): pg.Pool {
   return pool;
 }
 
-/** Runs fn in a transaction on one client; rolls back and rethrows on error. */
-export async function withTransaction<T>(pool: pg.Pool, fn: (tx: pg.PoolClient) => Promise<T>): Promise<T> {
+/**
+ * Runs fn with a client checked out of the pool. A connection that dies while checked out (database
+ * shut down between two statements) emits 'error' on the client, and the pool only listens to idle
+ * clients: unhandled, it would crash the process. The next statement fails on its own; the broken
+ * client is destroyed on release instead of being reused.
+ */
+export async function withClient<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
-  // A connection that dies between two statements (database shut down mid-transaction) emits 'error'
-  // on the client, and the pool only listens to idle clients: unhandled, it would crash the process.
-  // The next statement fails on its own; the broken client is destroyed on release, not reused.
   let broken: Error | undefined;
   const onError = (err: Error) => {
     broken = err;
   };
   client.on('error', onError);
   try {
-    await client.query('BEGIN');
-    const out = await fn(client);
-    await client.query('COMMIT');
-    return out;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw err;
+    return await fn(client);
   } finally {
     client.off('error', onError);
     client.release(broken);
   }
+}
+
+/** Runs fn in a transaction on one client; rolls back and rethrows on error. */
+export function withTransaction<T>(pool: pg.Pool, fn: (tx: pg.PoolClient) => Promise<T>): Promise<T> {
+  return withClient(pool, async (client) => {
+    try {
+      await client.query('BEGIN');
+      const out = await fn(client);
+      await client.query('COMMIT');
+      return out;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw err;
+    }
+  });
 }
