@@ -1,13 +1,19 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
+import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import { decodeEnvelope } from './nats-envelope.ts';
 import type { NatsLink } from './nats-queue.ts';
 import type { Batch, Delivery, Outcome, QueueConsumer, QueuedMessage } from './queue.ts';
 
 /**
- * The worker side of the NATS queue: a durable pull consumer read through one `consume()` iterator
- * whose prefetch is bounded in bytes. A batch is a whole number of envelopes (a stream message is
- * never split between batches), so each envelope is settled exactly once:
+ * The worker side of the NATS queue: a durable pull consumer read with one `fetch()` pull request at a
+ * time (≤ 64 envelopes, 2 s expiry), the next one sent when it completes. Bounded in envelopes, not
+ * bytes: with nats-server 2.9 a max_bytes fetch stopped delivering part-way and only ended on missed
+ * heartbeats (measured), so the bound is 64 × INTAKE_ENQUEUE_MAX_BATCH messages.
+ * Not `consume()`: its refills are sent as soon as the iterator is read, so at shutdown there is always
+ * a request outstanding whose envelopes reach an unsubscribed inbox and wait out ack_wait; a fetch
+ * ends by itself, and close() hands back (nak) everything it brings.
+ * A batch is a whole number of envelopes (a stream message is never split between batches), so each
+ * envelope is settled exactly once:
  * - every message stored or dead-lettered → ack (term when all were dead-lettered, for the advisory);
  * - any message to retry → nak(delay): the envelope comes back whole, and the messages already stored
  *   are skipped by the idempotent insert;
@@ -21,8 +27,6 @@ export interface NatsConsumerOptions {
   stream: string;
   consumer: string;
   ackWaitMs: number;
-  /** Bytes of envelopes pulled ahead of the worker (default 16 MiB). */
-  prefetchBytes?: number;
 }
 
 interface Held {
@@ -32,7 +36,13 @@ interface Held {
 
 type Next = IteratorResult<JsMsg, unknown>;
 
+/** A pull request's life: short, so a consumer leader lost in a cluster is noticed in ~2 s (heartbeats). */
+const FETCH_EXPIRES_MS = 2000;
+/** Envelopes per pull request: what a worker holds ahead of its current batch. */
+const FETCH_ENVELOPES = 64;
+
 export class NatsConsumer implements QueueConsumer {
+  private consumer: Consumer | undefined;
   private messages: ConsumerMessages | undefined;
   private iter: AsyncIterator<JsMsg> | undefined;
   /** An iterator read that outlived the receive() that started it (abort, timeout): reused next time. */
@@ -104,24 +114,23 @@ export class NatsConsumer implements QueueConsumer {
         this.pendingNext ??= iter.next();
         r = await raceUntil(this.pendingNext, signal, until);
       } catch (err) {
-        // Disconnected, or the iterator failed: a batch being collected is still returned, and the
-        // next receive() starts a fresh iterator.
+        // Disconnected, heartbeats missed (leader lost), consumer deleted: a batch being collected is
+        // still returned, and the next call starts a fresh request.
         this.link.log.warn({ err }, 'NATS consumer read failed; retrying');
+        if (/not found|deleted/i.test((err as Error).message)) this.link.reprovision();
         this.pendingNext = undefined;
         this.iter = undefined;
-        this.messages?.stop();
         this.messages = undefined;
+        this.consumer = undefined;
         await sleep(1000, undefined, { signal }).catch(() => {});
         continue;
       }
       if (r === undefined) return undefined;
       this.pendingNext = undefined;
       if (r.done) {
-        // The iterator ended (connection closed, consumer deleted): start a new one after a pause.
+        // This pull request is complete (batch delivered or expired): the next one is sent now.
         this.iter = undefined;
         this.messages = undefined;
-        this.link.reprovision();
-        await sleep(250, undefined, { signal }).catch(() => {});
         continue;
       }
       const held = this.decode(r.value);
@@ -132,35 +141,10 @@ export class NatsConsumer implements QueueConsumer {
 
   private async iterator(): Promise<AsyncIterator<JsMsg>> {
     if (this.iter) return this.iter;
-    const js = this.link.js!;
-    const consumer = await js.consumers.get(this.opts.stream, this.opts.consumer);
-    // Bounded in bytes, not messages: envelopes hold 1 to INTAKE_ENQUEUE_MAX_BATCH messages.
-    this.messages = await consumer.consume({
-      max_bytes: this.opts.prefetchBytes ?? 16 * 1024 * 1024,
-      // Pull requests live on the consumer's leader; if it dies they are gone without a word. Short
-      // requests (idle heartbeat every 2.5 s, two missed → re-pull) find the new leader within ~5 s
-      // instead of the default ~30 s.
-      expires: 5000,
-    });
-    this.watch(this.messages);
+    this.consumer ??= await this.link.js!.consumers.get(this.opts.stream, this.opts.consumer);
+    this.messages = await this.consumer.fetch({ max_messages: FETCH_ENVELOPES, expires: FETCH_EXPIRES_MS });
     this.iter = this.messages[Symbol.asyncIterator]();
     return this.iter;
-  }
-
-  /** A deleted consumer or stream is recreated instead of leaving the worker idle. */
-  private watch(messages: ConsumerMessages): void {
-    (async () => {
-      for await (const s of messages.status()) {
-        if (
-          s.type === 'consumer_not_found' ||
-          s.type === 'stream_not_found' ||
-          s.type === 'consumer_deleted'
-        ) {
-          this.link.log.warn({ status: s.type }, 'NATS consumer missing; re-provisioning');
-          this.link.reprovision();
-        }
-      }
-    })().catch(() => {});
   }
 
   private decode(msg: JsMsg): Held | undefined {
@@ -226,9 +210,9 @@ export class NatsConsumer implements QueueConsumer {
   }
 
   /**
-   * Hands back what was pulled but not processed (parked and prefetched envelopes) with nak, so another
-   * worker gets them now rather than after ack_wait; then lets go of the connection. Call after the
-   * worker stopped. Idempotent.
+   * Hands back what was pulled but not processed (parked envelopes, and all that the last pull request
+   * brings until it ends, at most FETCH_EXPIRES_MS) with nak, so another worker gets them now rather
+   * than after ack_wait; then lets go of the connection. Call after the worker stopped. Idempotent.
    */
   close(): Promise<void> {
     this.closed ??= this.shutdown();
@@ -241,17 +225,16 @@ export class NatsConsumer implements QueueConsumer {
       held.msg.nak();
       this.held.delete(held);
     }
-    const messages = this.messages;
     const iter = this.iter;
-    if (messages && iter) {
-      messages.stop(); // queued after what is already buffered, which can still be read and handed back
-      const deadline = Date.now() + 1000;
+    if (iter && this.link.isUsable()) {
+      const deadline = Date.now() + FETCH_EXPIRES_MS + 1000;
       for (;;) {
         const r = await raceUntil(this.pendingNext ?? iter.next(), new AbortController().signal, deadline);
         this.pendingNext = undefined;
         if (!r || r.done) break;
         r.value.nak();
       }
+      this.messages?.stop();
     }
     await this.link.release();
   }
