@@ -163,10 +163,11 @@ export class NatsPublisher implements QueueProducer {
     if (!js || !this.link.isUsable()) throw new QueueUnavailableError('NATS is not connected');
     for (;;) {
       const left = deadline - Date.now();
+      const lost = this.link.whenDisconnected();
       try {
         if (left <= 0) throw new QueueUnavailableError('NATS did not acknowledge in time');
         // Same msgID on a retry: if the first attempt was stored after all, the server drops this one.
-        await js.publish(this.opts.subject, data, { msgID, timeout: left });
+        await Promise.race([js.publish(this.opts.subject, data, { msgID, timeout: left }), lost.promise]);
         this.link.markPublishOk();
         return;
       } catch (err) {
@@ -179,6 +180,8 @@ export class NatsPublisher implements QueueProducer {
         throw err instanceof QueueUnavailableError
           ? err
           : new QueueUnavailableError('NATS did not acknowledge the messages', { cause: err });
+      } finally {
+        lost.cancel();
       }
     }
   }

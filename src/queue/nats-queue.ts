@@ -76,6 +76,7 @@ export class NatsLink {
   private reprovisioning: Promise<void> | undefined;
   private healthTimer: NodeJS.Timeout | undefined;
   private closed: Promise<void> | undefined;
+  private readonly disconnectWaiters = new Set<(err: Error) => void>();
 
   constructor(
     readonly config: Config,
@@ -106,6 +107,22 @@ export class NatsLink {
 
   markPublishOk(): void {
     this.publishFailing = false;
+  }
+
+  /**
+   * A promise that rejects when the connection drops, for racing a request against: the client keeps
+   * requests open across a reconnect until their timeout, although their replies are lost with the
+   * connection, so without this a publish in flight when NATS dies answers only at the 2 s deadline.
+   * Call `cancel` when the request settled.
+   */
+  whenDisconnected(): { promise: Promise<never>; cancel: () => void } {
+    let waiter!: (err: Error) => void;
+    const promise = new Promise<never>((_, reject) => {
+      waiter = reject;
+    });
+    promise.catch(() => {}); // only observed through the race
+    this.disconnectWaiters.add(waiter);
+    return { promise, cancel: () => this.disconnectWaiters.delete(waiter) };
   }
 
   /** Resolves true once usable, false if `signal` aborts or the link closes first. */
@@ -207,6 +224,9 @@ export class NatsLink {
       for await (const s of nc.status()) {
         if (s.type === 'disconnect') {
           this.connected = false;
+          const err = new Error(`disconnected from NATS (${s.server})`);
+          for (const w of this.disconnectWaiters) w(err);
+          this.disconnectWaiters.clear();
           this.log.warn(
             { server: s.server },
             'disconnected from NATS; publishing answers 503 until it is back',
