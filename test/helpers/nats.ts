@@ -60,13 +60,21 @@ export async function startNatsCluster(): Promise<NatsServer> {
 
 async function startNodes(count: number): Promise<NatsServer> {
   const root = mkdtempSync(join(tmpdir(), 'intake-nats-'));
-  const ports = await Promise.all(
-    Array.from({ length: count }, async () => ({
-      client: await freePort(),
-      cluster: await freePort(),
-      monitor: await freePort(),
-    })),
-  );
+  // One at a time and checked for repeats: a port is free again once freePort() closed it, so parallel
+  // or repeated calls can hand out the same one.
+  const taken = new Set<number>();
+  const pick = async (): Promise<number> => {
+    for (;;) {
+      const port = await freePort();
+      if (!taken.has(port)) {
+        taken.add(port);
+        return port;
+      }
+    }
+  };
+  const ports: Array<{ client: number; cluster: number; monitor: number }> = [];
+  for (let i = 0; i < count; i++)
+    ports.push({ client: await pick(), cluster: await pick(), monitor: await pick() });
   const clusterName = `c_${randomBytes(3).toString('hex')}`;
   const nodes: NatsNode[] = ports.map((p, i) => {
     const name = `n${i + 1}`;
