@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { type ApiKey, parseApiKeys } from './http/api-keys.ts';
 
@@ -86,6 +86,11 @@ export interface NatsConfig {
    * ack costs ~0.15 ms, unlike the fsync the Postgres queue's INTAKE_ENQUEUE_LINGER_MS amortises.
    */
   publishLingerMs: number;
+  /**
+   * Credentials, any one of: `NATS_USER` + `NATS_PASSWORD` (or `_FILE`), `NATS_TOKEN` (or `_FILE`), or
+   * `NATS_CREDS_FILE` (a decentralised-auth .creds file with JWT and NKey seed).
+   */
+  auth: { user?: string; pass?: string; token?: string; credsFile?: string };
 }
 
 export class ConfigError extends Error {
@@ -167,6 +172,7 @@ export function loadConfig(env: Env = process.env): Config {
       idempotencyTtlHours: int('NATS_IDEMPOTENCY_TTL_HOURS', 24, 1, 24 * 90),
       publishConcurrency: int('NATS_PUBLISH_CONCURRENCY', 2, 1, 256),
       publishLingerMs: int('NATS_PUBLISH_LINGER_MS', 0, 0, 1000),
+      auth: {},
     },
     logLevel,
     bodyLimit: int('INTAKE_BODY_LIMIT_BYTES', 1024 * 1024, 1024, 64 * 1024 * 1024),
@@ -190,6 +196,31 @@ export function loadConfig(env: Env = process.env): Config {
     apiKeys: [],
     defaultRateLimit: undefined,
   };
+  try {
+    const user = readSecret(env, 'NATS_USER');
+    const pass = readSecret(env, 'NATS_PASSWORD');
+    const token = readSecret(env, 'NATS_TOKEN');
+    const credsFile = env.NATS_CREDS_FILE || undefined;
+    if ((user === undefined) !== (pass === undefined))
+      problems.push('NATS_USER and NATS_PASSWORD go together: set both or neither');
+    if ([user, token, credsFile].filter((v) => v !== undefined).length > 1) {
+      problems.push(
+        'set only one kind of NATS credentials: NATS_USER/NATS_PASSWORD, NATS_TOKEN or NATS_CREDS_FILE',
+      );
+    }
+    if (credsFile !== undefined && !existsSync(credsFile))
+      problems.push(`NATS_CREDS_FILE=${credsFile} does not exist: mount the .creds file there`);
+    cfg.nats.auth = {
+      ...(user === undefined ? {} : { user }),
+      ...(pass === undefined ? {} : { pass }),
+      ...(token === undefined ? {} : { token }),
+      ...(credsFile === undefined ? {} : { credsFile }),
+    };
+  } catch (err) {
+    problems.push(
+      `a NATS credentials file cannot be read (${(err as Error).message}): point the *_FILE variable at a readable file`,
+    );
+  }
   let keysJson: string | undefined;
   try {
     keysJson = readSecret(env, 'INTAKE_API_KEYS');

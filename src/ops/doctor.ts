@@ -117,7 +117,13 @@ async function natsChecks(config: Config): Promise<Check[]> {
   const out: Check[] = [];
   let nc: Awaited<ReturnType<typeof connect>> | undefined;
   try {
-    nc = await connect({ servers: config.natsUrl.split(','), timeout: 5000, name: 'intake-doctor' });
+    const { natsAuthOptions } = await import('../queue/nats-auth.ts');
+    nc = await connect({
+      servers: config.natsUrl.split(','),
+      timeout: 5000,
+      name: 'intake-doctor',
+      ...natsAuthOptions(config.nats.auth),
+    });
     out.push({ name: 'nats', status: 'ok', detail: `reachable (${nc.getServer()})` });
     const jsm = await jetstreamManager(nc);
     const want = messageStreamConfig(config.nats);

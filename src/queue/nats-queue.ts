@@ -4,6 +4,7 @@ import { type KV, Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { Config } from '../config.ts';
 import type { Logger } from '../ops/logger.ts';
+import { natsAuthOptions } from './nats-auth.ts';
 import { NatsConsumer } from './nats-consumer.ts';
 import { idempotencyBucket, NatsProvisionError, provisionQueue } from './nats-provision.ts';
 import { NatsPublisher } from './nats-publisher.ts';
@@ -187,6 +188,7 @@ export class NatsLink {
           pingInterval: 10_000,
           maxPingOut: 2,
           timeout: 2000,
+          ...natsAuthOptions(this.config.nats.auth),
         });
         break;
       } catch (err) {

@@ -49,8 +49,9 @@ export function natsEnv(server: NatsServer, names: ReturnType<typeof uniqueStrea
   };
 }
 
-export async function startNatsServer(): Promise<NatsServer> {
-  return startNodes(1);
+/** One JetStream server; `extraArgs` are passed to nats-server (e.g. `--user`, `--pass`). */
+export async function startNatsServer(extraArgs: string[] = []): Promise<NatsServer> {
+  return startNodes(1, extraArgs);
 }
 
 /** Three JetStream nodes routed to each other on loopback (stream replicas 3 need all three). */
@@ -58,7 +59,7 @@ export async function startNatsCluster(): Promise<NatsServer> {
   return startNodes(3);
 }
 
-async function startNodes(count: number): Promise<NatsServer> {
+async function startNodes(count: number, extraArgs: string[] = []): Promise<NatsServer> {
   const root = mkdtempSync(join(tmpdir(), 'intake-nats-'));
   // One at a time and checked for repeats: a port is free again once freePort() closed it, so parallel
   // or repeated calls can hand out the same one.
@@ -79,7 +80,7 @@ async function startNodes(count: number): Promise<NatsServer> {
   const nodes: NatsNode[] = ports.map((p, i) => {
     const name = `n${i + 1}`;
     const args = ['-a', '127.0.0.1', '-p', String(p.client), '-m', String(p.monitor), '-js'];
-    args.push('-sd', join(root, name), '-n', `${clusterName}_${name}`);
+    args.push('-sd', join(root, name), '-n', `${clusterName}_${name}`, ...extraArgs);
     if (count > 1) {
       const routes = ports
         .filter((_, j) => j !== i)
