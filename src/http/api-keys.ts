@@ -56,9 +56,12 @@ export function parseApiKeys(json: string | undefined): { keys: ApiKey[]; proble
     return { keys: [], problems: ['INTAKE_API_KEYS must be a JSON array of {name, hash, scopes}'] };
   const keys: ApiKey[] = [];
   const names = new Set<string>();
-  raw.forEach((k: Partial<ApiKey>, i) => {
+  for (const [i, k] of (raw as Array<Partial<ApiKey>>).entries()) {
     const at = `INTAKE_API_KEYS[${i}]`;
-    if (typeof k !== 'object' || k === null) return problems.push(`${at} must be an object`);
+    if (typeof k !== 'object' || k === null) {
+      problems.push(`${at} must be an object`);
+      continue;
+    }
     if (typeof k.name !== 'string' || !/^[\w.-]{1,64}$/.test(k.name))
       problems.push(`${at}.name must be 1-64 of [A-Za-z0-9_.-]`);
     else if (names.has(k.name)) problems.push(`${at}.name "${k.name}" is used twice`);
@@ -82,7 +85,6 @@ export function parseApiKeys(json: string | undefined): { keys: ApiKey[]; proble
       problems.push(`${at}.rateLimit must be {"perSecond": >0, "burst": >=1}`);
     }
     keys.push(k as ApiKey);
-    return undefined;
-  });
+  }
   return { keys: problems.length ? [] : keys, problems };
 }

@@ -81,7 +81,9 @@ async function loadThenSignal(
   const result = await load.stop();
   assert.ok(stoppedInMs < 15_000, `stopped within the shutdown timeout (${stoppedInMs} ms)`);
   const statuses = Object.fromEntries(result.statuses);
-  console.log(`# load: sent ${result.sent}, accepted ${result.accepted.length}, statuses ${JSON.stringify(statuses)}, network errors ${result.networkErrors}, exit after ${stoppedInMs} ms`);
+  console.log(
+    `# load: sent ${result.sent}, accepted ${result.accepted.length}, statuses ${JSON.stringify(statuses)}, network errors ${result.networkErrors}, exit after ${stoppedInMs} ms`,
+  );
   return { load: result, exit };
 }
 

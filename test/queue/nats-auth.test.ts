@@ -28,7 +28,11 @@ test('with the right credentials intake is ready and accepts; without them it st
     20_000,
   );
   // It starts serving (unready) after waiting briefly for NATS; it never becomes ready.
-  const status = await waitFor('the API to answer', async () => (await fetch(`${denied.url}/readyz`)).status, 20_000);
+  const status = await waitFor(
+    'the API to answer',
+    async () => (await fetch(`${denied.url}/readyz`)).status,
+    20_000,
+  );
   assert.equal(status, 503);
   const post = await fetch(`${denied.url}/v1/messages`, {
     method: 'POST',
