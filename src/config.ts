@@ -71,7 +71,8 @@ export interface NatsConfig {
   ackWaitMs: number;
   /**
    * `NATS_IDEMPOTENCY_TTL_HOURS` (default 24): how long an Idempotency-Key is remembered (the max age of
-   * the KV bucket `<stream>-idempotency` that holds key → id).
+   * the KV bucket `<stream>-idempotency` that holds key → id; on the Postgres queue, rows of
+   * intake.idempotency_keys older than this are pruned hourly).
    */
   idempotencyTtlHours: number;
   /**

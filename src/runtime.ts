@@ -102,6 +102,11 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
       await dataKeys.refresh();
       // A new data key each UTC day; if PostgreSQL is down at that moment the current key stays in use.
       timers.push(every(600_000, () => dataKeys.refresh().then(() => {})));
+      if (!config.natsUrl) {
+        timers.push(
+          every(3_600_000, () => pruneIdempotencyKeys(pool, config.nats.idempotencyTtlHours).then(() => {})),
+        );
+      }
       timers.push(
         every(3_600_000, async () => {
           const destroyed = await dataKeys.destroyBefore(
@@ -240,6 +245,15 @@ async function assertSchemaCurrent(databaseUrl: string): Promise<void> {
   } finally {
     await client.end();
   }
+}
+
+/** Forgets Idempotency-Keys older than the window (the Postgres queue's table; JetStream's KV expires itself). */
+export async function pruneIdempotencyKeys(pool: Pool, ttlHours: number): Promise<number> {
+  const r = await pool.query(
+    `DELETE FROM intake.idempotency_keys WHERE created_at < now() - $1 * interval '1 hour'`,
+    [ttlHours],
+  );
+  return r.rowCount ?? 0;
 }
 
 async function maintainPartitions(pool: Pool, retentionDays: number, log: Logger): Promise<void> {

@@ -110,4 +110,19 @@ describe('Postgres queue', () => {
     await q.close();
     await pool.query('DELETE FROM intake.queue');
   });
+
+  test('Idempotency-Keys older than the window are pruned, newer ones kept', async () => {
+    const { pruneIdempotencyKeys } = await import('../../src/runtime.ts');
+    await pool.query(
+      `INSERT INTO intake.idempotency_keys (key, message_id, created_at) VALUES
+       ('old', $1, now() - interval '25 hours'), ('new', $2, now() - interval '1 hour')`,
+      [uuidv7(), uuidv7()],
+    );
+    assert.equal(await pruneIdempotencyKeys(pool, 24), 1);
+    const left = await pool.query('SELECT key FROM intake.idempotency_keys');
+    assert.deepEqual(
+      left.rows.map((r) => r.key),
+      ['new'],
+    );
+  });
 });
