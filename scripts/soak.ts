@@ -29,6 +29,9 @@ export async function soak(opts: {
     DATABASE_URL: opts.databaseUrl,
     INTAKE_DATA_DIR: opts.dataDir,
     LOG_LEVEL: 'warn',
+    // A small old space makes V8 run full collections often, so the sampled floor is the live set
+    // rather than garbage a lazy heap has not collected yet; a real leak then also ends in a heap OOM.
+    NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --max-old-space-size=96`.trim(),
     ...opts.env,
   });
   const samples: Sample[] = [];

@@ -54,4 +54,28 @@ describe('soak (short): intake under steady load keeps a flat heap', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  test('the same soak fails on a build that leaks 4 KiB per request', { timeout: 120_000 }, async () => {
+    const db = await createTestDatabase('soak_leak');
+    const dir = mkdtempSync(join(tmpdir(), 'intake-soak-leak-'));
+    const leak = new URL('./fixtures/leak-per-request.mjs', import.meta.url).pathname;
+    try {
+      const r = await soak({
+        databaseUrl: db.url,
+        dataDir: dir,
+        seconds: 30,
+        rps: 300,
+        connections: 10,
+        env: { NODE_OPTIONS: `--import ${leak} --max-old-space-size=96` },
+      });
+      const mib = (n: number) => (n / MiB).toFixed(1);
+      console.log(
+        `# soak (leaking build): heap floor growth ${mib(r.verdict.growth)} MiB, slope ${(r.verdict.slope / 1024).toFixed(1)} KiB/s`,
+      );
+      assert.equal(r.verdict.growing, true, 'the leak was detected');
+    } finally {
+      await db.drop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
