@@ -3,20 +3,21 @@
  *   1. raw node:http answering 202 (the ceiling on this machine)
  *   2. intake POST /v1/messages on the Postgres queue (group commit)
  *   3. intake POST /v1/messages on NATS JetStream (grouped envelopes), if NATS_URL or nats on 4222
- * Load comes from autocannon in this process (it shares the cores, as FACTS.md warns).
+ * Every server runs in its own process (intake as separate `api` and `worker` processes, as in
+ * Kubernetes); load comes from autocannon in this process (it shares the cores, as FACTS.md warns).
  *
  *   node --import tsx scripts/bench-http.ts [--seconds 10] [--connections 100]
  */
 
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-import { loadConfig } from '../src/config.ts';
-import { startIntake } from '../src/runtime.ts';
-import { createTestDatabase, quietLog } from '../test/helpers/db.ts';
+import pg from 'pg';
+import { createTestDatabase, waitFor } from '../test/helpers/db.ts';
+import { freePort, startIntakeProcess } from '../test/helpers/intake-process.ts';
 
 const { values } = parseArgs({ options: { seconds: { type: 'string' }, connections: { type: 'string' } } });
 const duration = Number(values.seconds ?? 10);
@@ -44,37 +45,40 @@ async function load(url: string): Promise<{ rps: number; p99: number; non2xx: nu
 const results: Array<{ name: string; rps: number; p99: number; non2xx: number; errors: number }> = [];
 
 {
-  const srv = createServer((req, res) => {
-    req.resume();
-    req.on('end', () => {
-      res.writeHead(202, { 'content-type': 'application/json' });
-      res.end('{"status":"accepted"}');
-    });
-  });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as { port: number };
-  results.push({ name: 'raw node:http 202', ...(await load(`http://127.0.0.1:${port}`)) });
-  await new Promise((r) => srv.close(r));
+  // The ceiling: a bare node:http server answering 202, in its own process like the others.
+  const port = await freePort();
+  const code = `require('node:http').createServer((q, s) => { q.resume(); q.on('end', () => { s.writeHead(202, {'content-type': 'application/json'}); s.end('{"status":"accepted"}'); }); }).listen(${port}, '127.0.0.1');`;
+  const child = spawn(process.execPath, ['-e', code], { stdio: 'ignore' });
+  try {
+    await waitFor(
+      'raw server',
+      async () => (await fetch(`http://127.0.0.1:${port}/`, { method: 'POST' })).status === 202,
+    );
+    results.push({ name: 'raw node:http 202', ...(await load(`http://127.0.0.1:${port}`)) });
+  } finally {
+    child.kill('SIGTERM');
+  }
 }
 
 async function intake(name: string, env: Record<string, string>) {
   const db = await createTestDatabase('bench');
   const dir = mkdtempSync(join(tmpdir(), 'intake-bench-'));
-  const running = await startIntake(
-    loadConfig({ DATABASE_URL: db.url, HOST: '127.0.0.1', PORT: '0', INTAKE_DATA_DIR: dir, ...env }),
-    ['api', 'worker'],
-    quietLog,
-  );
+  const common = { DATABASE_URL: db.url, INTAKE_DATA_DIR: dir, LOG_LEVEL: 'warn', ...env };
+  const api = await startIntakeProcess('api', common);
+  const worker = await startIntakeProcess('worker', common);
   try {
-    results.push({ name, ...(await load(running.url)) });
-    const r = await running.pool.query(
+    results.push({ name, ...(await load(api.url)) });
+    const pool = new pg.Pool({ connectionString: db.url, max: 1 });
+    const r = await pool.query(
       'SELECT (SELECT count(*) FROM intake.messages)::int AS stored, (SELECT count(*) FROM intake.queue)::int AS queued',
     );
+    await pool.end();
     console.error(
-      `${name}: stored ${r.rows[0].stored}, still queued ${r.rows[0].queued} at the end of the run`,
+      `${name}: stored ${r.rows[0].stored}, still in the Postgres queue ${r.rows[0].queued} at the end of the run`,
     );
   } finally {
-    await running.shutdown('bench done');
+    await api.stop();
+    await worker.stop();
     await db.drop();
     rmSync(dir, { recursive: true, force: true });
   }

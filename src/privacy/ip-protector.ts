@@ -1,6 +1,7 @@
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync } from 'node:crypto';
 import type { ProtectedValue } from '../queue/queue.ts';
 import type { DataKeys } from './data-keys.ts';
+import { randomBytesPooled } from './random-pool.ts';
 
 /**
  * Replaces personal data (SPEC §5) at the edge by a keyed pseudonym and a ciphertext:
@@ -26,7 +27,7 @@ export function createIpProtector(masterKey: Buffer, dataKeys: DataKeys): IpProt
     pseudonym,
     protect(value) {
       const { id, key } = dataKeys.active();
-      const iv = randomBytes(12);
+      const iv = randomBytesPooled(12); // 96-bit GCM IV
       const cipher = createCipheriv('aes-256-gcm', key, iv);
       const ct = Buffer.concat([cipher.update(value, 'utf8'), cipher.final()]);
       return {

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { v7 as uuidv7 } from 'uuid';
+import { newMessageId } from '../../contract/message-id.ts';
 import {
   Accepted,
   BatchAccepted,
@@ -34,7 +34,7 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
 
   /** Validated body → the queued form: id assigned, IP replaced by pseudonym + ciphertext. */
   const toQueued = (body: IncomingMessage): QueuedMessage => {
-    const id = uuidv7();
+    const id = newMessageId();
     const ip = body['sent-from-ip'];
     const m: QueuedMessage = {
       v: 1,
