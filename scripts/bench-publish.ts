@@ -16,12 +16,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
-import { v7 as uuidv7 } from 'uuid';
 import { loadConfig } from '../src/config.ts';
 import { createLogger } from '../src/ops/logger.ts';
 import { openNatsQueue } from '../src/queue/nats-queue.ts';
 import type { QueuedMessage } from '../src/queue/queue.ts';
-import { uuidv7Time } from '../src/store/messages.ts';
+import { queuedMessage } from '../test/helpers/messages.ts';
 
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 20_000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 200);
@@ -64,31 +63,14 @@ async function startServer(): Promise<{ url: string; stop: () => void }> {
   };
 }
 
-/** A queued message of realistic size (~350 bytes, with a protected IP). */
-function queued(n: number): QueuedMessage {
-  const id = uuidv7();
-  return {
-    v: 1,
-    id,
-    received_at: uuidv7Time(id).toISOString(),
-    ts: 1530228282,
-    sender: 'bench-service',
-    message: { foo: 'bar', baz: 'bang', n },
-    priority: 2,
-    ip: {
-      pseudonym: randomBytes(32).toString('base64'),
-      ciphertext: randomBytes(48).toString('base64'),
-      key_id: 'k1',
-    },
-  };
-}
-
 /**
  * Runs `MESSAGES` calls of `one` from `CONCURRENCY` callers; returns messages per second. Messages are
  * made before the clock starts (random bytes for the IP fields cost ~10 µs each, more than a publish).
  */
 async function drive(one: (m: QueuedMessage) => Promise<unknown>): Promise<number> {
-  const messages = Array.from({ length: MESSAGES }, (_, n) => queued(n));
+  const messages = Array.from({ length: MESSAGES }, (_, n) =>
+    queuedMessage(n, { sender: 'bench-service', withIp: true }),
+  );
   let next = 0;
   const started = performance.now();
   await Promise.all(

@@ -5,38 +5,18 @@
  *   node --import tsx scripts/bench-store.ts [--rows 20000]
  */
 import { parseArgs } from 'node:util';
-import { v7 as uuidv7 } from 'uuid';
 import type { Delivery } from '../src/queue/queue.ts';
-import { uuidv7Time } from '../src/store/messages.ts';
 import { createPool, withTransaction } from '../src/store/pool.ts';
 import { storeBatch } from '../src/worker/store-batch.ts';
 import { createTestDatabase } from '../test/helpers/db.ts';
+import { queuedMessage } from '../test/helpers/messages.ts';
 
 const { values } = parseArgs({ options: { rows: { type: 'string' } } });
 const rows = Number(values.rows ?? 20_000);
 const db = await createTestDatabase('benchstore');
 const pool = createPool({ connectionString: db.url, max: 4, applicationName: 'bench', onError: () => {} });
 
-const delivery = (i: number): Delivery => {
-  const id = uuidv7();
-  return {
-    attempt: 1,
-    message: {
-      v: 1,
-      id,
-      received_at: uuidv7Time(id).toISOString(),
-      ts: 1530228282,
-      sender: 'testy-test-service',
-      message: { foo: 'bar', baz: 'bang', i },
-      priority: 2,
-      ip: {
-        pseudonym: Buffer.alloc(32, i % 251).toString('base64'),
-        ciphertext: Buffer.alloc(40, 1).toString('base64'),
-        key_id: 'dk-bench',
-      },
-    },
-  };
-};
+const delivery = (i: number): Delivery => ({ attempt: 1, message: queuedMessage(i, { withIp: true }) });
 
 try {
   const single = Math.min(rows, 5000);

@@ -1,16 +1,13 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import pg from 'pg';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { needTool, REPO } from './tools.ts';
 import { type AppUnderTest, assertZeroDowntime, runZeroDowntime } from './zero-downtime.ts';
 
-/** The machine's PostgreSQL (CI starts one); override with TEST_DATABASE_URL. */
-const ADMIN_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const MESSAGE = '{"ts":"1530228282","sender":"zd","message":{"a":1}}';
 const built = existsSync(join(REPO, 'src/cli.ts'));
 const skip = built ? needTool('nginx', ['-v']) : 'intake service not built yet (src/cli.ts is missing)';
@@ -20,21 +17,14 @@ function exitOf(child: ChildProcess): Promise<number | null> {
 }
 
 describe('intake: zero downtime behind nginx while the old API instance is replaced', { skip }, () => {
-  const dbName = `intake_zd_${randomBytes(4).toString('hex')}`;
   const dataDir = mkdtempSync(join(tmpdir(), 'zd-intake-'));
+  let db: TestDatabase | undefined;
   let databaseUrl = '';
 
   before(async () => {
-    const admin = new pg.Client({ connectionString: ADMIN_URL });
-    await admin.connect();
-    try {
-      await admin.query(`CREATE DATABASE ${dbName}`);
-    } finally {
-      await admin.end();
-    }
-    const url = new URL(ADMIN_URL);
-    url.pathname = `/${dbName}`;
-    databaseUrl = url.toString();
+    // An empty database, migrated by the real CLI as the Kubernetes migrate Job does.
+    db = await createTestDatabase('zd', { migrate: false });
+    databaseUrl = db.url;
     const migrate = spawn(process.execPath, [join(REPO, 'bin/intake.js'), 'migrate'], {
       env: { ...process.env, DATABASE_URL: databaseUrl, INTAKE_DATA_DIR: dataDir, LOG_LEVEL: 'warn' },
       stdio: ['ignore', 'inherit', 'inherit'],
@@ -44,13 +34,7 @@ describe('intake: zero downtime behind nginx while the old API instance is repla
 
   after(async () => {
     rmSync(dataDir, { recursive: true, force: true });
-    const admin = new pg.Client({ connectionString: ADMIN_URL });
-    await admin.connect();
-    try {
-      await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
-    } finally {
-      await admin.end();
-    }
+    await db?.drop();
   });
 
   const intake = (shutdownDelayMs: number): AppUnderTest => ({

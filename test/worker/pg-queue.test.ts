@@ -3,24 +3,12 @@ import { after, before, describe, test } from 'node:test';
 import { v7 as uuidv7 } from 'uuid';
 import { createMetrics } from '../../src/ops/metrics.ts';
 import { PgQueue } from '../../src/queue/pg-queue.ts';
-import type { QueuedMessage } from '../../src/queue/queue.ts';
-import { uuidv7Time } from '../../src/store/messages.ts';
 import { createPool, type Pool } from '../../src/store/pool.ts';
 import { Worker } from '../../src/worker/worker.ts';
 import { createTestDatabase, quietLog, type TestDatabase, waitFor } from '../helpers/db.ts';
+import { queuedMessage } from '../helpers/messages.ts';
 
-function message(i: number): QueuedMessage {
-  const id = uuidv7();
-  return {
-    v: 1,
-    id,
-    received_at: uuidv7Time(id).toISOString(),
-    ts: i,
-    sender: 'q',
-    message: { i },
-    priority: null,
-  };
-}
+const message = (i: number) => queuedMessage(i, { sender: 'q' });
 
 describe('Postgres queue', () => {
   let tdb: TestDatabase;
