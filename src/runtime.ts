@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Config } from './config.ts';
 import { buildApp, Lifecycle } from './http/app.ts';
+import { closeHttp } from './http/close-server.ts';
 import type { Logger } from './ops/logger.ts';
 import { checkHeapLimit } from './ops/memory.ts';
 import { createMetrics, type Metrics } from './ops/metrics.ts';
@@ -9,7 +10,7 @@ import { DataKeys } from './privacy/data-keys.ts';
 import { createIpProtector } from './privacy/ip-protector.ts';
 import { loadMasterKey } from './privacy/master-key.ts';
 import { audit } from './privacy/subjects.ts';
-import { PgQueue } from './queue/pg-queue.ts';
+import { PgQueue, pruneIdempotencyKeys } from './queue/pg-queue.ts';
 import type { QueueConsumer, QueueProducer } from './queue/queue.ts';
 import { startEmbeddedPostgres } from './store/embedded-postgres.ts';
 import { expectedVersion, migrate } from './store/migrate.ts';
@@ -202,31 +203,6 @@ async function openQueue(
   return { producer: q, consumer: q };
 }
 
-/**
- * Stops accepting and waits for in-flight requests. Fastify's close() waits for every connection to
- * end, and a keep-alive socket that was busy when close began is not closed when it turns idle (FACTS:
- * ~70 s hang), so idle sockets are closed every 100 ms, but only after a grace period: a socket the
- * kernel accepted just before the listener closed has its request still in flight, and Node counts it
- * as idle until the request is parsed (Go's Shutdown waits 5 s for such connections for the same
- * reason). Whatever is left at the deadline is cut.
- */
-export async function closeHttp(app: FastifyInstance, timeoutMs: number, graceMs = 1000): Promise<void> {
-  const server = app.server;
-  let sweeper: NodeJS.Timeout | undefined;
-  const start = setTimeout(() => {
-    server.closeIdleConnections();
-    sweeper = setInterval(() => server.closeIdleConnections(), 100);
-  }, graceMs);
-  const force = setTimeout(() => server.closeAllConnections(), Math.max(timeoutMs - 1000, 100));
-  try {
-    await app.close();
-  } finally {
-    clearTimeout(start);
-    clearInterval(sweeper);
-    clearTimeout(force);
-  }
-}
-
 async function assertSchemaCurrent(databaseUrl: string): Promise<void> {
   const { default: pg } = await import('pg');
   const client = new pg.Client({ connectionString: databaseUrl });
@@ -245,15 +221,6 @@ async function assertSchemaCurrent(databaseUrl: string): Promise<void> {
   } finally {
     await client.end();
   }
-}
-
-/** Forgets Idempotency-Keys older than the window (the Postgres queue's table; JetStream's KV expires itself). */
-export async function pruneIdempotencyKeys(pool: Pool, ttlHours: number): Promise<number> {
-  const r = await pool.query(
-    `DELETE FROM intake.idempotency_keys WHERE created_at < now() - $1 * interval '1 hour'`,
-    [ttlHours],
-  );
-  return r.rowCount ?? 0;
 }
 
 async function maintainPartitions(pool: Pool, retentionDays: number, log: Logger): Promise<void> {

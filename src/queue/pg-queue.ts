@@ -215,3 +215,12 @@ export class PgQueue implements QueueProducer, QueueConsumer {
     await this.batcher.idle();
   }
 }
+
+/** Forgets Idempotency-Keys older than the window (the Postgres queue's table; JetStream's KV expires itself). */
+export async function pruneIdempotencyKeys(pool: Pool, ttlHours: number): Promise<number> {
+  const r = await pool.query(
+    `DELETE FROM intake.idempotency_keys WHERE created_at < now() - $1 * interval '1 hour'`,
+    [ttlHours],
+  );
+  return r.rowCount ?? 0;
+}

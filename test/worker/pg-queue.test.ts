@@ -100,7 +100,7 @@ describe('Postgres queue', () => {
   });
 
   test('Idempotency-Keys older than the window are pruned, newer ones kept', async () => {
-    const { pruneIdempotencyKeys } = await import('../../src/runtime.ts');
+    const { pruneIdempotencyKeys } = await import('../../src/queue/pg-queue.ts');
     await pool.query(
       `INSERT INTO intake.idempotency_keys (key, message_id, created_at) VALUES
        ('old', $1, now() - interval '25 hours'), ('new', $2, now() - interval '1 hour')`,
