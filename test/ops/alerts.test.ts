@@ -183,3 +183,27 @@ describe('the PrometheusRule for the Prometheus Operator', () => {
     assert.deepEqual(crs[0]!.spec, { groups: rules.groups });
   });
 });
+
+describe('the synthetic-check alert watches a CronJob that is shipped', () => {
+  const alert = rules.groups.flatMap((g) => g.rules).find((r) => r.alert === 'IntakeSyntheticCheckFailing');
+  const name = /cronjob="([^"]+)"/.exec(alert?.expr ?? '')?.[1];
+  for (const overlay of ['dev', 'prod']) {
+    test(`${overlay}: CronJob ${name} runs \`intake smoke\` every minute`, {
+      skip: needTool('kubectl', ['version', '--client']),
+    }, async () => {
+      assert.ok(name, 'the alert names its CronJob');
+      const objects = parseManifests(await kustomize(join(REPO, 'deploy/k8s/overlays', overlay)));
+      const cron = objects.find((o) => o.kind === 'CronJob' && o.metadata.name === name) as
+        | {
+            spec: {
+              schedule: string;
+              jobTemplate: { spec: { template: { spec: { containers: Array<{ args?: string[] }> } } } };
+            };
+          }
+        | undefined;
+      assert.ok(cron, `CronJob ${name} is in the ${overlay} overlay`);
+      assert.equal(cron.spec.schedule, '* * * * *');
+      assert.equal(cron.spec.jobTemplate.spec.template.spec.containers[0]!.args?.[0], 'smoke');
+    });
+  }
+});
