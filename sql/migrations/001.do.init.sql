@@ -98,25 +98,3 @@ BEGIN
 END $$;
 
 SELECT intake.ensure_partitions(1, 7);
-
--- Least privilege: the API/worker role reads and writes rows but owns nothing, so it cannot drop or
--- alter tables. Creating roles needs CREATEROLE; where the migrator lacks it, the operator creates the
--- role once (docs/deployment.md) and these grants still apply.
-DO $$
-BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'intake_app') THEN
-    CREATE ROLE intake_app NOLOGIN;
-  END IF;
-EXCEPTION WHEN insufficient_privilege OR unique_violation OR duplicate_object THEN
-  RAISE NOTICE 'role intake_app not created: %', SQLERRM;
-END $$;
-DO $$
-BEGIN
-  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'intake_app') THEN
-    GRANT USAGE ON SCHEMA intake TO intake_app;
-    GRANT SELECT, INSERT, DELETE ON intake.messages TO intake_app;
-    GRANT SELECT, INSERT, UPDATE, DELETE ON intake.queue, intake.idempotency_keys TO intake_app;
-    GRANT SELECT, INSERT ON intake.dead_letters TO intake_app;
-    GRANT EXECUTE ON FUNCTION intake.ensure_partitions(integer, integer) TO intake_app;
-  END IF;
-END $$;

@@ -30,7 +30,9 @@ CREATE TABLE intake.audit_log (
 CREATE INDEX audit_log_at_idx ON intake.audit_log (at);
 
 -- Least privilege, per process kind. The worker stores rows and needs no key material; the API
--- encrypts (reads and creates data keys) and serves privacy requests. Neither owns tables.
+-- encrypts (reads and creates data keys) and serves privacy requests. Neither owns tables. Creating
+-- roles needs CREATEROLE; where the migrator lacks it (CloudNativePG's owner), the roles come from the
+-- cluster (spec.managed.roles). Their grants are in sql/grants.sql, re-applied by every migrate.
 DO $$
 DECLARE r text;
 BEGIN
@@ -41,24 +43,4 @@ BEGIN
   END LOOP;
 EXCEPTION WHEN insufficient_privilege OR unique_violation OR duplicate_object THEN
   RAISE NOTICE 'roles not created: %', SQLERRM;
-END $$;
-DO $$
-BEGIN
-  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'intake_worker') THEN
-    GRANT USAGE ON SCHEMA intake TO intake_worker;
-    GRANT SELECT, INSERT ON intake.messages TO intake_worker;
-    GRANT SELECT, INSERT, UPDATE, DELETE ON intake.queue TO intake_worker;
-    GRANT SELECT, INSERT ON intake.dead_letters TO intake_worker;
-    GRANT SELECT ON intake.erasures TO intake_worker;
-    GRANT EXECUTE ON FUNCTION intake.ensure_partitions(integer, integer) TO intake_worker;
-    GRANT EXECUTE ON FUNCTION intake.drop_partitions_before(timestamptz) TO intake_worker;
-  END IF;
-  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'intake_api') THEN
-    GRANT USAGE ON SCHEMA intake TO intake_api;
-    GRANT SELECT, DELETE ON intake.messages TO intake_api;
-    GRANT SELECT, INSERT, DELETE ON intake.queue, intake.idempotency_keys TO intake_api;
-    GRANT SELECT, DELETE ON intake.dead_letters TO intake_api;
-    GRANT SELECT, INSERT, UPDATE ON intake.data_keys, intake.erasures TO intake_api;
-    GRANT INSERT ON intake.audit_log TO intake_api;
-  END IF;
 END $$;
