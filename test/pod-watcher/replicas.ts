@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { TestContext } from 'node:test';
+import { waitFor } from '../helpers/db.ts';
 import { FakeApiServer, type FakeApiServerOptions, kubeconfigFor } from './fake-apiserver.ts';
 
 const repoRoot = new URL('../../', import.meta.url).pathname;
@@ -17,29 +18,8 @@ const repoRoot = new URL('../../', import.meta.url).pathname;
  */
 export const TEST_TIMINGS = { leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 250 };
 
-/** Polls `check` until it returns a value other than undefined/false, or fails after `timeoutMs`. */
-export async function waitFor<T>(
-  what: string,
-  check: () => T | undefined | false | Promise<T | undefined | false>,
-  timeoutMs = 15_000,
-): Promise<T> {
-  const deadline = performance.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined && value !== false) return value;
-    } catch (err) {
-      lastError = err;
-    }
-    if (performance.now() > deadline) {
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (${String(lastError)})` : ''}`,
-      );
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
+// The shared poller: every check here returns a boolean, a replica or a bound port, never 0 or ''.
+export { waitFor };
 
 /** One parsed log line. */
 export type LogLine = Record<string, unknown> & { msg?: string; event?: string };
