@@ -11,7 +11,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
@@ -20,22 +19,12 @@ import { loadConfig } from '../src/config.ts';
 import { createLogger } from '../src/ops/logger.ts';
 import { openNatsQueue } from '../src/queue/nats-queue.ts';
 import type { QueuedMessage } from '../src/queue/queue.ts';
+import { freePort } from '../test/helpers/intake-process.ts';
 import { queuedMessage } from '../test/helpers/messages.ts';
 
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 20_000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 200);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function startServer(): Promise<{ url: string; stop: () => void }> {
   const port = await freePort();
