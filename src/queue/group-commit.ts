@@ -1,4 +1,4 @@
-import { QueueUnavailableError } from './queue.ts';
+import { QueueOverloadedError } from './errors.ts';
 
 /**
  * Groups concurrent submissions into one flush: a flush starts when `maxBatch` items wait or `lingerMs`
@@ -39,7 +39,7 @@ export class GroupCommit<Req, Res> {
   submit(item: Req): Promise<Res> {
     if (this.pending >= this.opts.maxPending) {
       return Promise.reject(
-        new QueueUnavailableError(`queue is overloaded (${this.pending} publishes waiting)`),
+        new QueueOverloadedError(`queue is overloaded (${this.pending} publishes waiting)`),
       );
     }
     this.pending++;

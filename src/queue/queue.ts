@@ -32,6 +32,11 @@ export interface PublishRequest {
   message: QueuedMessage;
   /** Idempotency key already scoped to the client (`client\nkey`), if the request had one. */
   idempotencyKey?: string;
+  /**
+   * Digest of the request body the key came with (only with `idempotencyKey`): the same key with a
+   * different fingerprint is refused with IdempotencyKeyReusedError.
+   */
+  fingerprint?: string;
 }
 
 export interface PublishResult {
@@ -44,9 +49,15 @@ export interface PublishResult {
 export interface QueueProducer {
   /**
    * Resolves, with one result per request in order, only once the queue holds every message durably
-   * (committed / acknowledged by the replicas). Rejects with QueueUnavailableError otherwise.
+   * (committed / acknowledged by the replicas). Otherwise rejects, and the error must be TRUE
+   * (queue/errors.ts): QueueUnavailableError (or a subclass) only when no message of the call can
+   * ever be stored from this attempt; PublishOutcomeUnknownError when that cannot be known.
+   *
+   * `signal` aborts at the caller's deadline. Requests not yet handed to the queue are then dropped
+   * (QueueUnavailableError); requests in flight are cancelled where the queue can do so for certain
+   * (a transaction rolled back), else the call rejects with PublishOutcomeUnknownError.
    */
-  publish(requests: PublishRequest[]): Promise<PublishResult[]>;
+  publish(requests: PublishRequest[], signal?: AbortSignal): Promise<PublishResult[]>;
   /** False while the queue is known to be unreachable (drives `/readyz`). */
   isReady(): boolean;
   close(): Promise<void>;
@@ -87,11 +98,12 @@ export interface QueueConsumer {
   close(): Promise<void>;
 }
 
-/** The queue could not take the message now; the client should retry (`503` + `Retry-After`). */
-export class QueueUnavailableError extends Error {
-  readonly code = 'QUEUE_UNAVAILABLE';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'QueueUnavailableError';
-  }
-}
+export {
+  IdempotencyKeyInFlightError,
+  IdempotencyKeyReusedError,
+  MessageTooLargeError,
+  PublishOutcomeUnknownError,
+  QueueFullError,
+  QueueOverloadedError,
+  QueueUnavailableError,
+} from './errors.ts';
