@@ -82,6 +82,11 @@ export class NatsPublisher implements QueueProducer {
     return this.link.isReady();
   }
 
+  /** Not counted yet on JetStream (being built: a scan of the stream above the writer's ack floor). */
+  async queuedForSubject(_pseudonym: string): Promise<number> {
+    return 0;
+  }
+
   /** Waits for accepted publishes to be acknowledged (or fail), then lets go of the connection. */
   close(): Promise<void> {
     this.closed ??= this.batcher.idle().then(() => this.link.release());

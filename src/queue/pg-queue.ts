@@ -73,6 +73,14 @@ export class PgQueue implements QueueProducer, QueueConsumer {
     return this.ready;
   }
 
+  async queuedForSubject(pseudonym: string): Promise<number> {
+    const r = await this.pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM intake.queue WHERE payload->'ip'->>'pseudonym' = $1`,
+      [pseudonym],
+    );
+    return r.rows[0]!.n;
+  }
+
   /** One transaction for the whole group: idempotency keys first, then the new messages. */
   private async insert(reqs: PublishRequest[]): Promise<PublishResult[]> {
     // Two requests in the same group with the same key: the first one wins, the others are duplicates.

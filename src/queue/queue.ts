@@ -60,6 +60,11 @@ export interface QueueProducer {
   publish(requests: PublishRequest[], signal?: AbortSignal): Promise<PublishResult[]>;
   /** False while the queue is known to be unreachable (drives `/readyz`). */
   isReady(): boolean;
+  /**
+   * How many messages of one data subject (by IP pseudonym, base64) are still queued, not yet stored:
+   * GDPR export reports them and erasure's tombstone drops them when the worker meets them.
+   */
+  queuedForSubject(pseudonym: string): Promise<number>;
   close(): Promise<void>;
 }
 
