@@ -33,6 +33,17 @@ export interface Config {
   publishTimeoutMs: number;
   /** `INTAKE_MAX_PENDING_PUBLISHES` (default 20000): beyond this many waiting publishes, answer `503`. */
   maxPendingPublishes: number;
+  /**
+   * `INTAKE_QUEUE_MAX_MESSAGES` (default 1000000): the Postgres queue's size cap. Beyond it publishes
+   * are refused with `503 QUEUE_FULL` (the worker is far behind), so the table cannot grow without bound.
+   */
+  queueMaxMessages: number;
+  /**
+   * `INTAKE_IDEMPOTENCY_TTL_HOURS` (default 24): how long the Postgres queue remembers an
+   * Idempotency-Key (rows of intake.idempotency_keys older than this are pruned hourly). NATS has its
+   * own, NATS_IDEMPOTENCY_TTL_HOURS.
+   */
+  idempotencyTtlHours: number;
   /** `INTAKE_WORKER_BATCH_SIZE` (default 1000) and `INTAKE_WORKER_MAX_WAIT_MS` (default 50). */
   workerBatchSize: number;
   workerMaxWaitMs: number;
@@ -182,6 +193,8 @@ export function loadConfig(env: Env = process.env): Config {
     enqueueMaxBatch: int('INTAKE_ENQUEUE_MAX_BATCH', 500, 1, 10_000),
     publishTimeoutMs: int('INTAKE_PUBLISH_TIMEOUT_MS', 2000, 100, 60_000),
     maxPendingPublishes: int('INTAKE_MAX_PENDING_PUBLISHES', 20_000, 1, 1_000_000),
+    queueMaxMessages: int('INTAKE_QUEUE_MAX_MESSAGES', 1_000_000, 1, 1_000_000_000),
+    idempotencyTtlHours: int('INTAKE_IDEMPOTENCY_TTL_HOURS', 24, 1, 24 * 90),
     workerBatchSize: int('INTAKE_WORKER_BATCH_SIZE', 1000, 1, 10_000),
     workerMaxWaitMs: int('INTAKE_WORKER_MAX_WAIT_MS', 50, 1, 60_000),
     workerMaxAttempts: int('INTAKE_WORKER_MAX_ATTEMPTS', 5, 1, 100),

@@ -5,9 +5,11 @@ import type { Logger } from './ops/logger.ts';
 import { DataKeys } from './privacy/data-keys.ts';
 import { createIpProtector } from './privacy/ip-protector.ts';
 import { loadMasterKey } from './privacy/master-key.ts';
-import { audit, eraseSubject, exportSubject, revealMessage } from './privacy/subjects.ts';
+import { eraseSubject, exportSubject, revealMessage } from './privacy/subjects.ts';
+import { openQueue } from './queue/open-queue.ts';
 import { resolveDatabase } from './store/connect.ts';
 import { createPool } from './store/pool.ts';
+import { writeAudit } from './store/subjects.ts';
 
 /**
  * `intake pii reveal|export|erase` and `intake keys rotate`: the operator's side of SPEC §5. Output is
@@ -43,7 +45,7 @@ export async function operatorCommand(config: Config, log: Logger, argv: string[
     let out: unknown;
     if (group === 'keys') {
       const id = await keys.rotate();
-      await audit(pool, actor, 'rotate-key', null, { key: id });
+      await writeAudit(pool, actor, 'rotate-key', null, { key: id });
       out = { rotated: id };
     } else if (action === 'reveal') {
       out = await revealMessage(pool, protector, arg!.toLowerCase(), actor);
@@ -51,10 +53,18 @@ export async function operatorCommand(config: Config, log: Logger, argv: string[
         console.error(`intake: no stored message ${arg}`);
         return 1;
       }
-    } else if (action === 'export') {
-      out = await exportSubject(pool, protector, arg!, actor);
     } else {
-      out = { erased: await eraseSubject(pool, protector, arg!, actor) };
+      // Export counts and erasure removes the subject's queued messages too.
+      const queue = await openQueue(config, db.url, pool, log);
+      try {
+        out =
+          action === 'export'
+            ? await exportSubject(pool, queue.producer, protector, arg!, actor)
+            : { erased: await eraseSubject(pool, queue.producer, protector, arg!, actor) };
+      } finally {
+        await queue.producer.close();
+        await queue.consumer.close();
+      }
     }
     console.log(JSON.stringify(out, null, 2));
     return 0;

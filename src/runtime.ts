@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Config } from './config.ts';
 import { buildApp, Lifecycle } from './http/app.ts';
 import { closeHttp } from './http/close-server.ts';
+import { Ingest } from './ingest/ingest.ts';
 import type { Logger } from './ops/logger.ts';
 import { checkHeapLimit } from './ops/memory.ts';
 import { createMetrics, type Metrics } from './ops/metrics.ts';
@@ -9,13 +10,13 @@ import { Shutdown } from './ops/shutdown.ts';
 import { DataKeys } from './privacy/data-keys.ts';
 import { createIpProtector } from './privacy/ip-protector.ts';
 import { loadMasterKey } from './privacy/master-key.ts';
-import { audit } from './privacy/subjects.ts';
-import { PgQueue, pruneIdempotencyKeys } from './queue/pg-queue.ts';
-import type { QueueConsumer, QueueProducer } from './queue/queue.ts';
+import { openQueue } from './queue/open-queue.ts';
 import { startEmbeddedPostgres } from './store/embedded-postgres.ts';
 import { expectedVersion, migrate } from './store/migrate.ts';
 import { dropExpiredPartitions, ensurePartitions } from './store/partitions.ts';
 import { createPool, type Pool } from './store/pool.ts';
+import { pruneIdempotencyKeys } from './store/queue-table.ts';
+import { writeAudit } from './store/subjects.ts';
 import { Worker } from './worker/worker.ts';
 
 export type Role = 'api' | 'worker';
@@ -69,11 +70,27 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
     });
     cleanup.push(() => pool.end());
 
-    const { producer, consumer } = await openQueue(config, pool, log);
+    const { producer, consumer } = await openQueue(config, databaseUrl, pool, log);
     cleanup.push(() => producer.close());
 
     let worker: Worker | undefined;
     const timers: NodeJS.Timeout[] = [];
+    /** A periodic job whose failures are logged and counted, never swallowed. */
+    const every = (name: string, ms: number, fn: () => Promise<void>) => {
+      const t = setInterval(() => {
+        fn().catch((err) => {
+          metrics.maintenanceFailures.inc({ job: name });
+          log.error({ err, job: name }, 'maintenance job failed; it runs again on its next tick');
+        });
+      }, ms);
+      t.unref();
+      timers.push(t);
+    };
+    // Both roles export the backlog, so it stays visible with every worker down.
+    every('queue-depth', 5_000, async () => {
+      const d = await (consumer?.depth() ?? producer.depth());
+      if (d !== undefined) metrics.queueDepth.set(d);
+    });
     if (roles.includes('worker')) {
       await ensurePartitions(pool).catch((err) => log.warn({ err }, 'could not pre-create partitions yet'));
       worker = new Worker(
@@ -88,13 +105,7 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
         metrics,
       );
       worker.start();
-      timers.push(every(3_600_000, () => maintainPartitions(pool, config.retentionDays, log)));
-      timers.push(
-        every(5_000, async () => {
-          const d = await consumer.depth();
-          if (d !== undefined) metrics.queueDepth.set(d);
-        }),
-      );
+      every('partitions', 3_600_000, () => maintainPartitions(pool, config.retentionDays, log));
     }
 
     const masterKey = await loadMasterKey(config, log);
@@ -102,23 +113,21 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
     if (roles.includes('api')) {
       await dataKeys.refresh();
       // A new data key each UTC day; if PostgreSQL is down at that moment the current key stays in use.
-      timers.push(every(600_000, () => dataKeys.refresh().then(() => {})));
+      every('data-key-refresh', 600_000, () => dataKeys.refresh().then(() => {}));
       if (!config.natsUrl) {
-        timers.push(
-          every(3_600_000, () => pruneIdempotencyKeys(pool, config.nats.idempotencyTtlHours).then(() => {})),
+        every('idempotency-prune', 3_600_000, () =>
+          pruneIdempotencyKeys(pool, config.idempotencyTtlHours).then(() => {}),
         );
       }
-      timers.push(
-        every(3_600_000, async () => {
-          const destroyed = await dataKeys.destroyBefore(
-            new Date(Date.now() - config.retentionDays * 86_400_000),
-          );
-          if (destroyed.length) {
-            await audit(pool, 'retention', 'destroy-keys', null, { keys: destroyed });
-            log.info({ keys: destroyed }, 'data keys past retention destroyed');
-          }
-        }),
-      );
+      every('data-key-retention', 3_600_000, async () => {
+        const destroyed = await dataKeys.destroyBefore(
+          new Date(Date.now() - config.retentionDays * 86_400_000),
+        );
+        if (destroyed.length) {
+          await writeAudit(pool, 'retention', 'destroy-keys', null, { keys: destroyed });
+          log.info({ keys: destroyed }, 'data keys past retention destroyed');
+        }
+      });
     }
     if (roles.includes('api') && config.apiKeys.length === 0) {
       // Only reachable outside production (config refuses production without keys).
@@ -127,19 +136,25 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
           'Create keys with `intake keys create` before exposing it.',
       );
     }
+    const ipProtector = createIpProtector(masterKey, dataKeys);
     const app = await buildApp({
       queue: producer,
+      ingest: new Ingest({
+        queue: producer,
+        ipProtector,
+        metrics,
+        piiFields: config.piiMessageFields,
+        publishTimeoutMs: config.publishTimeoutMs,
+      }),
       db: pool,
       metrics,
       log,
-      ipProtector: createIpProtector(masterKey, dataKeys),
-      piiFields: config.piiMessageFields,
+      ipProtector,
       lifecycle,
       auth: { keys: config.apiKeys, defaultRateLimit: config.defaultRateLimit },
       routes: roles.includes('api') ? 'all' : 'ops',
       options: {
         bodyLimit: config.bodyLimit,
-        publishTimeoutMs: config.publishTimeoutMs,
         requestTimeoutMs: config.requestTimeoutMs,
         headersTimeoutMs: config.headersTimeoutMs,
       },
@@ -186,23 +201,6 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
   }
 }
 
-async function openQueue(
-  config: Config,
-  pool: Pool,
-  log: Logger,
-): Promise<{ producer: QueueProducer; consumer: QueueConsumer }> {
-  if (config.natsUrl) {
-    const { openNatsQueue } = await import('./queue/nats-queue.ts');
-    return openNatsQueue(config, log);
-  }
-  const q = new PgQueue(pool, {
-    lingerMs: config.enqueueLingerMs,
-    maxBatch: config.enqueueMaxBatch,
-    maxPending: config.maxPendingPublishes,
-  });
-  return { producer: q, consumer: q };
-}
-
 async function assertSchemaCurrent(databaseUrl: string): Promise<void> {
   const { default: pg } = await import('pg');
   const client = new pg.Client({ connectionString: databaseUrl });
@@ -227,12 +225,4 @@ async function maintainPartitions(pool: Pool, retentionDays: number, log: Logger
   const created = await ensurePartitions(pool);
   const dropped = await dropExpiredPartitions(pool, retentionDays);
   if (created || dropped.length) log.info({ created, dropped }, 'partitions maintained');
-}
-
-function every(ms: number, fn: () => Promise<void>): NodeJS.Timeout {
-  const t = setInterval(() => {
-    fn().catch(() => {});
-  }, ms);
-  t.unref();
-  return t;
 }

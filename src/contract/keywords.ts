@@ -93,6 +93,7 @@ const maxDepth = (limit: number): KeywordFn => {
 // biome-ignore lint/suspicious/noControlCharactersInRegex: U+0000 is exactly what is looked for
 const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
+/** Iterative, and without spreading arrays into push(): 130,000 arguments overflow the stack. */
 function firstUnstorable(root: unknown): boolean {
   const stack: unknown[] = [root];
   while (stack.length) {
@@ -100,7 +101,7 @@ function firstUnstorable(root: unknown): boolean {
     if (typeof v === 'string') {
       if (UNSTORABLE.test(v)) return true;
     } else if (Array.isArray(v)) {
-      stack.push(...v);
+      for (const child of v) stack.push(child);
     } else if (typeof v === 'object' && v !== null) {
       for (const [key, child] of Object.entries(v)) {
         if (UNSTORABLE.test(key)) return true;

@@ -21,3 +21,10 @@ export function newMessageId(): string {
   }
   return uuidv7({ msecs: state.msecs, seq: state.seq, random });
 }
+
+const MESSAGE_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
+
+/** Whether `id` could be a message id (a UUIDv7, any case). */
+export function isMessageId(id: string): boolean {
+  return MESSAGE_ID.test(id);
+}

@@ -88,7 +88,20 @@ export const Problem = Type.Object(
     detail: Type.String(),
     code: Type.String({ description: 'Stable machine-readable error code' }),
     instance: Type.Optional(Type.String()),
-    errors: Type.Optional(Type.Array(Type.Object({ pointer: Type.String(), detail: Type.String() }))),
+    errors: Type.Optional(
+      Type.Array(Type.Object({ pointer: Type.String(), detail: Type.String() }), {
+        maxItems: 100,
+        description: 'The violations found, the first 100 of them',
+      }),
+    ),
+    errors_total: Type.Optional(
+      Type.Integer({ description: 'How many violations there were in all, when more than are listed' }),
+    ),
+    ids: Type.Optional(
+      Type.Array(Type.String({ format: 'uuid' }), {
+        description: 'ACCEPTANCE_UNKNOWN: the ids the messages were published under, to look up later',
+      }),
+    ),
   },
   { $id: 'Problem', description: 'RFC 9457 problem details' },
 );

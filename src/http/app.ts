@@ -1,17 +1,19 @@
 import { randomUUID } from 'node:crypto';
 import type { Ajv } from 'ajv';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
-import { createAjv, toViolations, type Violation } from '../contract/validator.ts';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import { createAjv } from '../contract/validator.ts';
+import type { Ingest } from '../ingest/ingest.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { IpProtector } from '../privacy/ip-protector.ts';
 import type { QueueProducer } from '../queue/queue.ts';
-import { QueueUnavailableError } from '../queue/queue.ts';
 import type { Pool } from '../store/pool.ts';
 import { type AuthOptions, registerAuth } from './auth.ts';
+import { answerClientError } from './client-error.ts';
 import { registerJsonParser } from './content-type.ts';
+import { type MappedProblem, mapError } from './error-map.ts';
 import { registerOpenApi } from './openapi.ts';
-import { ERRORS, type ErrorCode, ProblemError, problemBody } from './problem.ts';
+import { problemBody } from './problem.ts';
 import { healthRoutes } from './routes/health.ts';
 import { messageRoutes } from './routes/messages.ts';
 import { privacyRoutes } from './routes/privacy.ts';
@@ -19,13 +21,13 @@ import { privacyRoutes } from './routes/privacy.ts';
 /** What the HTTP edge needs from the rest of intake. Built by runtime.ts; tests build their own. */
 export interface AppDeps {
   queue: QueueProducer;
+  /** The write path of the ingest routes (id, PII protection, publish under the deadline). */
+  ingest: Ingest;
   /** Read side (GET routes). */
   db: Pool;
   metrics: Metrics;
   log: Logger;
   ipProtector: IpProtector;
-  /** Top-level `message` keys that are personal data (INTAKE_PII_MESSAGE_FIELDS). */
-  piiFields: readonly string[];
   /** Readiness of the parts behind the API (queue reachable, not draining). */
   lifecycle: Lifecycle;
   auth: AuthOptions;
@@ -33,7 +35,6 @@ export interface AppDeps {
   routes: 'all' | 'ops';
   options: {
     bodyLimit: number;
-    publishTimeoutMs: number;
     requestTimeoutMs: number;
     headersTimeoutMs: number;
   };
@@ -67,6 +68,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 200 },
+    // Bad percent-encoding and over-long parameters: answered like every other error (a problem that
+    // never echoes the URL, which may hold an IP), not with Fastify's own body.
+    clientErrorHandler: answerClientError,
+    // Fastify's default joins every validation message into one string (90,000 of them for a hostile
+    // body); the problem answer is built from err.validation instead (error-map.ts).
+    schemaErrorFormatter: (errors, dataVar) => new Error(`${errors.length} violations in ${dataVar}`),
+    frameworkErrors: (err, _req, reply) => {
+      sendProblem(reply, mapError(err, { bodyLimit: deps.options.bodyLimit }));
+    },
     ajv: { customOptions: {} },
   });
   app.server.headersTimeout = deps.options.headersTimeoutMs;
@@ -114,60 +124,22 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerAuth(app, deps.auth);
 
   app.setNotFoundHandler((req, reply) => {
-    sendProblem(reply, 'NOT_FOUND', `no route for ${req.method} ${req.routeOptions.url ?? 'this path'}`);
+    sendProblem(reply, {
+      code: 'NOT_FOUND',
+      detail: `no route for ${req.method} on this path`,
+      reason: 'invalid',
+    });
   });
 
-  app.setErrorHandler((err: FastifyError | ProblemError | Error, req, reply) => {
+  app.setErrorHandler((err: Error, req, reply) => {
+    const p = mapError(err, { bodyLimit: deps.options.bodyLimit });
     // Loss accounting (metrics.ts): every message counted as received ends as accepted, duplicate or
     // rejected. Errors before the count (401, 413, 415, 429) are not messages received.
-    if (req.ingestCount) deps.metrics.rejected.inc({ reason: rejectionReason(err) }, req.ingestCount);
-    if (err instanceof ProblemError) {
-      if (err.extra.retryAfterS !== undefined) reply.header('retry-after', String(err.extra.retryAfterS));
-      for (const [k, v] of Object.entries(err.extra.headers ?? {})) reply.header(k, v);
-      return sendProblem(reply, err.code, err.message, err.extra.errors);
-    }
-    const fe = err as FastifyError;
-    if (fe.validation) {
-      const violations = toViolations(fe.validation as never);
-      if (fe.validationContext === 'body') {
-        const n = violations.length;
-        return sendProblem(
-          reply,
-          'INVALID_MESSAGE',
-          `${n} violation${n === 1 ? '' : 's'} of the message contract`,
-          violations,
-        );
-      }
-      const errors = violations.map((v) => ({ pointer: v.pointer, detail: `query parameter ${v.detail}` }));
-      return sendProblem(reply, 'INVALID_REQUEST', 'invalid query parameters', errors);
-    }
-    if (err instanceof QueueUnavailableError) {
-      reply.header('retry-after', '1');
-      return sendProblem(reply, 'QUEUE_UNAVAILABLE', `${err.message}; retry shortly`);
-    }
-    switch (fe.code) {
-      case 'FST_ERR_CTP_BODY_TOO_LARGE':
-        return sendProblem(reply, 'BODY_TOO_LARGE', `the body exceeds ${deps.options.bodyLimit} bytes`);
-      case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
-        if (fe.statusCode === 415)
-          return sendProblem(reply, 'UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json');
-        break;
-      case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-        return sendProblem(reply, 'INVALID_JSON', 'the body is empty');
-    }
-    if (isDatabaseDown(err)) {
-      reply.header('retry-after', '2');
-      return sendProblem(reply, 'DATABASE_UNAVAILABLE', 'the database cannot be reached; retry shortly');
-    }
-    const status = fe.statusCode;
-    if (status && status >= 400 && status < 500) {
-      const code =
-        (Object.keys(ERRORS) as ErrorCode[]).find((c) => ERRORS[c].status === status) ?? 'INVALID_REQUEST';
-      return sendProblem(reply, code, err.message);
-    }
-    deps.log.error({ err, reqId: req.id }, 'unhandled error');
-    return sendProblem(reply, 'INTERNAL', 'an unexpected error occurred; it has been logged');
+    if (req.ingestCount) deps.metrics.rejected.inc({ reason: p.reason }, req.ingestCount);
+    if (p.log === 'error') deps.log.error({ err, reqId: req.id }, 'unhandled error');
+    else if (p.log === 'warn') deps.log.warn({ err, reqId: req.id, code: p.code }, 'unexpected client error');
+    for (const [k, v] of Object.entries(p.headers ?? {})) reply.header(k, v);
+    return sendProblem(reply, p);
   });
 
   await app.register(healthRoutes, deps);
@@ -179,30 +151,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   return app;
 }
 
-function sendProblem(reply: FastifyReply, code: ErrorCode, detail: string, errors?: Violation[]) {
+function sendProblem(reply: FastifyReply, p: MappedProblem) {
   // `instance` is the route pattern, not the URL: a subject route's URL carries personal data (an IP).
-  const body = problemBody(code, detail, errors, reply.request.routeOptions.url);
+  const body = problemBody(p.code, p.detail, p.errors, reply.request.routeOptions?.url);
+  if (p.errorsTotal !== undefined && p.errors && p.errorsTotal > p.errors.length)
+    body.errors_total = p.errorsTotal;
+  if (p.ids?.length) body.ids = p.ids;
   return reply.code(body.status).type('application/problem+json').send(body);
-}
-
-function rejectionReason(err: unknown): string {
-  if ((err as FastifyError).validation) return 'invalid';
-  if (err instanceof QueueUnavailableError) return 'queue_unavailable';
-  if (err instanceof ProblemError) {
-    if (err.code === 'FORBIDDEN') return 'forbidden';
-    if (err.code === 'QUEUE_UNAVAILABLE') return 'queue_unavailable';
-    if (err.status === 400) return 'invalid';
-  }
-  return 'error';
-}
-
-function isDatabaseDown(err: unknown): boolean {
-  const e = err as { code?: string; message?: string };
-  return (
-    /^(08|57P)/.test(e.code ?? '') ||
-    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT'].includes(e.code ?? '') ||
-    /Connection terminated|timeout exceeded when trying to connect/.test(e.message ?? '')
-  );
 }
 
 declare module 'fastify' {

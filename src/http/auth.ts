@@ -1,8 +1,8 @@
 import { timingSafeEqual } from 'node:crypto';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type ApiKey, hashKey, type Scope } from './api-keys.ts';
 import { ProblemError } from './problem.ts';
-import { type BucketOptions, TokenBuckets } from './rate-limit.ts';
+import { type BucketOptions, type TakeResult, TokenBuckets } from './rate-limit.ts';
 
 export interface AuthOptions {
   keys: ApiKey[];
@@ -14,9 +14,17 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** The scope a route needs; routes without one (health, metrics, docs) are open. */
     scope?: Scope;
+    /**
+     * `messages`: the route charges the rate limit one token per message it carries (ingest routes call
+     * `req.chargeMessages(n)` once the body is parsed); before that, a request is refused early only
+     * when the bucket is empty. Default: one token per request.
+     */
+    rateCost?: 'messages';
   }
   interface FastifyRequest {
     apiKey?: ApiKey;
+    /** Charges the rate limit for `n` messages (429 if it cannot pay); absent when there is no limit. */
+    chargeMessages?: (n: number) => void;
   }
 }
 
@@ -42,20 +50,33 @@ export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
     }
     const limit = req.apiKey?.rateLimit ?? opts.defaultRateLimit;
     if (!limit) return;
-    const r = buckets.take(req.client ?? 'anonymous', limit);
-    reply.header('ratelimit-limit', String(r.limit));
-    reply.header('ratelimit-remaining', String(r.remaining));
-    reply.header('ratelimit-reset', String(r.resetS));
-    if (!r.allowed) {
-      throw new ProblemError(
-        'RATE_LIMITED',
-        `rate limit of ${limit.perSecond}/s (burst ${limit.burst}) exceeded`,
-        {
-          retryAfterS: r.retryAfterS,
-        },
-      );
+    const client = req.client ?? 'anonymous';
+    const perMessage = req.routeOptions.config?.rateCost === 'messages';
+    const r = perMessage ? buckets.peek(client, limit) : buckets.take(client, limit);
+    rateHeaders(reply, r);
+    if (!r.allowed) throw rateLimited(limit, r, '');
+    if (perMessage) {
+      req.chargeMessages = (n) => {
+        const paid = buckets.take(client, limit, n);
+        rateHeaders(reply, paid);
+        if (!paid.allowed) throw rateLimited(limit, paid, ` by this request's ${n} messages`);
+      };
     }
   });
+}
+
+function rateHeaders(reply: FastifyReply, r: TakeResult): void {
+  reply.header('ratelimit-limit', String(r.limit));
+  reply.header('ratelimit-remaining', String(r.remaining));
+  reply.header('ratelimit-reset', String(r.resetS));
+}
+
+function rateLimited(limit: BucketOptions, r: TakeResult, by: string): ProblemError {
+  return new ProblemError(
+    'RATE_LIMITED',
+    `rate limit of ${limit.perSecond} messages/s (burst ${limit.burst}) exceeded${by}`,
+    { retryAfterS: r.retryAfterS },
+  );
 }
 
 function authenticate(req: FastifyRequest, byHash: Map<string, ApiKey>): ApiKey {

@@ -1,15 +1,19 @@
+import { isUtf8 } from 'node:buffer';
 import type { FastifyInstance } from 'fastify';
+import { jsonTooComplex } from './json-limits.ts';
 import { ProblemError } from './problem.ts';
 
 /**
  * The only body intake parses is one JSON document sent as `application/json` (charset optional, and
  * UTF-8 if given). Fastify's other default parsers (text/plain) are removed, so anything else is `415`.
  * Plain JSON.parse: an own `__proto__` key stays an ordinary key that the schema then rejects as an
- * unknown field, instead of secure-json-parse refusing the whole body with a vaguer error.
+ * unknown field, instead of secure-json-parse refusing the whole body with a vaguer error. The bytes
+ * must be valid UTF-8: decoding would otherwise replace bad bytes with U+FFFD and store a message the
+ * client never sent.
  */
 export function registerJsonParser(app: FastifyInstance): void {
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, bytes, done) => {
     const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(req.headers['content-type'] ?? '')?.[1];
     if (charset && !/^utf-?8$/i.test(charset)) {
       done(
@@ -18,16 +22,22 @@ export function registerJsonParser(app: FastifyInstance): void {
       );
       return;
     }
+    if (!isUtf8(bytes as Buffer)) {
+      done(new ProblemError('INVALID_JSON', 'the body is not valid UTF-8'), undefined);
+      return;
+    }
+    const tooComplex = jsonTooComplex(bytes as Buffer);
+    if (tooComplex) {
+      done(new ProblemError('JSON_TOO_COMPLEX', tooComplex), undefined);
+      return;
+    }
+    const body = (bytes as Buffer).toString('utf8');
     try {
-      done(null, JSON.parse(body as string));
+      done(null, JSON.parse(body));
     } catch (err) {
       // V8's message quotes part of the body, which may hold personal data: keep only the position.
       const at = /position (\d+)/.exec((err as Error).message)?.[1];
-      const where = at
-        ? ` (at character ${at})`
-        : (body as string).length === 0
-          ? ' (the body is empty)'
-          : '';
+      const where = at ? ` (at character ${at})` : body.length === 0 ? ' (the body is empty)' : '';
       done(new ProblemError('INVALID_JSON', `the body is not valid JSON${where}`), undefined);
     }
   });

@@ -7,6 +7,7 @@ import type { Violation } from '../contract/validator.ts';
 export const ERRORS = {
   INVALID_MESSAGE: { status: 400, title: 'The message does not match the contract' },
   INVALID_JSON: { status: 400, title: 'The body is not valid JSON' },
+  JSON_TOO_COMPLEX: { status: 400, title: 'The body holds too many JSON objects and arrays' },
   INVALID_REQUEST: { status: 400, title: 'The request is not valid' },
   UNAUTHENTICATED: { status: 401, title: 'A valid API key is required' },
   FORBIDDEN: { status: 403, title: 'The API key may not do this' },
@@ -16,6 +17,7 @@ export const ERRORS = {
   IDEMPOTENCY_KEY_IN_FLIGHT: { status: 409, title: 'A request with this Idempotency-Key is in progress' },
   BODY_TOO_LARGE: { status: 413, title: 'The body is larger than the limit' },
   MESSAGE_TOO_LARGE: { status: 413, title: 'The message is larger than the queue accepts' },
+  HEADERS_TOO_LARGE: { status: 431, title: 'The request headers are too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'The body must be application/json' },
   IDEMPOTENCY_KEY_REUSED: { status: 422, title: 'The Idempotency-Key was used with a different body' },
   RATE_LIMITED: { status: 429, title: 'Too many requests' },
@@ -40,6 +42,10 @@ export interface ProblemBody {
   code: ErrorCode;
   instance?: string;
   errors?: Violation[];
+  /** How many violations there were, when more were found than `errors` lists. */
+  errors_total?: number;
+  /** ACCEPTANCE_UNKNOWN: the ids the messages were published under. */
+  ids?: string[];
 }
 
 /** An error that becomes a problem response as it is. */

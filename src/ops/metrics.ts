@@ -57,6 +57,17 @@ export function createMetrics() {
       help: 'Messages newly written to PostgreSQL',
       registers: r,
     }),
+    erasedInFlight: new Counter({
+      name: 'intake_messages_erased_in_flight_total',
+      help: 'Accepted messages not stored because their subject was erased (GDPR) while they were queued',
+      registers: r,
+    }),
+    maintenanceFailures: new Counter({
+      name: 'intake_maintenance_failures_total',
+      help: 'Failed runs of periodic maintenance jobs, by job',
+      labelNames: ['job'],
+      registers: r,
+    }),
     deadLetters: new Counter({
       name: 'intake_messages_dead_lettered_total',
       help: 'Messages moved to dead_letters after bounded retries',

@@ -174,6 +174,8 @@ export class NatsConsumer implements QueueConsumer {
     let settled = false;
     return {
       deliveries,
+      // The stream cannot lose a message to an erasure; the tombstone check in the insert drops them.
+      stillQueuedInTransaction: async () => deliveries.map(() => true),
       settleInTransaction: async () => {},
       acknowledge: async (outcomes: Outcome[]) => {
         if (settled) return;
@@ -202,11 +204,8 @@ export class NatsConsumer implements QueueConsumer {
   }
 
   /** Envelopes (stream messages) waiting or delivered and unacknowledged, not queued messages. */
-  async depth(): Promise<number | undefined> {
-    const jsm = this.link.jsm;
-    if (!jsm || !this.link.isUsable()) return undefined;
-    const info = await jsm.consumers.info(this.opts.stream, this.opts.consumer);
-    return info.num_pending + info.num_ack_pending;
+  depth(): Promise<number | undefined> {
+    return this.link.depth();
   }
 
   /**

@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import { ProblemError } from '../http/problem.ts';
 import { uuidv7Time } from '../store/messages.ts';
+import type { Queryable } from '../store/pool.ts';
 import { GroupCommit } from './group-commit.ts';
 import { encodeEnvelope, envelopeMsgId, splitBySize } from './nats-envelope.ts';
 import type { NatsLink } from './nats-queue.ts';
@@ -85,6 +86,15 @@ export class NatsPublisher implements QueueProducer {
   /** Not counted yet on JetStream (being built: a scan of the stream above the writer's ack floor). */
   async queuedForSubject(_pseudonym: string): Promise<number> {
     return 0;
+  }
+
+  /** A stream message cannot be edited: the erasure's tombstone drops the subject's queued messages. */
+  forgetSubject(_tx: Queryable, pseudonym: string): Promise<number> {
+    return this.queuedForSubject(pseudonym);
+  }
+
+  depth(): Promise<number | undefined> {
+    return this.link.depth();
   }
 
   /** Waits for accepted publishes to be acknowledged (or fail), then lets go of the connection. */

@@ -126,6 +126,14 @@ export class NatsLink {
     return { promise, cancel: () => this.disconnectWaiters.delete(waiter) };
   }
 
+  /** Envelopes (stream messages) waiting or delivered and unacknowledged by the writer consumer. */
+  async depth(): Promise<number | undefined> {
+    const jsm = this.jsm;
+    if (!jsm || !this.isUsable()) return undefined;
+    const info = await jsm.consumers.info(this.config.nats.stream, this.config.nats.consumer);
+    return info.num_pending + info.num_ack_pending;
+  }
+
   /** Resolves true once usable, false if `signal` aborts or the link closes first. */
   async whenUsable(signal: AbortSignal): Promise<boolean> {
     while (!this.isUsable()) {

@@ -65,6 +65,14 @@ export interface QueueProducer {
    * GDPR export reports them and erasure's tombstone drops them when the worker meets them.
    */
   queuedForSubject(pseudonym: string): Promise<number>;
+  /**
+   * Called inside a GDPR erasure's transaction, after its tombstone is written: removes what the queue
+   * can of the subject's queued messages and returns how many of them were queued. Those it cannot
+   * remove are dropped by the tombstone when the worker meets them.
+   */
+  forgetSubject(tx: Queryable, pseudonym: string): Promise<number>;
+  /** Messages waiting or in flight, when the queue can tell cheaply (metrics, with or without workers). */
+  depth(): Promise<number | undefined>;
   close(): Promise<void>;
 }
 
@@ -77,12 +85,20 @@ export interface Delivery {
 /** What became of one delivery; the queue settles it accordingly. */
 export type Outcome =
   | { kind: 'stored' }
+  /** No longer on the queue when the worker came to store it (a GDPR erasure took it): not stored. */
+  | { kind: 'erased' }
   | { kind: 'dead-lettered'; reason: string }
   | { kind: 'retry'; delayMs: number; reason: string };
 
 /** A batch claimed from the queue. Exactly one of settle+acknowledge or release is called. */
 export interface Batch {
   deliveries: Delivery[];
+  /**
+   * The first statement inside the transaction that stores the batch (after the erasure lock): which
+   * deliveries are still on the queue. A queue in the same database locks its rows here and reports
+   * those an erasure deleted since they were claimed; a remote queue reports all.
+   */
+  stillQueuedInTransaction(tx: Queryable): Promise<boolean[]>;
   /**
    * Runs inside the transaction that stores the batch, before it commits: a queue that lives in the
    * same database (the Postgres queue) removes or reschedules its rows here, atomically with the insert.

@@ -8,10 +8,14 @@ import type { Queryable } from './pool.ts';
 /**
  * Inserts a batch in one statement. Idempotent: a message already stored (redelivery, retry) is skipped
  * by the (id, received_at) primary key. Messages received before their subject's erasure (a tombstone
- * in intake.erasures) are dropped (SPEC §5). Returns how many rows were new.
+ * in intake.erasures) are dropped (SPEC §5). Returns how many rows were new and how many were dropped
+ * for an erasure.
  */
-export async function insertMessages(db: Queryable, batch: QueuedMessage[]): Promise<number> {
-  if (batch.length === 0) return 0;
+export async function insertMessages(
+  db: Queryable,
+  batch: QueuedMessage[],
+): Promise<{ inserted: number; erased: number }> {
+  if (batch.length === 0) return { inserted: 0, erased: 0 };
   const cols = {
     id: [] as string[],
     received_at: [] as string[],
@@ -34,17 +38,23 @@ export async function insertMessages(db: Queryable, batch: QueuedMessage[]): Pro
     cols.ciphertext.push(m.ip?.ciphertext ?? null);
     cols.key_id.push(m.ip?.key_id ?? null);
   }
-  const r = await db.query(
-    `INSERT INTO intake.messages (id, received_at, ts, sender, message, priority, ip_pseudonym, ip_ciphertext, ip_key_id)
-     SELECT t.id, t.received_at, t.ts, t.sender, t.message, t.priority,
-            decode(t.pseudonym, 'base64'), decode(t.ciphertext, 'base64'), t.key_id
-     FROM unnest($1::uuid[], $2::timestamptz[], $3::bigint[], $4::text[], $5::jsonb[], $6::int[],
-                 $7::text[], $8::text[], $9::text[])
-          AS t(id, received_at, ts, sender, message, priority, pseudonym, ciphertext, key_id)
-     WHERE t.pseudonym IS NULL OR NOT EXISTS (
-       SELECT 1 FROM intake.erasures e
-       WHERE e.pseudonym = decode(t.pseudonym, 'base64') AND t.received_at <= e.erased_at)
-     ON CONFLICT DO NOTHING`,
+  const r = await db.query<{ inserted: number; erased: number }>(
+    `WITH input AS (
+       SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::bigint[], $4::text[], $5::jsonb[], $6::int[],
+                            $7::text[], $8::text[], $9::text[])
+              AS t(id, received_at, ts, sender, message, priority, pseudonym, ciphertext, key_id)),
+     kept AS (
+       SELECT * FROM input t WHERE t.pseudonym IS NULL OR NOT EXISTS (
+         SELECT 1 FROM intake.erasures e
+         WHERE e.pseudonym = decode(t.pseudonym, 'base64') AND t.received_at <= e.erased_at)),
+     ins AS (
+       INSERT INTO intake.messages (id, received_at, ts, sender, message, priority, ip_pseudonym, ip_ciphertext, ip_key_id)
+       SELECT t.id, t.received_at, t.ts, t.sender, t.message, t.priority,
+              decode(t.pseudonym, 'base64'), decode(t.ciphertext, 'base64'), t.key_id
+       FROM kept t
+       ON CONFLICT DO NOTHING RETURNING 1)
+     SELECT (SELECT count(*) FROM ins)::int AS inserted,
+            ((SELECT count(*) FROM input) - (SELECT count(*) FROM kept))::int AS erased`,
     [
       cols.id,
       cols.received_at,
@@ -57,7 +67,7 @@ export async function insertMessages(db: Queryable, batch: QueuedMessage[]): Pro
       cols.key_id,
     ],
   );
-  return r.rowCount ?? 0;
+  return r.rows[0]!;
 }
 
 interface Row {

@@ -17,9 +17,3 @@ export async function dropExpiredPartitions(db: Queryable, retentionDays: number
   );
   return r.rows.map((x) => x.name);
 }
-
-/** PostgreSQL's "no partition of relation … found for row" (check_violation on a partitioned insert). */
-export function isMissingPartition(err: unknown): boolean {
-  const e = err as { code?: string; message?: string };
-  return e.code === '23514' && /no partition of relation/.test(e.message ?? '');
-}

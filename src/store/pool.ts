@@ -13,6 +13,13 @@ export interface PoolOptions {
   max: number;
   applicationName: string;
   onError: (err: Error) => void;
+  /**
+   * Server-side limits for every statement of this pool's connections, and the time to wait for a
+   * connection (default 5 s). PostgreSQL aborts a statement that overruns: nothing of it is committed.
+   */
+  statementTimeoutMs?: number;
+  lockTimeoutMs?: number;
+  connectionTimeoutMs?: number;
 }
 
 export function createPool(opts: PoolOptions): pg.Pool {
@@ -21,7 +28,9 @@ export function createPool(opts: PoolOptions): pg.Pool {
     max: opts.max,
     application_name: opts.applicationName,
     // Fail fast when the database is unreachable: callers retry with backoff instead of piling up.
-    connectionTimeoutMillis: 5_000,
+    connectionTimeoutMillis: opts.connectionTimeoutMs ?? 5_000,
+    ...(opts.statementTimeoutMs === undefined ? {} : { statement_timeout: opts.statementTimeoutMs }),
+    ...(opts.lockTimeoutMs === undefined ? {} : { lock_timeout: opts.lockTimeoutMs }),
     idleTimeoutMillis: 30_000,
     keepAlive: true,
   });

@@ -1,7 +1,6 @@
-import { ERASURE_LOCK } from '../privacy/subjects.ts';
 import type { Delivery, Outcome, QueuedMessage } from '../queue/queue.ts';
+import { isMissingPartition, isTransient } from '../store/errors.ts';
 import { insertMessages } from '../store/messages.ts';
-import { isMissingPartition } from '../store/partitions.ts';
 import type { Queryable } from '../store/pool.ts';
 
 /**
@@ -21,33 +20,38 @@ export interface StoreBatchResult {
   stored: number;
   deadLettered: number;
   retried: number;
+  /**
+   * Erased before they could be stored: no longer queued when the batch came to be stored, or received
+   * before their subject's erasure (tombstone). Neither stored nor dead-lettered.
+   */
+  erased: number;
 }
 
-/** Errors that say the database or connection is unwell, not this message: retry the whole batch. */
-export function isTransient(err: unknown): boolean {
-  const code = (err as { code?: string }).code ?? '';
-  // 08 connection, 40 rollback (serialization/deadlock), 53 resources, 57 operator intervention
-  // (shutdown), 58 system error; no code at all means the socket failed.
-  return code === '' || /^(08|40|53|57|58)/.test(code) || code === '55P03';
-}
-
+/**
+ * `live[i]` says whether delivery i is still on the queue (Batch.stillQueuedInTransaction); the caller
+ * holds the erasure lock shared for the whole transaction.
+ */
 export async function storeBatch(
   tx: Queryable,
   deliveries: Delivery[],
+  live: boolean[],
   opts: StoreBatchOptions,
 ): Promise<StoreBatchResult> {
   const outcomes: Outcome[] = new Array(deliveries.length);
   let stored = 0;
   const failed: Array<{ index: number; reason: string }> = [];
+  let erased = 0;
 
   const attempt = async (indexes: number[], depth: number): Promise<void> => {
     const sp = `sp_${depth}`;
     await tx.query(`SAVEPOINT ${sp}`);
     try {
-      stored += await insertMessages(
+      const r = await insertMessages(
         tx,
         indexes.map((i) => deliveries[i]!.message),
       );
+      stored += r.inserted;
+      erased += r.erased;
       await tx.query(`RELEASE SAVEPOINT ${sp}`);
       for (const i of indexes) outcomes[i] = { kind: 'stored' };
     } catch (err) {
@@ -63,10 +67,15 @@ export async function storeBatch(
       await attempt(indexes.slice(mid), depth + 1);
     }
   };
-  // Shared with other batches, exclusive for an erasure: an erasure waits for this batch to commit
-  // (and then deletes its rows), and a batch that starts after an erasure sees its tombstone.
-  await tx.query('SELECT pg_advisory_xact_lock_shared(hashtext($1))', [ERASURE_LOCK]);
-  await attempt([...deliveries.keys()], 0);
+  const toStore: number[] = [];
+  for (const i of deliveries.keys()) {
+    if (live[i]) toStore.push(i);
+    else {
+      outcomes[i] = { kind: 'erased' };
+      erased++;
+    }
+  }
+  if (toStore.length) await attempt(toStore, 0);
 
   let deadLettered = 0;
   let retried = 0;
@@ -94,7 +103,7 @@ export async function storeBatch(
       ],
     );
   }
-  return { outcomes, stored, deadLettered, retried };
+  return { outcomes, stored, deadLettered, retried, erased };
 }
 
 function describe(err: unknown): string {

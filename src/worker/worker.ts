@@ -2,8 +2,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { Batch, QueueConsumer } from '../queue/queue.ts';
-import { ensurePartitions, isMissingPartition } from '../store/partitions.ts';
+import { isMissingPartition } from '../store/errors.ts';
+import { ensurePartitions } from '../store/partitions.ts';
 import { type Pool, withTransaction } from '../store/pool.ts';
+import { lockErasuresShared } from '../store/subjects.ts';
 import { storeBatch } from './store-batch.ts';
 
 /**
@@ -71,7 +73,9 @@ export class Worker {
     const started = performance.now();
     const result = await this.withPartitions(() =>
       withTransaction(this.pool, async (tx) => {
-        const r = await storeBatch(tx, batch.deliveries, {
+        await lockErasuresShared(tx);
+        const live = await batch.stillQueuedInTransaction(tx);
+        const r = await storeBatch(tx, batch.deliveries, live, {
           maxAttempts: this.opts.maxAttempts,
           backoffMs: (n) => Math.min(60_000, 500 * 2 ** (n - 1)),
         });
@@ -85,11 +89,12 @@ export class Worker {
     m.workerBatchSize.observe(batch.deliveries.length);
     m.insertSeconds.observe((performance.now() - started) / 1000);
     m.stored.inc(result.stored);
+    if (result.erased) m.erasedInFlight.inc(result.erased);
     if (result.deadLettered) m.deadLetters.inc(result.deadLettered);
     const now = Date.now();
     for (const d of batch.deliveries) m.endToEndLag.observe((now - Date.parse(d.message.received_at)) / 1000);
     if (result.retried || result.deadLettered) {
-      const reasons = result.outcomes.flatMap((o) => (o.kind === 'stored' ? [] : [o.reason]));
+      const reasons = result.outcomes.flatMap((o) => ('reason' in o ? [o.reason] : []));
       this.log.warn(
         { retried: result.retried, deadLettered: result.deadLettered, reasons: reasons.slice(0, 5) },
         'messages failed to store',

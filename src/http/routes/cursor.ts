@@ -1,11 +1,16 @@
 import { type Static, Type } from '@sinclair/typebox';
+import { isMessageId } from '../../contract/message-id.ts';
 import { ProblemError } from '../problem.ts';
 
 export const MessageListQuery = Type.Object(
   {
-    sender: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
-    since: Type.Optional(Type.String({ description: 'received at or after (RFC 3339 or Unix seconds)' })),
-    until: Type.Optional(Type.String({ description: 'received before (RFC 3339 or Unix seconds)' })),
+    sender: Type.Optional(Type.String({ minLength: 1, maxLength: 256, 'x-storable': true })),
+    since: Type.Optional(
+      Type.String({ maxLength: 40, description: 'received at or after (RFC 3339 or Unix seconds)' }),
+    ),
+    until: Type.Optional(
+      Type.String({ maxLength: 40, description: 'received before (RFC 3339 or Unix seconds)' }),
+    ),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
     cursor: Type.Optional(Type.String({ maxLength: 200, description: 'next_cursor of the previous page' })),
   },
@@ -13,19 +18,50 @@ export const MessageListQuery = Type.Object(
 );
 export type MessageListQuery = Static<typeof MessageListQuery>;
 
+/** The instants PostgreSQL's timestamptz and intake's ids can both hold: years 1 to 9999. */
+const MIN_TIME = new Date('0001-01-01T00:00:00Z').getTime();
+const MAX_TIME = new Date('9999-12-31T23:59:59.999Z').getTime();
+
+function inRange(d: Date): boolean {
+  const t = d.getTime();
+  return !Number.isNaN(t) && t >= MIN_TIME && t <= MAX_TIME;
+}
+
 /** Opaque keyset cursor: base64url of "<received_at ISO>|<id>". */
 export function encodeCursor(receivedAt: string, id: string): string {
   return Buffer.from(`${receivedAt}|${id}`).toString('base64url');
 }
 
 export function decodeCursor(cursor: string): { receivedAt: Date; id: string } {
-  const [at, id] = Buffer.from(cursor, 'base64url').toString().split('|');
+  const [at, id, extra] = Buffer.from(cursor, 'base64url').toString().split('|');
   const receivedAt = new Date(at ?? '');
-  if (!id || !/^[0-9a-f-]{36}$/.test(id) || Number.isNaN(receivedAt.getTime())) {
+  if (extra !== undefined || !id || !isMessageId(id) || !inRange(receivedAt)) {
     throw new ProblemError(
       'INVALID_REQUEST',
       'cursor is not valid: pass next_cursor from the previous page as is',
+      {
+        errors: [{ pointer: '/cursor', detail: 'is not a cursor this API issued' }],
+      },
     );
   }
-  return { receivedAt, id };
+  return { receivedAt, id: id.toLowerCase() };
+}
+
+/** A `since`/`until` value: RFC 3339 or Unix seconds, between the years 1 and 9999. */
+export function parseTime(v: string, name: string): Date {
+  const d = /^\d{1,12}$/.test(v)
+    ? new Date(Number(v) * 1000)
+    : /^\d/.test(v)
+      ? new Date(v)
+      : new Date(Number.NaN);
+  if (!inRange(d)) {
+    throw new ProblemError(
+      'INVALID_REQUEST',
+      `${name} must be RFC 3339 or Unix seconds, from year 1 to 9999`,
+      {
+        errors: [{ pointer: `/${name}`, detail: 'must be RFC 3339 or Unix seconds, from year 1 to 9999' }],
+      },
+    );
+  }
+  return d;
 }

@@ -1,80 +1,41 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { newMessageId } from '../../contract/message-id.ts';
+import { isMessageId } from '../../contract/message-id.ts';
 import {
   Accepted,
   BatchAccepted,
   IncomingBatch,
   IncomingMessage,
+  MAX_BATCH,
   Problem,
   StoredMessage,
 } from '../../contract/message-schema.ts';
-import { protectFields } from '../../privacy/message-fields.ts';
-import type { PublishRequest, QueuedMessage } from '../../queue/queue.ts';
-import { QueueUnavailableError } from '../../queue/queue.ts';
-import { getMessage, queryMessages, uuidv7Time } from '../../store/messages.ts';
+import type { IngestContext } from '../../ingest/ingest.ts';
+import { getMessage, queryMessages } from '../../store/messages.ts';
 import type { AppDeps } from '../app.ts';
 import { assertSenderAllowed } from '../auth.ts';
 import { ProblemError } from '../problem.ts';
-import { decodeCursor, encodeCursor, MessageListQuery } from './cursor.ts';
+import { decodeCursor, encodeCursor, MessageListQuery, parseTime } from './cursor.ts';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
 const problems = {
   400: Problem,
   401: Problem,
   403: Problem,
+  409: Problem,
   413: Problem,
   415: Problem,
+  422: Problem,
   429: Problem,
   503: Problem,
 };
 
 /** Ingest (POST) and read (GET) of messages: SPEC §2. */
 export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
-  const { metrics } = deps;
-
-  /** Validated body → the queued form: id assigned, IP replaced by pseudonym + ciphertext. */
-  const toQueued = (body: IncomingMessage): QueuedMessage => {
-    const id = newMessageId();
-    const ip = body['sent-from-ip'];
-    const m: QueuedMessage = {
-      v: 1,
-      id,
-      // From the id itself, so that id and partition key can never disagree.
-      received_at: uuidv7Time(id).toISOString(),
-      ts: Number(body.ts),
-      sender: body.sender,
-      message: protectFields(deps.ipProtector, deps.piiFields, body.message),
-      priority: body.priority ?? null,
-    };
-    if (ip !== undefined) m.ip = deps.ipProtector.protect(ip);
-    return m;
-  };
-
-  const publish = async (reqs: PublishRequest[]) => {
-    const started = performance.now();
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new QueueUnavailableError(`queue did not acknowledge within ${deps.options.publishTimeoutMs} ms`),
-          ),
-        deps.options.publishTimeoutMs,
-      );
-    });
-    try {
-      const results = await Promise.race([deps.queue.publish(reqs), timeout]);
-      metrics.publishSeconds.observe((performance.now() - started) / 1000);
-      return results;
-    } finally {
-      clearTimeout(timer);
-    }
-  };
+  const { metrics, ingest } = deps;
 
   app.post<{ Body: IncomingMessage }>(
     '/v1/messages',
     {
-      config: { scope: 'ingest' },
+      config: { scope: 'ingest', rateCost: 'messages' },
       schema: {
         summary: 'Ingest one message',
         body: IncomingMessage,
@@ -88,11 +49,8 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
     },
     async (req, reply) => {
       assertSenderAllowed(req, req.body.sender);
-      const message = toQueued(req.body);
-      const key = idempotencyKey(req);
-      const [result] = await publish([key === undefined ? { message } : { message, idempotencyKey: key }]);
-      if (result!.duplicate) metrics.duplicates.inc();
-      else metrics.accepted.inc();
+      req.chargeMessages?.(1);
+      const [result] = await ingest.accept([req.body], ingestContext(req, false));
       reply.code(202).header('location', `/v1/messages/${result!.id}`);
       return { id: result!.id, status: 'accepted' as const };
     },
@@ -101,32 +59,37 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
   app.post<{ Body: { messages: IncomingMessage[] } }>(
     '/v1/messages/batch',
     {
-      config: { scope: 'ingest' },
+      config: { scope: 'ingest', rateCost: 'messages' },
       schema: {
         summary: 'Ingest up to 1000 messages at once (all or nothing)',
         description:
-          'Every item is validated first. If any is invalid, nothing is queued and the 400 lists every ' +
-          'violation with pointers such as /messages/3/ts. Otherwise all are queued and the 202 lists one ' +
-          'id per item, in order. An Idempotency-Key applies to the batch as a whole.',
+          'Every item is validated first. If any is invalid, nothing is queued and the 400 lists the ' +
+          'violations (the first 100, and errors_total) with pointers such as /messages/3/ts. Otherwise ' +
+          'all are queued and the 202 lists one id per item, in order. An Idempotency-Key applies to the ' +
+          'batch as a whole.',
         body: IncomingBatch,
         headers: idempotencyHeader,
         response: { 202: BatchAccepted, ...problems },
       },
       preValidation: async (req) => {
-        const items = (req.body as { messages?: unknown })?.messages;
+        const items = (req.body as { messages?: unknown } | null)?.messages;
         req.ingestCount = Array.isArray(items) && items.length > 0 ? items.length : 1;
         metrics.received.inc(req.ingestCount);
+        // Refused before any item is validated: a 1 MiB body holds ~340,000 `{}`, and validating each
+        // would cost seconds of CPU and a problem body of tens of megabytes.
+        if (Array.isArray(items) && items.length > MAX_BATCH) {
+          throw new ProblemError('INVALID_MESSAGE', 'the batch is too long', {
+            errors: [
+              { pointer: '/messages', detail: `must have at most ${MAX_BATCH} items (got ${items.length})` },
+            ],
+          });
+        }
       },
     },
     async (req, reply) => {
       for (const m of req.body.messages) assertSenderAllowed(req, m.sender);
-      const key = idempotencyKey(req);
-      const reqs: PublishRequest[] = req.body.messages.map((b, i) => {
-        const message = toQueued(b);
-        return key === undefined ? { message } : { message, idempotencyKey: `${key}\n${i}` };
-      });
-      const results = await publish(reqs);
-      for (const r of results) (r.duplicate ? metrics.duplicates : metrics.accepted).inc();
+      req.chargeMessages?.(req.body.messages.length);
+      const results = await ingest.accept(req.body.messages, ingestContext(req, true));
       reply.code(202);
       return {
         items: results.map((r) => ({ id: r.id, status: 'accepted' as const })),
@@ -143,7 +106,7 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
     },
     async (req) => {
       const { id } = req.params;
-      if (!UUID.test(id)) throw new ProblemError('NOT_FOUND', 'no message has this id (ids are UUIDv7)');
+      if (!isMessageId(id)) throw new ProblemError('NOT_FOUND', 'no message has this id (ids are UUIDv7)');
       const found = await getMessage(deps.db, id.toLowerCase());
       if (!found)
         throw new ProblemError(
@@ -190,27 +153,18 @@ const idempotencyHeader = {
       type: 'string',
       minLength: 1,
       maxLength: 255,
-      description: 'A retry with the same key from the same client returns the same id and is stored once.',
+      description:
+        'A retry with the same key and the same body from the same client returns the same id and is ' +
+        'stored once; the same key with a different body is refused with 422.',
     },
   },
 };
 
-/** The Idempotency-Key scoped to the client that sent it. */
-function idempotencyKey(req: FastifyRequest): string | undefined {
+/** Who is sending, and the Idempotency-Key that scopes a retry. */
+function ingestContext(req: FastifyRequest, batch: boolean): IngestContext {
   const key = req.headers['idempotency-key'];
-  if (key === undefined) return undefined;
-  if (typeof key !== 'string' || key.length === 0 || key.length > 255) {
+  if (key !== undefined && (typeof key !== 'string' || key.length === 0 || key.length > 255)) {
     throw new ProblemError('INVALID_REQUEST', 'Idempotency-Key must be 1 to 255 characters');
   }
-  return `${req.client ?? 'anonymous'}\n${key}`;
-}
-
-function parseTime(v: string, name: string): Date {
-  const d = /^\d+$/.test(v) ? new Date(Number(v) * 1000) : new Date(v);
-  if (Number.isNaN(d.getTime())) {
-    throw new ProblemError('INVALID_REQUEST', `${name} must be RFC 3339 or Unix seconds`, {
-      errors: [{ pointer: `/${name}`, detail: 'must be RFC 3339 or Unix seconds' }],
-    });
-  }
-  return d;
+  return { client: req.client, idempotencyKey: key, batch };
 }

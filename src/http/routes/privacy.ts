@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { IPV4 } from '../../contract/keywords.ts';
+import { isMessageId } from '../../contract/message-id.ts';
 import { Problem, StoredMessage } from '../../contract/message-schema.ts';
 import { eraseSubject, exportSubject, revealMessage } from '../../privacy/subjects.ts';
 import type { AppDeps } from '../app.ts';
@@ -20,7 +21,7 @@ export async function privacyRoutes(app: FastifyInstance, deps: AppDeps): Promis
       config: { scope: 'privacy' },
       schema: { summary: 'GDPR export: everything held about an IP (audited)' },
     },
-    async (req) => exportSubject(deps.db, deps.ipProtector, ip(req.params.ip), actor(req.client)),
+    async (req) => exportSubject(deps.db, deps.queue, deps.ipProtector, ip(req.params.ip), actor(req.client)),
   );
 
   app.delete<{ Params: { ip: string } }>(
@@ -30,7 +31,7 @@ export async function privacyRoutes(app: FastifyInstance, deps: AppDeps): Promis
       schema: { summary: 'GDPR erasure of an IP: deletes its rows, tombstones it (audited)' },
     },
     async (req) => ({
-      erased: await eraseSubject(deps.db, deps.ipProtector, ip(req.params.ip), actor(req.client)),
+      erased: await eraseSubject(deps.db, deps.queue, deps.ipProtector, ip(req.params.ip), actor(req.client)),
     }),
   );
 
@@ -44,7 +45,7 @@ export async function privacyRoutes(app: FastifyInstance, deps: AppDeps): Promis
       },
     },
     async (req) => {
-      const m = /^[0-9a-f-]{36}$/i.test(req.params.id)
+      const m = isMessageId(req.params.id)
         ? await revealMessage(deps.db, deps.ipProtector, req.params.id.toLowerCase(), actor(req.client))
         : undefined;
       if (!m) throw new ProblemError('NOT_FOUND', 'no message with this id is stored');

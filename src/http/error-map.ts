@@ -1,0 +1,219 @@
+import type { FastifyError } from 'fastify';
+import { toViolations, type Violation } from '../contract/validator.ts';
+import {
+  IdempotencyKeyInFlightError,
+  IdempotencyKeyReusedError,
+  MessageTooLargeError,
+  PublishOutcomeUnknownError,
+  QueueFullError,
+  QueueUnavailableError,
+} from '../queue/errors.ts';
+import { isConnectionError, isDataException } from '../store/errors.ts';
+import { type ErrorCode, ProblemError } from './problem.ts';
+
+/**
+ * The one place where an error becomes an HTTP answer: intake's own ProblemErrors as they are, the
+ * queue's typed errors, Fastify's framework errors (each code mapped explicitly, never by status
+ * alone), the body stream's errors and the database's. Anything unknown is a 500 that is logged; SPEC
+ * says no input may cause one, and the tests hold every input class to that.
+ */
+export interface MappedProblem {
+  code: ErrorCode;
+  detail: string;
+  /** The first violations (at most MAX_LISTED_VIOLATIONS)... */
+  errors?: Violation[];
+  /** ...and how many there were in all. */
+  errorsTotal?: number;
+  headers?: Record<string, string>;
+  /** ACCEPTANCE_UNKNOWN: the ids the messages were published under. */
+  ids?: string[];
+  /** How loudly to log it: unknown errors are errors, surprising-but-handled ones warnings. */
+  log?: 'warn' | 'error';
+  /** For loss accounting: why the messages of this request were not accepted. */
+  reason: string;
+}
+
+/** Violations listed in one answer; the total is given besides, so a body never grows with the input. */
+export const MAX_LISTED_VIOLATIONS = 100;
+
+/** Fastify's client-caused errors, each with intake's code and words (lib/errors.js of fastify 5). */
+const FASTIFY: Record<string, { code: ErrorCode; detail: (e: FastifyError, limit: number) => string }> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: {
+    code: 'BODY_TOO_LARGE',
+    detail: (_e, limit) => `the body exceeds ${limit} bytes`,
+  },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: {
+    code: 'UNSUPPORTED_MEDIA_TYPE',
+    detail: () => 'send the body as application/json',
+  },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: {
+    code: 'INVALID_REQUEST',
+    detail: () => 'the body is not as long as its Content-Length says',
+  },
+  FST_ERR_CTP_EMPTY_JSON_BODY: { code: 'INVALID_JSON', detail: () => 'the body is empty' },
+  FST_ERR_CTP_INVALID_JSON_BODY: { code: 'INVALID_JSON', detail: () => 'the body is not valid JSON' },
+  FST_ERR_CTP_INSTANCE_ALREADY_STARTED: {
+    code: 'INVALID_REQUEST',
+    detail: () => 'the request cannot be parsed',
+  },
+  FST_ERR_BAD_URL: { code: 'INVALID_REQUEST', detail: () => 'the URL is not valid (bad percent-encoding)' },
+  FST_ERR_INVALID_URL: { code: 'INVALID_REQUEST', detail: () => 'the URL is not valid' },
+  FST_ERR_MAX_PARAM_LENGTH: {
+    code: 'INVALID_REQUEST',
+    detail: () => 'a path parameter is longer than 200 characters',
+  },
+  FST_ERR_ROUTE_MISSING_CONTENT_TYPE: {
+    code: 'UNSUPPORTED_MEDIA_TYPE',
+    detail: () => 'send a Content-Type header',
+  },
+  FST_ERR_ROUTE_MISSING_CONTENT: { code: 'INVALID_REQUEST', detail: () => 'the request has no body' },
+  FST_ERR_NOT_FOUND: { code: 'NOT_FOUND', detail: () => 'no route for this path' },
+  FST_ERR_ASYNC_CONSTRAINT: { code: 'INVALID_REQUEST', detail: () => 'the request cannot be routed' },
+};
+
+/** Codes Node gives a request body stream that broke before it ended (client went away or lied). */
+const BODY_STREAM = new Set(['ECONNRESET', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE']);
+
+export function mapError(err: unknown, opts: { bodyLimit: number }): MappedProblem {
+  if (err instanceof ProblemError) {
+    const headers = { ...err.extra.headers };
+    if (err.extra.retryAfterS !== undefined) headers['retry-after'] = String(err.extra.retryAfterS);
+    return {
+      code: err.code,
+      detail: err.message,
+      ...(err.extra.errors
+        ? { errors: err.extra.errors.slice(0, MAX_LISTED_VIOLATIONS), errorsTotal: err.extra.errors.length }
+        : {}),
+      headers,
+      reason: reasonFor(err.code),
+    };
+  }
+  const fe = err as FastifyError;
+  if (fe?.validation) {
+    const violations = toViolations(fe.validation as never, MAX_LISTED_VIOLATIONS);
+    const n = violations.total ?? violations.length;
+    if (fe.validationContext === 'body') {
+      return {
+        code: 'INVALID_MESSAGE',
+        detail: `${n} violation${n === 1 ? '' : 's'} of the message contract`,
+        errors: violations,
+        errorsTotal: n,
+        reason: 'invalid',
+      };
+    }
+    const where = fe.validationContext === 'headers' ? 'header' : 'query parameter';
+    return {
+      code: 'INVALID_REQUEST',
+      detail: `invalid ${where}s`,
+      errors: violations.map((v) => ({ pointer: v.pointer, detail: `${where} ${v.detail}` })),
+      errorsTotal: n,
+      reason: 'invalid',
+    };
+  }
+  const queue = mapQueueError(err);
+  if (queue) return queue;
+
+  const code = fe?.code ?? '';
+  const known = FASTIFY[code];
+  if (known)
+    return { code: known.code, detail: known.detail(fe, opts.bodyLimit), reason: reasonFor(known.code) };
+  // Fastify marks an error of the body stream with a 400 status (content-type-parser.js rawBody).
+  if (BODY_STREAM.has(code) && fe.statusCode === 400) {
+    return {
+      code: 'INVALID_REQUEST',
+      detail: 'the request body was cut off before it ended',
+      reason: 'invalid',
+    };
+  }
+  if (isConnectionError(err)) {
+    return {
+      code: 'DATABASE_UNAVAILABLE',
+      detail: 'the database cannot be reached; retry shortly',
+      headers: { 'retry-after': '2' },
+      reason: 'error',
+    };
+  }
+  // A value validation let through that PostgreSQL refuses: the request's fault, but our gap.
+  if (isDataException(err)) {
+    return { code: 'INVALID_REQUEST', detail: 'a parameter cannot be used', log: 'warn', reason: 'invalid' };
+  }
+  const status = fe?.statusCode;
+  if (status && status >= 400 && status < 500) {
+    return {
+      code: 'INVALID_REQUEST',
+      detail: 'the request cannot be processed',
+      log: 'warn',
+      reason: 'invalid',
+    };
+  }
+  return {
+    code: 'INTERNAL',
+    detail: 'an unexpected error occurred; it has been logged',
+    log: 'error',
+    reason: 'error',
+  };
+}
+
+function mapQueueError(err: unknown): MappedProblem | undefined {
+  if (err instanceof PublishOutcomeUnknownError) {
+    return {
+      code: 'ACCEPTANCE_UNKNOWN',
+      detail:
+        'the queue did not confirm in time, so the messages may or may not have been accepted: retry with ' +
+        'the same Idempotency-Key (it returns the same ids and stores each message once); without a key, ' +
+        'look the ids up with GET /v1/messages/{id} before sending again',
+      headers: { 'retry-after': '1' },
+      ids: err.ids,
+      reason: 'outcome_unknown',
+    };
+  }
+  if (err instanceof QueueFullError) {
+    return {
+      code: 'QUEUE_FULL',
+      detail: `${err.message}; nothing was accepted, retry later`,
+      headers: { 'retry-after': '5' },
+      reason: 'queue_full',
+    };
+  }
+  if (err instanceof QueueUnavailableError) {
+    return {
+      code: 'QUEUE_UNAVAILABLE',
+      detail: `${err.message}; nothing was accepted, retry shortly`,
+      headers: { 'retry-after': '1' },
+      reason: 'queue_unavailable',
+    };
+  }
+  if (err instanceof MessageTooLargeError) {
+    return { code: 'MESSAGE_TOO_LARGE', detail: err.message, reason: 'invalid' };
+  }
+  if (err instanceof IdempotencyKeyReusedError) {
+    return {
+      code: 'IDEMPOTENCY_KEY_REUSED',
+      detail: `${err.message}: use a new key for a new request`,
+      reason: 'invalid',
+    };
+  }
+  if (err instanceof IdempotencyKeyInFlightError) {
+    return {
+      code: 'IDEMPOTENCY_KEY_IN_FLIGHT',
+      detail: `${err.message}: retry after it finished`,
+      headers: { 'retry-after': '1' },
+      reason: 'in_flight',
+    };
+  }
+  return undefined;
+}
+
+function reasonFor(code: ErrorCode): string {
+  switch (code) {
+    case 'FORBIDDEN':
+      return 'forbidden';
+    case 'RATE_LIMITED':
+      return 'rate_limited';
+    case 'QUEUE_UNAVAILABLE':
+    case 'DRAINING':
+      return 'queue_unavailable';
+    default:
+      return 'invalid';
+  }
+}

@@ -1,0 +1,91 @@
+import { createHash } from 'node:crypto';
+import { newMessageId } from '../contract/message-id.ts';
+import type { IncomingMessage } from '../contract/message-schema.ts';
+import type { Metrics } from '../ops/metrics.ts';
+import type { IpProtector } from '../privacy/ip-protector.ts';
+import { protectFields } from '../privacy/message-fields.ts';
+import type { PublishRequest, PublishResult, QueuedMessage, QueueProducer } from '../queue/queue.ts';
+import { uuidv7Time } from '../store/messages.ts';
+
+/**
+ * The write path between the HTTP edge and the queue, the same for every ingest route (single, batch,
+ * NDJSON): assign each message a UUIDv7, protect its personal data, and publish it under ONE deadline
+ * that the queue itself enforces (an AbortSignal passed down), so the answer the edge gives is the
+ * queue's own: accepted, not accepted, or outcome unknown (queue/errors.ts).
+ */
+export interface IngestOptions {
+  queue: QueueProducer;
+  ipProtector: IpProtector;
+  metrics: Metrics;
+  /** Top-level `message` keys that are personal data (INTAKE_PII_MESSAGE_FIELDS). */
+  piiFields: readonly string[];
+  /** INTAKE_PUBLISH_TIMEOUT_MS: how long the queue may take to confirm. */
+  publishTimeoutMs: number;
+}
+
+/** Who sent the messages, for the Idempotency-Key's scope. */
+export interface IngestContext {
+  /** The API key's name, or undefined when auth is off (all clients share one scope). */
+  client: string | undefined;
+  /** The request's Idempotency-Key header, if any (validated by the edge: 1 to 255 characters). */
+  idempotencyKey: string | undefined;
+  /** True for the batch routes: the key then names the batch, and item i is `<key>\n<i>`. */
+  batch: boolean;
+}
+
+export class Ingest {
+  constructor(private readonly opts: IngestOptions) {}
+
+  /**
+   * Publishes validated messages as one unit (all accepted or none) and resolves with one result per
+   * message, in order, once the queue holds them durably. With an Idempotency-Key, message i of the
+   * request is known by `<client>\n<key>\n<i>` and fingerprinted, so a retry returns the same ids and a
+   * reuse with a different body is refused.
+   */
+  async accept(bodies: IncomingMessage[], ctx: IngestContext): Promise<PublishResult[]> {
+    const scope =
+      ctx.idempotencyKey === undefined ? undefined : `${ctx.client ?? 'anonymous'}\n${ctx.idempotencyKey}`;
+    const requests: PublishRequest[] = bodies.map((body, i) => {
+      const message = this.toQueued(body);
+      if (scope === undefined) return { message };
+      const idempotencyKey = ctx.batch ? `${scope}\n${i}` : scope;
+      return { message, idempotencyKey, fingerprint: fingerprint(body) };
+    });
+    const started = performance.now();
+    const results = await this.opts.queue.publish(requests, AbortSignal.timeout(this.opts.publishTimeoutMs));
+    const { metrics } = this.opts;
+    metrics.publishSeconds.observe((performance.now() - started) / 1000);
+    let duplicates = 0;
+    for (const r of results) if (r.duplicate) duplicates++;
+    if (duplicates) metrics.duplicates.inc(duplicates);
+    if (results.length > duplicates) metrics.accepted.inc(results.length - duplicates);
+    return results;
+  }
+
+  /** Validated body → the queued form: id assigned, IP replaced by pseudonym + ciphertext. */
+  private toQueued(body: IncomingMessage): QueuedMessage {
+    const id = newMessageId();
+    const { ipProtector, piiFields } = this.opts;
+    const m: QueuedMessage = {
+      v: 1,
+      id,
+      // From the id itself, so that id and partition key can never disagree.
+      received_at: uuidv7Time(id).toISOString(),
+      ts: Number(body.ts),
+      sender: body.sender,
+      message: protectFields(ipProtector, piiFields, body.message),
+      priority: body.priority ?? null,
+    };
+    const ip = body['sent-from-ip'];
+    if (ip !== undefined) m.ip = ipProtector.protect(ip);
+    return m;
+  }
+}
+
+/**
+ * A digest of one message as the client sent it (after JSON parsing, so whitespace does not matter),
+ * compared when an Idempotency-Key is reused. Never stored with the plaintext: it is a hash.
+ */
+function fingerprint(body: IncomingMessage): string {
+  return createHash('sha256').update(JSON.stringify(body)).digest('base64url');
+}

@@ -1,0 +1,44 @@
+import type { Config } from '../config.ts';
+import type { Logger } from '../ops/logger.ts';
+import { createPool, type Pool } from '../store/pool.ts';
+import { PgQueueConsumer } from './pg-consumer.ts';
+import { PgQueueProducer } from './pg-producer.ts';
+import type { QueueConsumer, QueueProducer } from './queue.ts';
+
+/**
+ * The queue the configuration names: NATS JetStream when NATS_URL is set, else the Postgres-backed
+ * queue in the database at `databaseUrl` (whose pool `pool` the consumer shares).
+ */
+export async function openQueue(
+  config: Config,
+  databaseUrl: string,
+  pool: Pool,
+  log: Logger,
+): Promise<{ producer: QueueProducer; consumer: QueueConsumer }> {
+  if (config.natsUrl) {
+    const { openNatsQueue } = await import('./nats-queue.ts');
+    return openNatsQueue(config, log);
+  }
+  // The producer's own connections carry the publish deadline as statement and lock timeouts, so
+  // PostgreSQL itself aborts a publish that overruns it (pg-producer.ts).
+  const producerPool = createPool({
+    connectionString: databaseUrl,
+    max: 5,
+    applicationName: 'intake-queue-producer',
+    onError: (err) => log.warn({ err }, 'idle queue connection lost'),
+    statementTimeoutMs: config.publishTimeoutMs,
+    lockTimeoutMs: config.publishTimeoutMs,
+    connectionTimeoutMs: config.publishTimeoutMs,
+  });
+  const producer = new PgQueueProducer(
+    producerPool,
+    {
+      lingerMs: config.enqueueLingerMs,
+      maxBatch: config.enqueueMaxBatch,
+      maxPending: config.maxPendingPublishes,
+      maxQueued: config.queueMaxMessages,
+    },
+    log,
+  );
+  return { producer, consumer: new PgQueueConsumer(pool) };
+}

@@ -1,0 +1,236 @@
+import type { Logger } from '../ops/logger.ts';
+import { isRefusedBeforeCommit } from '../store/errors.ts';
+import type { Queryable } from '../store/pool.ts';
+import { type Pool, type PoolClient, withClient } from '../store/pool.ts';
+import {
+  claimIdempotencyKeys,
+  countQueued,
+  countQueuedForSubject,
+  deleteQueuedForSubject,
+  enqueueMessages,
+  type IdempotencyRecord,
+  readIdempotencyKeys,
+} from '../store/queue-table.ts';
+import {
+  IdempotencyKeyReusedError,
+  PublishOutcomeUnknownError,
+  QueueFullError,
+  QueueUnavailableError,
+} from './errors.ts';
+import { GroupCommit } from './group-commit.ts';
+import type { PublishRequest, PublishResult, QueueProducer } from './queue.ts';
+
+/**
+ * The API side of the embedded default queue: a table in the same PostgreSQL as the messages.
+ *
+ * Concurrent publishes are grouped (GroupCommit) into one transaction, so `202` means committed without
+ * one fsync per request. One call (a single message, or a whole HTTP batch) is never split between
+ * transactions: it is accepted or refused as a whole.
+ *
+ * The answer is always true (queue/errors.ts). The producer's own pool carries `statement_timeout` and
+ * `lock_timeout` equal to the publish deadline, so a queue that is locked or slow makes PostgreSQL
+ * abort the transaction itself: then nothing was committed and "not accepted" is certain. Only when
+ * the COMMIT was sent and no answer came back (connection lost, server crashed mid-commit) is the
+ * outcome unknown, and the caller is told so. Idempotency-Keys are claimed in the same transaction as
+ * the messages they name, so a key that exists always names a committed message.
+ */
+export interface PgProducerOptions {
+  lingerMs: number;
+  maxBatch: number;
+  maxPending: number;
+  /** Messages the queue table may hold; beyond it publishes are refused with QueueFullError. */
+  maxQueued: number;
+  /** Transactions in flight at once (default 4). */
+  concurrency?: number;
+  /** How often the queue's size is sampled for the cap and the depth gauge (default 1000 ms). */
+  sampleMs?: number;
+}
+
+type CallResult = PublishResult[] | Error;
+
+export class PgQueueProducer implements QueueProducer {
+  private readonly batcher: GroupCommit<PublishRequest[], CallResult>;
+  private ready = true;
+  private queued: number | undefined;
+  private readonly timer: NodeJS.Timeout;
+  private closed: Promise<void> | undefined;
+
+  /** `pool` is the producer's own: its statement and lock timeouts are the publish deadline. */
+  constructor(
+    private readonly pool: Pool,
+    private readonly opts: PgProducerOptions,
+    private readonly log?: Logger,
+  ) {
+    this.batcher = new GroupCommit({
+      lingerMs: opts.lingerMs,
+      maxBatch: opts.maxBatch,
+      maxPending: opts.maxPending,
+      concurrency: opts.concurrency ?? 4,
+      flush: (calls) => this.flush(calls),
+      weight: (call) => call.length,
+      keys: (call) => call.flatMap((r) => (r.idempotencyKey === undefined ? [] : [r.idempotencyKey])),
+    });
+    // Readiness must recover by itself (while not ready no traffic arrives to prove the database is
+    // back), and the size cap needs a recent count: one bounded count does both.
+    this.timer = setInterval(() => this.sample(), opts.sampleMs ?? 1000);
+    this.timer.unref();
+    this.sample();
+  }
+
+  async publish(requests: PublishRequest[], signal?: AbortSignal): Promise<PublishResult[]> {
+    if (this.queued !== undefined && this.queued >= this.opts.maxQueued) {
+      throw new QueueFullError(
+        `the queue holds ${this.queued} messages, its limit (INTAKE_QUEUE_MAX_MESSAGES); the worker is behind`,
+      );
+    }
+    const out = await this.batcher.submit(requests, signal);
+    if (out instanceof Error) throw out;
+    return out;
+  }
+
+  isReady(): boolean {
+    return this.ready;
+  }
+
+  /** Messages in the queue table at the last sample (undefined until the first one answered). */
+  async depth(): Promise<number | undefined> {
+    return this.queued;
+  }
+
+  queuedForSubject(pseudonym: string): Promise<number> {
+    return countQueuedForSubject(this.pool, pseudonym);
+  }
+
+  /** Inside the erasure's transaction: the subject's queued messages are deleted with it. */
+  forgetSubject(tx: Queryable, pseudonym: string): Promise<number> {
+    return deleteQueuedForSubject(tx, pseudonym);
+  }
+
+  /** Waits for publishes already accepted to commit, then closes the producer's pool. Idempotent. */
+  close(): Promise<void> {
+    this.closed ??= (async () => {
+      clearInterval(this.timer);
+      await this.batcher.idle();
+      await this.pool.end();
+    })();
+    return this.closed;
+  }
+
+  private sample(): void {
+    countQueued(this.pool, this.opts.maxQueued + 1).then(
+      (n) => {
+        this.queued = n;
+        this.ready = true;
+      },
+      () => {
+        this.ready = false;
+      },
+    );
+  }
+
+  /** One transaction for the whole group; one result (or error) per call. */
+  private async flush(calls: PublishRequest[][]): Promise<CallResult[]> {
+    let commitSent = false;
+    let committedIds: string[] = [];
+    try {
+      const results = await withClient(this.pool, async (client) => {
+        await client.query('BEGIN');
+        try {
+          const planned = await this.plan(client, calls);
+          committedIds = planned.fresh.map((m) => m.id);
+          if (planned.fresh.length) await enqueueMessages(client, planned.fresh);
+          if (planned.release.length)
+            await client.query('DELETE FROM intake.idempotency_keys WHERE key = ANY($1::text[])', [
+              planned.release,
+            ]);
+          commitSent = true;
+          await client.query('COMMIT');
+          return planned.results;
+        } catch (err) {
+          if (!commitSent) await client.query('ROLLBACK').catch(() => {});
+          throw err;
+        }
+      });
+      this.ready = true;
+      return results;
+    } catch (err) {
+      this.ready = false;
+      if (!commitSent || isRefusedBeforeCommit(err)) {
+        this.log?.warn({ err }, 'Postgres queue refused a publish; nothing of it was committed');
+        throw new QueueUnavailableError('PostgreSQL queue did not take the messages; nothing was queued', {
+          cause: err,
+        });
+      }
+      this.log?.error(
+        { err, ids: committedIds.length },
+        'Postgres queue COMMIT got no answer: outcome unknown',
+      );
+      throw new PublishOutcomeUnknownError(
+        'PostgreSQL did not confirm the commit: the messages may or may not be queued',
+        committedIds,
+        { cause: err },
+      );
+    }
+  }
+
+  /**
+   * Claims the group's Idempotency-Keys and decides each call's fate: new messages to enqueue,
+   * duplicates answered with the original id, or refusal (a key reused with another body). The keys a
+   * refused call claimed are released again, so a refused call leaves nothing behind.
+   */
+  private async plan(
+    client: PoolClient,
+    calls: PublishRequest[][],
+  ): Promise<{ results: CallResult[]; fresh: PublishRequest['message'][]; release: string[] }> {
+    const keyed = calls.flatMap((call) => call.filter((r) => r.idempotencyKey !== undefined));
+    let claimed = new Set<string>();
+    const existing = new Map<string, IdempotencyRecord>();
+    if (keyed.length) {
+      claimed = await claimIdempotencyKeys(
+        client,
+        keyed.map((r) => ({ key: r.idempotencyKey!, messageId: r.message.id, fingerprint: r.fingerprint })),
+      );
+      const lost = keyed.map((r) => r.idempotencyKey!).filter((k) => !claimed.has(k));
+      // A new statement sees rows committed by the concurrent transactions that made ours conflict.
+      if (lost.length) for (const rec of await readIdempotencyKeys(client, lost)) existing.set(rec.key, rec);
+    }
+    const results: CallResult[] = [];
+    const fresh: PublishRequest['message'][] = [];
+    const release: string[] = [];
+    for (const call of calls) {
+      const out: PublishResult[] = [];
+      let refused: Error | undefined;
+      for (const r of call) {
+        const key = r.idempotencyKey;
+        if (key === undefined || claimed.has(key)) {
+          out.push({ id: r.message.id, duplicate: false });
+          continue;
+        }
+        const rec = existing.get(key);
+        if (!rec) {
+          // Claimed by a transaction that rolled back after ours waited on it: nothing to answer with.
+          refused = new QueueUnavailableError('a concurrent request with this Idempotency-Key failed; retry');
+          break;
+        }
+        if (
+          rec.fingerprint !== undefined &&
+          r.fingerprint !== undefined &&
+          rec.fingerprint !== r.fingerprint
+        ) {
+          refused = new IdempotencyKeyReusedError(rec.messageId);
+          break;
+        }
+        out.push({ id: rec.messageId, duplicate: true });
+      }
+      if (refused) {
+        results.push(refused);
+        for (const r of call)
+          if (r.idempotencyKey !== undefined && claimed.has(r.idempotencyKey)) release.push(r.idempotencyKey);
+        continue;
+      }
+      results.push(out);
+      for (const [i, r] of call.entries()) if (!out[i]!.duplicate) fresh.push(r.message);
+    }
+    return { results, fresh, release };
+  }
+}

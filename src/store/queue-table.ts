@@ -1,0 +1,134 @@
+import type { QueuedMessage } from '../queue/queue.ts';
+import type { Queryable } from './pool.ts';
+
+/**
+ * SQL of the Postgres-backed queue (tables intake.queue and intake.idempotency_keys), one operation per
+ * function. The queue logic (grouping, deadlines, leases, settling) is in queue/pg-producer.ts and
+ * queue/pg-consumer.ts; only the statements live here.
+ */
+
+/** An Idempotency-Key as stored: the id it was first used for and the body's fingerprint. */
+export interface IdempotencyRecord {
+  key: string;
+  messageId: string;
+  /** Undefined for keys stored before fingerprints existed (migration 003). */
+  fingerprint: string | undefined;
+}
+
+/**
+ * Claims keys for message ids; returns the keys this call inserted. A key already present (or being
+ * inserted by a concurrent transaction, which this statement waits for) is not returned.
+ */
+export async function claimIdempotencyKeys(
+  tx: Queryable,
+  claims: Array<{ key: string; messageId: string; fingerprint: string | undefined }>,
+): Promise<Set<string>> {
+  const r = await tx.query<{ key: string }>(
+    `INSERT INTO intake.idempotency_keys (key, message_id, fingerprint)
+     SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[]) ON CONFLICT (key) DO NOTHING RETURNING key`,
+    [claims.map((c) => c.key), claims.map((c) => c.messageId), claims.map((c) => c.fingerprint ?? null)],
+  );
+  return new Set(r.rows.map((row) => row.key));
+}
+
+export async function readIdempotencyKeys(tx: Queryable, keys: string[]): Promise<IdempotencyRecord[]> {
+  const r = await tx.query<{ key: string; message_id: string; fingerprint: string | null }>(
+    'SELECT key, message_id, fingerprint FROM intake.idempotency_keys WHERE key = ANY($1::text[])',
+    [keys],
+  );
+  return r.rows.map((row) => ({
+    key: row.key,
+    messageId: row.message_id,
+    fingerprint: row.fingerprint ?? undefined,
+  }));
+}
+
+/** Forgets keys older than the window; returns how many. */
+export async function pruneIdempotencyKeys(db: Queryable, ttlHours: number): Promise<number> {
+  const r = await db.query(
+    `DELETE FROM intake.idempotency_keys WHERE created_at < now() - $1 * interval '1 hour'`,
+    [ttlHours],
+  );
+  return r.rowCount ?? 0;
+}
+
+/** Adds messages to the queue (a message already there, by id, is left as it is). */
+export async function enqueueMessages(tx: Queryable, messages: QueuedMessage[]): Promise<void> {
+  await tx.query(
+    'INSERT INTO intake.queue (id, payload) SELECT * FROM unnest($1::uuid[], $2::jsonb[]) ON CONFLICT (id) DO NOTHING',
+    [messages.map((m) => m.id), messages.map((m) => JSON.stringify(m))],
+  );
+}
+
+/** Messages waiting or leased, counted up to `limit` (so the count stays cheap on a huge backlog). */
+export async function countQueued(db: Queryable, limit: number): Promise<number> {
+  const r = await db.query<{ n: number }>(
+    'SELECT count(*)::int AS n FROM (SELECT 1 FROM intake.queue LIMIT $1) q',
+    [limit],
+  );
+  return r.rows[0]!.n;
+}
+
+export interface ClaimedRow {
+  payload: QueuedMessage;
+  attempts: number;
+}
+
+/**
+ * Leases up to `max` visible messages for `leaseMs`: they become invisible to other workers and their
+ * delivery count goes up (a visibility timeout, as SQS has). Committed at once, so a worker that dies
+ * leaves the lease to expire and another worker takes them again.
+ */
+export async function claimQueued(db: Queryable, max: number, leaseMs: number): Promise<ClaimedRow[]> {
+  const r = await db.query<ClaimedRow>(
+    `UPDATE intake.queue q SET attempts = q.attempts + 1, visible_at = now() + $2 * interval '1 millisecond'
+     FROM (SELECT id FROM intake.queue WHERE visible_at <= now() ORDER BY visible_at, id
+           LIMIT $1 FOR UPDATE SKIP LOCKED) c
+     WHERE q.id = c.id
+     RETURNING q.payload, q.attempts`,
+    [max, leaseMs],
+  );
+  return r.rows;
+}
+
+/**
+ * Locks the rows of a claimed batch inside the storing transaction and returns the ids still queued.
+ * A row that is gone was erased (GDPR) after the claim: its message must not be stored.
+ */
+export async function lockClaimed(tx: Queryable, ids: string[]): Promise<Set<string>> {
+  const r = await tx.query<{ id: string }>(
+    'SELECT id::text FROM intake.queue WHERE id = ANY($1::uuid[]) FOR UPDATE',
+    [ids],
+  );
+  return new Set(r.rows.map((row) => row.id));
+}
+
+export async function deleteQueued(tx: Queryable, ids: string[]): Promise<void> {
+  await tx.query('DELETE FROM intake.queue WHERE id = ANY($1::uuid[])', [ids]);
+}
+
+/** Makes messages visible again after their own delay, noting why. */
+export async function rescheduleQueued(
+  db: Queryable,
+  retries: Array<{ id: string; delayMs: number; reason: string | null }>,
+): Promise<void> {
+  await db.query(
+    `UPDATE intake.queue q SET visible_at = now() + r.delay * interval '1 millisecond',
+            last_error = coalesce(r.reason, q.last_error)
+     FROM unnest($1::uuid[], $2::int[], $3::text[]) AS r(id, delay, reason) WHERE q.id = r.id`,
+    [retries.map((r) => r.id), retries.map((r) => r.delayMs), retries.map((r) => r.reason)],
+  );
+}
+
+export async function countQueuedForSubject(db: Queryable, pseudonym: string): Promise<number> {
+  const r = await db.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM intake.queue WHERE payload->'ip'->>'pseudonym' = $1`,
+    [pseudonym],
+  );
+  return r.rows[0]!.n;
+}
+
+export async function deleteQueuedForSubject(tx: Queryable, pseudonym: string): Promise<number> {
+  const r = await tx.query(`DELETE FROM intake.queue WHERE payload->'ip'->>'pseudonym' = $1`, [pseudonym]);
+  return r.rowCount ?? 0;
+}
