@@ -4,6 +4,7 @@ import { buildApp, Lifecycle } from './http/app.ts';
 import { closeHttp } from './http/close-server.ts';
 import { Ingest } from './ingest/ingest.ts';
 import type { Logger } from './ops/logger.ts';
+import { Maintenance } from './ops/maintenance.ts';
 import { checkHeapLimit } from './ops/memory.ts';
 import { createMetrics, type Metrics } from './ops/metrics.ts';
 import { Shutdown } from './ops/shutdown.ts';
@@ -74,23 +75,18 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
     cleanup.push(() => producer.close());
 
     let worker: Worker | undefined;
-    const timers: NodeJS.Timeout[] = [];
-    /** A periodic job whose failures are logged and counted, never swallowed. */
-    const every = (name: string, ms: number, fn: () => Promise<void>) => {
-      const t = setInterval(() => {
-        fn().catch((err) => {
-          metrics.maintenanceFailures.inc({ job: name });
-          log.error({ err, job: name }, 'maintenance job failed; it runs again on its next tick');
-        });
-      }, ms);
-      t.unref();
-      timers.push(t);
-    };
+    const maintenance = new Maintenance(log, metrics);
+    cleanup.push(async () => maintenance.stop());
     // Both roles export the backlog, so it stays visible with every worker down.
-    every('queue-depth', 5_000, async () => {
-      const d = await (consumer?.depth() ?? producer.depth());
-      if (d !== undefined) metrics.queueDepth.set(d);
-    });
+    maintenance.every(
+      'queue-depth',
+      5_000,
+      async () => {
+        const d = await (roles.includes('worker') ? consumer.depth() : producer.depth());
+        if (d !== undefined) metrics.queueDepth.set(d);
+      },
+      { now: true },
+    );
     if (roles.includes('worker')) {
       await ensurePartitions(pool).catch((err) => log.warn({ err }, 'could not pre-create partitions yet'));
       worker = new Worker(
@@ -105,7 +101,7 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
         metrics,
       );
       worker.start();
-      every('partitions', 3_600_000, () => maintainPartitions(pool, config.retentionDays, log));
+      maintenance.every('partitions', 3_600_000, () => maintainPartitions(pool, config.retentionDays, log));
     }
 
     const masterKey = await loadMasterKey(config, log);
@@ -113,13 +109,13 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
     if (roles.includes('api')) {
       await dataKeys.refresh();
       // A new data key each UTC day; if PostgreSQL is down at that moment the current key stays in use.
-      every('data-key-refresh', 600_000, () => dataKeys.refresh().then(() => {}));
+      maintenance.every('data-key-refresh', 600_000, () => dataKeys.refresh().then(() => {}));
       if (!config.natsUrl) {
-        every('idempotency-prune', 3_600_000, () =>
+        maintenance.every('idempotency-prune', 3_600_000, () =>
           pruneIdempotencyKeys(pool, config.idempotencyTtlHours).then(() => {}),
         );
       }
-      every('data-key-retention', 3_600_000, async () => {
+      maintenance.every('data-key-retention', 3_600_000, async () => {
         const destroyed = await dataKeys.destroyBefore(
           new Date(Date.now() - config.retentionDays * 86_400_000),
         );
@@ -168,7 +164,7 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
     shutdown.add('readiness off', async () => {
       lifecycle.draining = true;
       metrics.ready.set(0);
-      for (const t of timers) clearInterval(t);
+      maintenance.stop();
     });
     // Without a preStop hook, keep serving while load balancers notice readiness went false.
     shutdown.add('propagation delay', () => new Promise((r) => setTimeout(r, config.shutdownDelayMs)));

@@ -128,7 +128,16 @@ export async function countQueuedForSubject(db: Queryable, pseudonym: string): P
   return r.rows[0]!.n;
 }
 
+/**
+ * Deletes the subject's queued messages received up to its tombstone (written earlier in the same
+ * transaction): those received later are new data and stay, exactly as the tombstone check would decide.
+ */
 export async function deleteQueuedForSubject(tx: Queryable, pseudonym: string): Promise<number> {
-  const r = await tx.query(`DELETE FROM intake.queue WHERE payload->'ip'->>'pseudonym' = $1`, [pseudonym]);
+  const r = await tx.query(
+    `DELETE FROM intake.queue q USING intake.erasures e
+     WHERE q.payload->'ip'->>'pseudonym' = $1 AND e.pseudonym = decode($1, 'base64')
+       AND (q.payload->>'received_at')::timestamptz <= e.erased_at`,
+    [pseudonym],
+  );
   return r.rowCount ?? 0;
 }

@@ -9,6 +9,8 @@ export interface TestApp {
   running: Running;
   db: TestDatabase;
   url: string;
+  /** The app's INTAKE_DATA_DIR (removed by close()). */
+  dataDir: string;
   /** POST JSON (or a raw string body) to a path. */
   post(path: string, body: unknown, headers?: Record<string, string>): Promise<Response>;
   close(): Promise<void>;
@@ -20,12 +22,18 @@ export interface TestApp {
  */
 export async function startTestApp(
   label: string,
-  opts: { roles?: Role[]; env?: Record<string, string> } = {},
+  opts: {
+    roles?: Role[];
+    env?: Record<string, string>;
+    /** The URL intake connects to, from the test database's (e.g. through a fault-injecting proxy). */
+    databaseUrl?: (url: string) => Promise<string>;
+  } = {},
 ): Promise<TestApp> {
   const db = await createTestDatabase(label);
+  const databaseUrl = opts.databaseUrl ? await opts.databaseUrl(db.url) : db.url;
   const dataDir = mkdtempSync(join(tmpdir(), `intake-${label}-`));
   const config = loadConfig({
-    DATABASE_URL: db.url,
+    DATABASE_URL: databaseUrl,
     HOST: '127.0.0.1',
     PORT: '0',
     INTAKE_DATA_DIR: dataDir,
@@ -38,6 +46,7 @@ export async function startTestApp(
     running,
     db,
     url,
+    dataDir,
     post: (path, body, headers = {}) =>
       fetch(url + path, {
         method: 'POST',
