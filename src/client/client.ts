@@ -1,0 +1,236 @@
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { gzipSync } from 'node:zlib';
+
+/**
+ * The intake client: sends messages so that none is lost and none is stored twice, whatever happens
+ * between client and queue. Every logical send gets its own Idempotency-Key, reused on every retry, so
+ * a retry after a 503, a reset connection, a timeout or an "outcome unknown" answer maps to the message
+ * already accepted. Answers that cannot change on a retry (400, 401, 403, 404, 413, 415, 422) are
+ * permanent: thrown at once, never retried.
+ *
+ *     const intake = new IntakeClient({ url: 'http://localhost:8080', apiKey: process.env.INTAKE_KEY });
+ *     const { id } = await intake.send({ ts: 1530228282, sender: 'svc', message: { foo: 'bar' } });
+ *     await intake.enqueue(m);   // batched with others sent within `lingerMs`
+ *     await intake.close();      // sends what is still waiting
+ */
+export interface IntakeClientOptions {
+  /** Base URL of the intake API, e.g. `https://intake.example.com`. */
+  url: string;
+  /** API key sent as `Authorization: Bearer <key>`. */
+  apiKey?: string;
+  /** Gzip request bodies at least this large (bytes); `false` (the default) never. */
+  gzipMinBytes?: number | false;
+  /** Deadline of one attempt (default 10 s). */
+  timeoutMs?: number;
+  /** Attempts per send before giving up (default 8), and the backoff between them. */
+  retry?: { attempts?: number; baseMs?: number; maxMs?: number };
+  /** Automatic batching for `enqueue()`: at most `maxMessages` per request, sent `lingerMs` after the first. */
+  batch?: { maxMessages?: number; lingerMs?: number };
+  /** A fetch implementation (default: the global one). */
+  fetch?: typeof fetch;
+}
+
+/** A message as the contract defines it (docs/contract.md §1). */
+export interface Message {
+  ts: number | string;
+  sender: string;
+  message: Record<string, unknown>;
+  'sent-from-ip'?: string;
+  priority?: number;
+}
+
+/** An RFC 9457 problem as intake answers it. */
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: string;
+  errors?: Array<{ pointer: string; detail: string }>;
+  errors_total?: number;
+  ids?: string[];
+}
+
+/** A send that failed: `permanent` when retrying cannot help, else the retries ran out. */
+export class IntakeError extends Error {
+  constructor(
+    message: string,
+    readonly status: number | undefined,
+    readonly problem: Problem | undefined,
+    readonly permanent: boolean,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'IntakeError';
+  }
+
+  /** The problem's stable code (`INVALID_MESSAGE`, `QUEUE_FULL`, …), when the server answered one. */
+  get code(): string | undefined {
+    return this.problem?.code;
+  }
+}
+
+/** Statuses a retry cannot change. */
+const PERMANENT = new Set([400, 401, 403, 404, 405, 413, 414, 415, 422, 431]);
+
+interface Waiting {
+  message: Message;
+  resolve: (r: { id: string }) => void;
+  reject: (e: unknown) => void;
+}
+
+export class IntakeClient {
+  private readonly base: string;
+  private readonly fetch: typeof fetch;
+  private readonly attempts: number;
+  private readonly baseMs: number;
+  private readonly maxMs: number;
+  private readonly maxBatch: number;
+  private readonly lingerMs: number;
+  private waiting: Waiting[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private readonly inFlight = new Set<Promise<void>>();
+
+  constructor(private readonly opts: IntakeClientOptions) {
+    this.base = opts.url.replace(/\/+$/, '');
+    this.fetch = opts.fetch ?? globalThis.fetch;
+    this.attempts = Math.max(1, opts.retry?.attempts ?? 8);
+    this.baseMs = opts.retry?.baseMs ?? 100;
+    this.maxMs = opts.retry?.maxMs ?? 10_000;
+    this.maxBatch = Math.min(1000, Math.max(1, opts.batch?.maxMessages ?? 100));
+    this.lingerMs = opts.batch?.lingerMs ?? 10;
+  }
+
+  /** Sends one message; resolves with its id once intake accepted it (202). */
+  async send(message: Message): Promise<{ id: string }> {
+    const body = await this.post('/v1/messages', message);
+    return { id: (body as { id: string }).id };
+  }
+
+  /** Sends up to 1,000 messages in one request, all or nothing; resolves with their ids, in order. */
+  async sendBatch(messages: Message[]): Promise<{ ids: string[] }> {
+    if (messages.length === 0) return { ids: [] };
+    if (messages.length > 1000)
+      throw new IntakeError('a batch holds at most 1000 messages', undefined, undefined, true);
+    const body = (await this.post('/v1/messages/batch', { messages })) as { items: Array<{ id: string }> };
+    return { ids: body.items.map((i) => i.id) };
+  }
+
+  /**
+   * Queues a message for the next automatic batch (sent when `maxMessages` wait or `lingerMs` after the
+   * first); resolves with its id once that batch was accepted.
+   */
+  enqueue(message: Message): Promise<{ id: string }> {
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ message, resolve, reject });
+      if (this.waiting.length >= this.maxBatch) this.flushWaiting();
+      else this.timer ??= setTimeout(() => this.flushWaiting(), this.lingerMs);
+    });
+  }
+
+  /** Sends everything `enqueue()` holds and waits for every batch in flight. */
+  async flush(): Promise<void> {
+    this.flushWaiting();
+    while (this.inFlight.size) await Promise.allSettled([...this.inFlight]);
+  }
+
+  /** Same as flush(); the client holds no connections of its own. */
+  close(): Promise<void> {
+    return this.flush();
+  }
+
+  private flushWaiting(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    while (this.waiting.length) {
+      const group = this.waiting.splice(0, this.maxBatch);
+      const p = this.sendBatch(group.map((w) => w.message)).then(
+        ({ ids }) => group.forEach((w, i) => w.resolve({ id: ids[i]! })),
+        (err) => {
+          for (const w of group) w.reject(err);
+        },
+      );
+      this.inFlight.add(p);
+      p.finally(() => this.inFlight.delete(p));
+    }
+  }
+
+  /** POSTs one logical send, retrying under one Idempotency-Key until accepted or permanently refused. */
+  private async post(path: string, payload: unknown): Promise<unknown> {
+    const key = randomUUID();
+    let body: Buffer = Buffer.from(JSON.stringify(payload));
+    const headers: Record<string, string> = { 'content-type': 'application/json', 'idempotency-key': key };
+    const min = this.opts.gzipMinBytes ?? false;
+    if (min !== false && body.length >= min) {
+      body = gzipSync(body);
+      headers['content-encoding'] = 'gzip';
+    }
+    if (this.opts.apiKey) headers.authorization = `Bearer ${this.opts.apiKey}`;
+    let last: IntakeError | undefined;
+    for (let attempt = 1; attempt <= this.attempts; attempt++) {
+      let res: Response;
+      try {
+        res = await this.fetch(this.base + path, {
+          method: 'POST',
+          headers,
+          body,
+          signal: AbortSignal.timeout(this.opts.timeoutMs ?? 10_000),
+        });
+      } catch (err) {
+        // Reset, refused, timed out: the request may or may not have arrived; the key makes a retry safe.
+        last = new IntakeError(`cannot reach ${this.base}: ${describe(err)}`, undefined, undefined, false, {
+          cause: err,
+        });
+        await this.backoff(attempt, undefined);
+        continue;
+      }
+      const text = await res.text();
+      if (res.status === 202) return JSON.parse(text);
+      const problem = parseProblem(text);
+      const permanent = PERMANENT.has(res.status);
+      last = new IntakeError(
+        `${res.status} ${problem?.code ?? ''}: ${problem?.detail ?? text.slice(0, 200)}`.trim(),
+        res.status,
+        problem,
+        permanent,
+      );
+      if (permanent) throw last;
+      await this.backoff(attempt, res.headers.get('retry-after'));
+    }
+    throw last ?? new IntakeError('no attempt was made', undefined, undefined, false);
+  }
+
+  /** Full-jitter exponential backoff, never shorter than the server's Retry-After. */
+  private async backoff(attempt: number, retryAfter: string | null | undefined): Promise<void> {
+    if (attempt >= this.attempts) return;
+    const exp = Math.min(this.maxMs, this.baseMs * 2 ** (attempt - 1));
+    let ms = Math.random() * exp;
+    const after = retryAfterMs(retryAfter);
+    if (after !== undefined) ms = Math.max(ms, Math.min(after, this.maxMs * 6));
+    await sleep(ms);
+  }
+}
+
+function parseProblem(text: string): Problem | undefined {
+  try {
+    const p = JSON.parse(text) as Problem;
+    return typeof p === 'object' && p !== null && typeof p.code === 'string' ? p : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Retry-After as delay-seconds or an HTTP date (RFC 9110 §10.2.3). */
+function retryAfterMs(v: string | null | undefined): number | undefined {
+  if (!v) return undefined;
+  if (/^\d+$/.test(v)) return Number(v) * 1000;
+  const at = Date.parse(v);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
+}
+
+function describe(err: unknown): string {
+  const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
+  if (e.name === 'TimeoutError') return 'no answer in time';
+  return e.cause?.code ?? e.cause?.message ?? e.message ?? String(err);
+}
