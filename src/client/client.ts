@@ -19,7 +19,7 @@ export interface IntakeClientOptions {
   url: string;
   /** API key sent as `Authorization: Bearer <key>`. */
   apiKey?: string;
-  /** Gzip request bodies at least this large (bytes); `false` (the default) never. */
+  /** Gzip request bodies at least this large (bytes, default 1024); `false` never. */
   gzipMinBytes?: number | false;
   /** Deadline of one attempt (default 10 s). */
   timeoutMs?: number;
@@ -161,7 +161,7 @@ export class IntakeClient {
     const key = randomUUID();
     let body: Buffer = Buffer.from(JSON.stringify(payload));
     const headers: Record<string, string> = { 'content-type': 'application/json', 'idempotency-key': key };
-    const min = this.opts.gzipMinBytes ?? false;
+    const min = this.opts.gzipMinBytes ?? 1024;
     if (min !== false && body.length >= min) {
       body = gzipSync(body);
       headers['content-encoding'] = 'gzip';

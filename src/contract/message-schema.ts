@@ -66,6 +66,31 @@ export const BatchAccepted = Type.Object(
   { $id: 'BatchAccepted' },
 );
 
+/** One entry of a per-item batch answer (`?mode=partial`, NDJSON): accepted with its id, or why not. */
+export const ItemResult = Type.Union(
+  [
+    Type.Object({ status: Type.Literal('accepted'), id: Type.String({ format: 'uuid' }) }),
+    Type.Object({
+      status: Type.Literal('rejected'),
+      errors: Type.Array(Type.Object({ pointer: Type.String(), detail: Type.String() }), {
+        description: 'Pointers are relative to the item (NDJSON: to the line)',
+      }),
+    }),
+  ],
+  { $id: 'ItemResult' },
+);
+
+export const BatchResults = Type.Object(
+  {
+    items: Type.Array(ItemResult, {
+      description: 'One entry per input item (NDJSON: per non-blank line), in order',
+    }),
+    accepted: Type.Integer(),
+    rejected: Type.Integer(),
+  },
+  { $id: 'BatchResults' },
+);
+
 export const StoredMessage = Type.Object(
   {
     id: Type.String({ format: 'uuid' }),

@@ -10,8 +10,10 @@ import type { QueueProducer } from '../queue/queue.ts';
 import type { Pool } from '../store/pool.ts';
 import { type AuthOptions, registerAuth } from './auth.ts';
 import { answerClientError } from './client-error.ts';
+import { registerContentEncoding } from './content-encoding.ts';
 import { registerJsonParser } from './content-type.ts';
 import { type MappedProblem, mapError } from './error-map.ts';
+import { registerNdjsonParser } from './ndjson.ts';
 import { registerOpenApi } from './openapi.ts';
 import { problemBody } from './problem.ts';
 import { healthRoutes } from './routes/health.ts';
@@ -90,6 +92,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     (httpPart === 'body' ? bodyAjv : queryAjv).compile(schema as object),
   );
   registerJsonParser(app);
+  registerNdjsonParser(app, deps.options.bodyLimit);
+  registerContentEncoding(app, deps.options.bodyLimit);
 
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id);

@@ -99,10 +99,15 @@ function authenticate(req: FastifyRequest, byHash: Map<string, ApiKey>): ApiKey 
   return key;
 }
 
+/** Whether the request's key may ingest as `sender` (keys without a sender list may send as anyone). */
+export function senderAllowed(req: FastifyRequest, sender: string): boolean {
+  const allowed = req.apiKey?.senders;
+  return !allowed || allowed.includes(sender);
+}
+
 /** 403 unless the request's key may ingest as `sender`. */
 export function assertSenderAllowed(req: FastifyRequest, sender: string): void {
-  const allowed = req.apiKey?.senders;
-  if (allowed && !allowed.includes(sender)) {
+  if (!senderAllowed(req, sender)) {
     throw new ProblemError('FORBIDDEN', `the key "${req.apiKey!.name}" may not send as "${sender}"`);
   }
 }

@@ -19,6 +19,7 @@ export const ERRORS = {
   MESSAGE_TOO_LARGE: { status: 413, title: 'The message is larger than the queue accepts' },
   HEADERS_TOO_LARGE: { status: 431, title: 'The request headers are too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'The body must be application/json' },
+  UNSUPPORTED_ENCODING: { status: 415, title: 'The Content-Encoding is not supported' },
   IDEMPOTENCY_KEY_REUSED: { status: 422, title: 'The Idempotency-Key was used with a different body' },
   RATE_LIMITED: { status: 429, title: 'Too many requests' },
   QUEUE_UNAVAILABLE: { status: 503, title: 'The queue cannot take messages right now' },

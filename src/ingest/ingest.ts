@@ -31,6 +31,8 @@ export interface IngestContext {
   idempotencyKey: string | undefined;
   /** True for the batch routes: the key then names the batch, and item i is `<key>\n<i>`. */
   batch: boolean;
+  /** Each body's position in the request, when only some of its items are accepted (default: 0..n-1). */
+  indexes?: number[];
 }
 
 export class Ingest {
@@ -48,7 +50,7 @@ export class Ingest {
     const requests: PublishRequest[] = bodies.map((body, i) => {
       const message = this.toQueued(body);
       if (scope === undefined) return { message };
-      const idempotencyKey = ctx.batch ? `${scope}\n${i}` : scope;
+      const idempotencyKey = ctx.batch ? `${scope}\n${ctx.indexes?.[i] ?? i}` : scope;
       return { message, idempotencyKey, fingerprint: fingerprint(body) };
     });
     const started = performance.now();

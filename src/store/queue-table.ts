@@ -52,12 +52,19 @@ export async function pruneIdempotencyKeys(db: Queryable, ttlHours: number): Pro
   return r.rowCount ?? 0;
 }
 
-/** Adds messages to the queue (a message already there, by id, is left as it is). */
+/**
+ * Adds messages to the queue (a message already there, by id, is left as it is), 1000 per statement so
+ * that each statement stays well inside the producer's statement timeout even for a 10,000-line NDJSON
+ * request.
+ */
 export async function enqueueMessages(tx: Queryable, messages: QueuedMessage[]): Promise<void> {
-  await tx.query(
-    'INSERT INTO intake.queue (id, payload) SELECT * FROM unnest($1::uuid[], $2::jsonb[]) ON CONFLICT (id) DO NOTHING',
-    [messages.map((m) => m.id), messages.map((m) => JSON.stringify(m))],
-  );
+  for (let i = 0; i < messages.length; i += 1000) {
+    const part = messages.slice(i, i + 1000);
+    await tx.query(
+      'INSERT INTO intake.queue (id, payload) SELECT * FROM unnest($1::uuid[], $2::jsonb[]) ON CONFLICT (id) DO NOTHING',
+      [part.map((m) => m.id), part.map((m) => JSON.stringify(m))],
+    );
+  }
 }
 
 /** Messages waiting or leased, counted up to `limit` (so the count stays cheap on a huge backlog). */

@@ -1,18 +1,22 @@
+import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { isMessageId } from '../../contract/message-id.ts';
 import {
   Accepted,
   BatchAccepted,
+  BatchResults,
   IncomingBatch,
   IncomingMessage,
   MAX_BATCH,
   Problem,
   StoredMessage,
 } from '../../contract/message-schema.ts';
+import { compileValidator, createAjv, toViolations, type Violation } from '../../contract/validator.ts';
 import type { IngestContext } from '../../ingest/ingest.ts';
 import { getMessage, queryMessages } from '../../store/messages.ts';
 import type { AppDeps } from '../app.ts';
-import { assertSenderAllowed } from '../auth.ts';
+import { assertSenderAllowed, senderAllowed } from '../auth.ts';
+import { MAX_NDJSON_LINES, NdjsonBody } from '../ndjson.ts';
 import { ProblemError } from '../problem.ts';
 import { decodeCursor, encodeCursor, MessageListQuery, parseTime } from './cursor.ts';
 
@@ -56,28 +60,41 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
     },
   );
 
-  app.post<{ Body: { messages: IncomingMessage[] } }>(
+  app.post<{ Body: { messages: IncomingMessage[] } | NdjsonBody; Querystring: { mode?: 'all' | 'partial' } }>(
     '/v1/messages/batch',
     {
       config: { scope: 'ingest', rateCost: 'messages' },
+      // Item violations are read by the handler: in partial mode they reject only their item.
+      attachValidation: true,
       schema: {
-        summary: 'Ingest up to 1000 messages at once (all or nothing)',
+        summary: 'Ingest many messages: all or nothing, or per item',
         description:
-          'Every item is validated first. If any is invalid, nothing is queued and the 400 lists the ' +
-          'violations (the first 100, and errors_total) with pointers such as /messages/3/ts. Otherwise ' +
-          'all are queued and the 202 lists one id per item, in order. An Idempotency-Key applies to the ' +
-          'batch as a whole.',
-        body: IncomingBatch,
+          'JSON (`{"messages":[…]}`, at most 1000): by default all or nothing: if any item is invalid ' +
+          'nothing is queued and the 400 lists the violations (the first 100, and errors_total) with ' +
+          'pointers such as /messages/3/ts; otherwise 202 with one id per item, in order. With ' +
+          '`?mode=partial` the valid items are queued and the 207 has one result per item. NDJSON ' +
+          `(\`application/x-ndjson\`, one message per line, at most ${MAX_NDJSON_LINES} lines) always ` +
+          'answers per item (207): a bad line never costs the good ones. An Idempotency-Key names the ' +
+          'request as a whole; item i is remembered as <key>/i.',
+        querystring: BatchQuery,
+        body: {
+          content: {
+            'application/json': { schema: IncomingBatch },
+            'application/x-ndjson': {
+              schema: { type: 'string', description: 'One message (a JSON object) per line' },
+            },
+          },
+        },
         headers: idempotencyHeader,
-        response: { 202: BatchAccepted, ...problems },
+        response: { 202: BatchAccepted, 207: BatchResults, ...problems },
       },
       preValidation: async (req) => {
-        const items = (req.body as { messages?: unknown } | null)?.messages;
+        const body = req.body as { messages?: unknown } | NdjsonBody | null;
+        const items = body instanceof NdjsonBody ? body.lines : body?.messages;
         req.ingestCount = Array.isArray(items) && items.length > 0 ? items.length : 1;
         metrics.received.inc(req.ingestCount);
-        // Refused before any item is validated: a 1 MiB body holds ~340,000 `{}`, and validating each
-        // would cost seconds of CPU and a problem body of tens of megabytes.
-        if (Array.isArray(items) && items.length > MAX_BATCH) {
+        // Refused before any item is validated: validating 340,000 `{}` would cost seconds of CPU.
+        if (Array.isArray(items) && !(body instanceof NdjsonBody) && items.length > MAX_BATCH) {
           throw new ProblemError('INVALID_MESSAGE', 'the batch is too long', {
             errors: [
               { pointer: '/messages', detail: `must have at most ${MAX_BATCH} items (got ${items.length})` },
@@ -87,13 +104,57 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
       },
     },
     async (req, reply) => {
-      for (const m of req.body.messages) assertSenderAllowed(req, m.sender);
-      req.chargeMessages?.(req.body.messages.length);
-      const results = await ingest.accept(req.body.messages, ingestContext(req, true));
-      reply.code(202);
+      const failed = req.validationError as
+        | (Error & { validationContext?: string; validation?: unknown })
+        | undefined;
+      if (failed && failed.validationContext !== 'body') throw failed;
+      const ctx = ingestContext(req, true);
+      if (!(req.body instanceof NdjsonBody) && req.query.mode !== 'partial') {
+        if (failed) throw failed;
+        const { messages } = req.body;
+        for (const m of messages) assertSenderAllowed(req, m.sender);
+        req.chargeMessages?.(messages.length);
+        const results = await ingest.accept(messages, ctx);
+        reply.code(202);
+        return {
+          items: results.map((r) => ({ id: r.id, status: 'accepted' as const })),
+          status: 'accepted' as const,
+        };
+      }
+      const items =
+        req.body instanceof NdjsonBody
+          ? checkLines(req.body)
+          : checkItems(req.body.messages, failed?.validation);
+      for (const item of items) {
+        const sender = item.body?.sender;
+        if (sender !== undefined && !senderAllowed(req, sender)) {
+          item.body = undefined;
+          item.errors = [
+            { pointer: '/sender', detail: `this API key may not send as ${JSON.stringify(sender)}` },
+          ];
+        }
+      }
+      req.chargeMessages?.(items.length);
+      const good = items.flatMap((item, i) => (item.body ? [{ body: item.body, i }] : []));
+      const rejected = items.length - good.length;
+      if (rejected) metrics.rejected.inc({ reason: 'invalid' }, rejected);
+      req.ingestCount = good.length; // from here on, an error concerns only the valid items
+      const results = good.length
+        ? await ingest.accept(
+            good.map((g) => g.body),
+            { ...ctx, indexes: good.map((g) => g.i) },
+          )
+        : [];
+      const ids = new Map(good.map((g, k) => [g.i, results[k]!.id]));
+      reply.code(207);
       return {
-        items: results.map((r) => ({ id: r.id, status: 'accepted' as const })),
-        status: 'accepted' as const,
+        items: items.map((item, i) =>
+          item.body
+            ? { status: 'accepted' as const, id: ids.get(i)! }
+            : { status: 'rejected' as const, errors: item.errors ?? [] },
+        ),
+        accepted: good.length,
+        rejected,
       };
     },
   );
@@ -159,6 +220,56 @@ const idempotencyHeader = {
     },
   },
 };
+
+const BatchQuery = Type.Object(
+  {
+    mode: Type.Optional(
+      Type.Union([Type.Literal('all'), Type.Literal('partial')], {
+        description: '`all` (default): one invalid item refuses the batch; `partial`: per-item results (207)',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+/** At most this many violations are listed per rejected item. */
+const MAX_ITEM_VIOLATIONS = 20;
+
+type CheckedItem = { body?: IncomingMessage; errors?: Violation[] };
+
+const validateItem = compileValidator(createAjv(), IncomingMessage);
+
+/** NDJSON lines, each validated on its own. */
+function checkLines(body: NdjsonBody): CheckedItem[] {
+  return body.lines.map((l) => {
+    if ('error' in l) return { errors: [{ pointer: '', detail: l.error }] };
+    const errors = validateItem(l.value);
+    return errors.length
+      ? { errors: errors.slice(0, MAX_ITEM_VIOLATIONS) }
+      : { body: l.value as IncomingMessage };
+  });
+}
+
+/**
+ * The items of a JSON batch in partial mode, from the one validation of the whole body: its violations
+ * are grouped by item; one outside any item (the envelope) refuses the request as a whole.
+ */
+function checkItems(messages: unknown[], validation: unknown): CheckedItem[] {
+  const byItem = new Map<number, Violation[]>();
+  for (const v of toViolations(validation as never)) {
+    const m = /^\/messages\/(\d+)(\/.*)?$/.exec(v.pointer);
+    if (!m) {
+      throw new ProblemError('INVALID_MESSAGE', 'the batch itself is not valid', { errors: [v] });
+    }
+    const list = byItem.get(Number(m[1])) ?? [];
+    if (list.length < MAX_ITEM_VIOLATIONS) list.push({ pointer: m[2] ?? '', detail: v.detail });
+    byItem.set(Number(m[1]), list);
+  }
+  return messages.map((m, i) => {
+    const errors = byItem.get(i);
+    return errors ? { errors } : { body: m as IncomingMessage };
+  });
+}
 
 /** Who is sending, and the Idempotency-Key that scopes a retry. */
 function ingestContext(req: FastifyRequest, batch: boolean): IngestContext {
