@@ -146,7 +146,9 @@ export class IntakeClient {
     while (this.waiting.length) {
       const group = this.waiting.splice(0, this.maxBatch);
       const p = this.sendBatch(group.map((w) => w.message)).then(
-        ({ ids }) => group.forEach((w, i) => w.resolve({ id: ids[i]! })),
+        ({ ids }) => {
+          for (const [i, w] of group.entries()) w.resolve({ id: ids[i]! });
+        },
         (err) => {
           for (const w of group) w.reject(err);
         },
