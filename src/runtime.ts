@@ -69,7 +69,7 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
     });
     cleanup.push(() => pool.end());
 
-    const { producer, consumer } = await openQueue(config, pool, log);
+    const { producer, consumer } = await openQueue(config, pool, log, metrics, roles);
     cleanup.push(() => producer.close());
 
     let worker: Worker | undefined;
@@ -190,10 +190,13 @@ async function openQueue(
   config: Config,
   pool: Pool,
   log: Logger,
+  metrics: Metrics,
+  roles: Role[],
 ): Promise<{ producer: QueueProducer; consumer: QueueConsumer }> {
   if (config.natsUrl) {
     const { openNatsQueue } = await import('./queue/nats-queue.ts');
-    return openNatsQueue(config, log);
+    // Every process exports stream usage and depth; workers also trim what they acknowledged.
+    return openNatsQueue(config, log, { metrics, roles });
   }
   const q = new PgQueue(pool, {
     lingerMs: config.enqueueLingerMs,
