@@ -6,7 +6,13 @@ import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { IpProtector } from '../privacy/ip-protector.ts';
 import type { QueueProducer } from '../queue/queue.ts';
-import { QueueUnavailableError } from '../queue/queue.ts';
+import {
+  IdempotencyKeyInFlightError,
+  IdempotencyKeyReusedError,
+  MessageTooLargeError,
+  PublishOutcomeUnknownError,
+  QueueUnavailableError,
+} from '../queue/queue.ts';
 import type { Pool } from '../store/pool.ts';
 import { type AuthOptions, registerAuth } from './auth.ts';
 import { registerJsonParser } from './content-type.ts';
@@ -141,9 +147,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       const errors = violations.map((v) => ({ pointer: v.pointer, detail: `query parameter ${v.detail}` }));
       return sendProblem(reply, 'INVALID_REQUEST', 'invalid query parameters', errors);
     }
-    if (err instanceof QueueUnavailableError) {
+    if (err instanceof QueueUnavailableError || err instanceof PublishOutcomeUnknownError) {
       reply.header('retry-after', '1');
-      return sendProblem(reply, 'QUEUE_UNAVAILABLE', `${err.message}; retry shortly`);
+      return sendProblem(reply, err.code as ErrorCode, `${err.message}; retry shortly`);
+    }
+    if (
+      err instanceof MessageTooLargeError ||
+      err instanceof IdempotencyKeyReusedError ||
+      err instanceof IdempotencyKeyInFlightError
+    ) {
+      return sendProblem(reply, err.code, err.message);
     }
     switch (fe.code) {
       case 'FST_ERR_CTP_BODY_TOO_LARGE':
