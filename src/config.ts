@@ -76,8 +76,9 @@ export interface NatsConfig {
   maxMsgs: number;
   /**
    * `NATS_TRIM_AT_PERCENT` (default 50): when the stream is this full (of NATS_MAX_BYTES or
-   * NATS_MAX_MSGS), workers delete the messages the writer consumer has acknowledged, so "full" means
-   * unprocessed messages; the replay window shrinks under this pressure. 100 turns trimming off.
+   * NATS_MAX_MSGS), workers delete its oldest messages down to half this, never one the writer consumer
+   * has not acknowledged, so "full" means unprocessed messages; the replay window shrinks under this
+   * pressure. 100 trims only once the stream is full.
    */
   trimAtPercent: number;
   /** `NATS_DUPLICATE_WINDOW_S` (default 120): server-side publish dedupe and idempotency window. */

@@ -12,9 +12,9 @@ import { applyDeferredLimits } from './nats-provision.ts';
  * In workers it also trims. The stream has limits retention (acknowledged messages stay until max_age,
  * for replay after a database restore) and `discard: new` (a full stream refuses publishes). Without
  * trimming, messages already stored would fill the stream and turn the API away. So when the stream is
- * NATS_TRIM_AT_PERCENT full, a worker deletes everything below the writer consumer's ack floor: what
- * remains is unprocessed, and "full" means a real backlog. The replay window shrinks under that
- * pressure (docs/production.md). Other consumers of the stream lose what they had not read below the
+ * NATS_TRIM_AT_PERCENT full, a worker deletes the oldest messages down to half that, never above the
+ * writer consumer's ack floor: what cannot be trimmed is unprocessed, and "full" means a real backlog.
+ * The replay window shrinks under that pressure (docs/production.md). Other consumers of the stream lose what they had not read below the
  * floor. Concurrent trims by several workers are harmless (a purge up to a sequence is idempotent).
  */
 export interface StreamMonitorOptions {
@@ -88,20 +88,33 @@ export class NatsStreamMonitor {
     m.queueDepth.set(ci.num_pending + ci.num_ack_pending);
   }
 
-  /** Deletes what the writer consumer acknowledged once the stream is full enough; true if it did. */
+  /**
+   * Once the stream is NATS_TRIM_AT_PERCENT full, deletes its oldest messages down to half that, but
+   * never one the writer consumer has not acknowledged; true if it deleted any. Keeping the newer half
+   * of the acknowledged history keeps some replay window right after a trim.
+   */
   private async trim(jsm: JetStreamManager, si: StreamInfo, ci: ConsumerInfo): Promise<boolean> {
     const usage = streamUsage(si);
-    if (usage === 0 || usage * 100 < this.opts.nats.trimAtPercent) return false;
+    const trimAt = this.opts.nats.trimAtPercent / 100;
+    if (usage === 0 || usage < trimAt) return false;
+    const { first_seq, messages, bytes } = si.state;
     const floor = ci.ack_floor.stream_seq;
-    if (floor < si.state.first_seq) return false; // nothing acknowledged is left to trim
-    // Purge by sequence removes every message below `seq`: all acknowledged by the writer.
-    const r = await jsm.streams.purge(this.opts.nats.stream, { seq: floor + 1 });
+    if (floor < first_seq || messages === 0) return false; // nothing acknowledged is left to trim
+    // How many of the oldest messages to drop to get down to trimAt / 2 (bytes at their average size).
+    const { max_bytes, max_msgs } = si.config;
+    const overMsgs = max_msgs > 0 ? messages - (max_msgs * trimAt) / 2 : 0;
+    const overBytes = max_bytes > 0 ? (bytes - (max_bytes * trimAt) / 2) / (bytes / messages) : 0;
+    const drop = Math.ceil(Math.max(overMsgs, overBytes, 1));
+    // Purge by sequence removes every message below `seq`.
+    const below = Math.min(floor + 1, first_seq + drop);
+    const r = await jsm.streams.purge(this.opts.nats.stream, { seq: below });
     this.opts.metrics?.streamTrimmed.inc({ stream: this.opts.nats.stream }, r.purged);
     this.opts.log.info(
       {
         stream: this.opts.nats.stream,
         purged: r.purged,
-        belowSeq: floor + 1,
+        belowSeq: below,
+        ackFloor: floor,
         usagePercent: Math.round(usage * 100),
       },
       'trimmed acknowledged messages from the stream',
