@@ -13,7 +13,7 @@ import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import { natsAuthOptions } from './nats-auth.ts';
 import { NatsConsumer } from './nats-consumer.ts';
-import { isStoreFull, NO_ROOM_CODES } from './nats-errors.ts';
+import { isNoResponders, isStoreFull, NO_ROOM_CODES } from './nats-errors.ts';
 import { idempotencyBucket, NatsProvisionError, probeSubject, provisionQueue } from './nats-provision.ts';
 import { NatsPublisher } from './nats-publisher.ts';
 import { NatsStreamMonitor, streamHasRoom } from './nats-stream-monitor.ts';
@@ -401,6 +401,8 @@ export class NatsLink {
         this.setStoreWritable(true);
       } catch (err) {
         this.setStoreWritable(false, err);
+        // No stream on the probe subject: someone deleted it. Recreate what is missing.
+        if (isNoResponders(err)) this.reprovision();
         return;
       }
       if (!this.publishFailing && !this.streamFull) return;

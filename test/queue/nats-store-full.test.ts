@@ -109,3 +109,11 @@ test('the operator frees space: ready again and accepting, without a restart', a
   assert.deepEqual(stored, [1, 3], 'the message answered 503 was not stored');
   assert.equal(total(await scrape(api.url), 'intake_queue_store_writable'), 1);
 });
+
+test('the probe stream deleted by an operator is recreated; readiness comes back by itself', async () => {
+  const jsm = await jetstreamManager(nc);
+  await jsm.streams.delete(`${names.stream}-probe`);
+  await waitFor('/readyz 503', async () => (await fetch(`${api.url}/readyz`)).status === 503, 5000, 50);
+  await waitFor('/readyz 200', async () => (await fetch(`${api.url}/readyz`)).status === 200, 10_000, 100);
+  assert.ok(await jsm.streams.info(`${names.stream}-probe`));
+});
