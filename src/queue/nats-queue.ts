@@ -408,9 +408,10 @@ export class NatsLink {
       if (!this.publishFailing && !this.streamFull) return;
       const info = await jsm.streams.info(this.config.nats.stream).catch(() => undefined);
       if (!info) return;
-      if (this.publishFailing) this.log.info('NATS answers again; ready');
+      const wasFailing = this.publishFailing;
       this.publishFailing = false;
       this.setStreamFull(!streamHasRoom(info));
+      if (wasFailing && this.isReady()) this.log.info('NATS answers again; ready');
     } finally {
       this.probing = false;
     }
