@@ -149,7 +149,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     }
     if (err instanceof QueueUnavailableError || err instanceof PublishOutcomeUnknownError) {
       reply.header('retry-after', '1');
-      return sendProblem(reply, err.code as ErrorCode, `${err.message}; retry shortly`);
+      // A queue code without a documented problem of its own (QUEUE_OVERLOADED) is QUEUE_UNAVAILABLE.
+      const code = err.code in ERRORS ? (err.code as ErrorCode) : 'QUEUE_UNAVAILABLE';
+      return sendProblem(reply, code, `${err.message}; retry shortly`);
     }
     if (
       err instanceof MessageTooLargeError ||
