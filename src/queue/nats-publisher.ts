@@ -132,11 +132,22 @@ export class NatsPublisher implements QueueProducer {
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       settled
-        .then((results) => {
-          const out = combine(results, items);
-          if (out instanceof Error) reject(out);
-          else resolve(out);
-        }, reject)
+        .then(
+          (results) => {
+            const out = combine(results, items);
+            if (out instanceof Error) reject(out);
+            else resolve(out);
+          },
+          (err: unknown) => {
+            // Not an item's result (refused at admission, or a fault in the flush): still true.
+            const sent = items.filter((it) => it.sent).map((it) => it.id);
+            reject(
+              sent.length
+                ? new PublishOutcomeUnknownError('publishing failed after sending', sent, { cause: err })
+                : notAccepted(err, 'publishing failed before sending'),
+            );
+          },
+        )
         .finally(() => signal?.removeEventListener('abort', onAbort));
     });
   }

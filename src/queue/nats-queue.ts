@@ -81,7 +81,7 @@ export async function openNatsQueue(
         ...opts.subjectScan,
       },
     },
-    log.child({ component: 'nats' }),
+    link.log,
   );
   const consumer = new NatsConsumer(link, {
     stream: config.nats.stream,
@@ -127,7 +127,6 @@ export class NatsLink {
   private storeWritable = true;
   /** The message stream is at its own max_msgs/max_bytes (a publish was refused, or usage says so). */
   private streamFull = false;
-  private probing = false;
   private closing = false;
   private users = 2; // publisher and consumer each release once
   private readonly abort = new AbortController();
@@ -393,28 +392,22 @@ export class NatsLink {
   private async healthCheck(): Promise<void> {
     const { js, jsm } = this;
     if (!this.connected || !this.provisioned || !js || !jsm) return;
-    if (this.probing) return;
-    this.probing = true;
     try {
-      try {
-        await js.publish(probeSubject(this.config.nats), '', { timeout: PROBE_TIMEOUT_MS });
-        this.setStoreWritable(true);
-      } catch (err) {
-        this.setStoreWritable(false, err);
-        // No stream on the probe subject: someone deleted it. Recreate what is missing.
-        if (isNoResponders(err)) this.reprovision();
-        return;
-      }
-      if (!this.publishFailing && !this.streamFull) return;
-      const info = await jsm.streams.info(this.config.nats.stream).catch(() => undefined);
-      if (!info) return;
-      const wasFailing = this.publishFailing;
-      this.publishFailing = false;
-      this.setStreamFull(!streamHasRoom(info));
-      if (wasFailing && this.isReady()) this.log.info('NATS answers again; ready');
-    } finally {
-      this.probing = false;
+      await js.publish(probeSubject(this.config.nats), '', { timeout: PROBE_TIMEOUT_MS });
+      this.setStoreWritable(true);
+    } catch (err) {
+      this.setStoreWritable(false, err);
+      // No stream on the probe subject: someone deleted it. Recreate what is missing.
+      if (isNoResponders(err)) this.reprovision();
+      return;
     }
+    if (!this.publishFailing && !this.streamFull) return;
+    const info = await jsm.streams.info(this.config.nats.stream).catch(() => undefined);
+    if (!info) return;
+    const wasFailing = this.publishFailing;
+    this.publishFailing = false;
+    this.setStreamFull(!streamHasRoom(info));
+    if (wasFailing && this.isReady()) this.log.info('NATS answers again; ready');
   }
 
   private setStoreWritable(writable: boolean, err?: unknown): void {
