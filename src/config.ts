@@ -76,6 +76,22 @@ export interface NatsConfig {
   replicas: number;
   /** `NATS_MAX_AGE_HOURS` (default 168): stream retention. */
   maxAgeHours: number;
+  /**
+   * `NATS_MAX_BYTES` (default 0: no limit of its own; the server's `max_file_store` and `max_age` bound
+   * the stream): the stream's `max_bytes`, in bytes or with a KB/MB/GB/TB suffix (1024-based, as in
+   * nats-server's configuration). With `discard: new`, a full stream refuses publishes (`503 QUEUE_FULL`)
+   * instead of deleting unprocessed messages. A limit reserves that much of the server's store.
+   */
+  maxBytes: number;
+  /** `NATS_MAX_MSGS` (default 0: no limit): the stream's `max_msgs`, counted in stream messages (envelopes). */
+  maxMsgs: number;
+  /**
+   * `NATS_TRIM_AT_PERCENT` (default 50): when the stream is this full (of NATS_MAX_BYTES or
+   * NATS_MAX_MSGS), workers delete its oldest messages down to half this, never one the writer consumer
+   * has not acknowledged, so "full" means unprocessed messages; the replay window shrinks under this
+   * pressure. 100 trims only once the stream is full.
+   */
+  trimAtPercent: number;
   /** `NATS_DUPLICATE_WINDOW_S` (default 120): server-side publish dedupe and idempotency window. */
   duplicateWindowS: number;
   /** `NATS_ACK_WAIT_MS` (default 30000): redelivery after this without an ack. */
@@ -135,6 +151,21 @@ export function loadConfig(env: Env = process.env): Config {
     }
     return n;
   };
+  /** A byte count, plain or with a 1024-based KB/MB/GB/TB suffix (as nats-server's config writes it). */
+  const bytes = (name: string, def: number): number => {
+    const raw = env[name]?.trim();
+    if (raw === undefined || raw === '') return def;
+    const m = /^(\d+)\s*(B|KB|MB|GB|TB|K|M|G|T)?$/i.exec(raw);
+    const unit = m?.[2]?.toUpperCase().replace(/B$/, '') ?? '';
+    const n = m ? Number(m[1]) * 1024 ** ['', 'K', 'M', 'G', 'T'].indexOf(unit) : Number.NaN;
+    if (!Number.isSafeInteger(n)) {
+      problems.push(
+        `${name}=${JSON.stringify(raw)} is not valid: set a byte count such as 8589934592 or 8GB`,
+      );
+      return def;
+    }
+    return n;
+  };
   const url = (name: string, protocols: string[]): string | undefined => {
     let raw: string | undefined;
     try {
@@ -179,6 +210,9 @@ export function loadConfig(env: Env = process.env): Config {
       consumer: env.NATS_CONSUMER || 'intake-writer',
       replicas: int('NATS_REPLICAS', 1, 1, 5),
       maxAgeHours: int('NATS_MAX_AGE_HOURS', 168, 1, 24 * 365),
+      maxBytes: bytes('NATS_MAX_BYTES', 0),
+      maxMsgs: int('NATS_MAX_MSGS', 0, 0, Number.MAX_SAFE_INTEGER),
+      trimAtPercent: int('NATS_TRIM_AT_PERCENT', 50, 1, 100),
       duplicateWindowS: int('NATS_DUPLICATE_WINDOW_S', 120, 1, 7 * 24 * 3600),
       ackWaitMs: int('NATS_ACK_WAIT_MS', 30_000, 1000, 3_600_000),
       idempotencyTtlHours: int('NATS_IDEMPOTENCY_TTL_HOURS', 24, 1, 24 * 90),

@@ -71,7 +71,7 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
     });
     cleanup.push(() => pool.end());
 
-    const { producer, consumer } = await openQueue(config, databaseUrl, pool, log);
+    const { producer, consumer } = await openQueue(config, databaseUrl, pool, log, { metrics, roles });
     cleanup.push(() => producer.close());
 
     let worker: Worker | undefined;

@@ -43,6 +43,10 @@ export function registerContentEncoding(app: FastifyInstance, bodyLimit: number)
     if (header === undefined) return payload;
     const encoding = header.trim().toLowerCase();
     if (encoding === '' || encoding === 'identity') return payload;
+    // No body to decode (a GET with the header, an empty POST): the header describes nothing.
+    const hasBody =
+      req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+    if (!hasBody) return payload;
     const decoder = decoders[encoding];
     if (!decoder) {
       reply.header('accept-encoding', ACCEPTED_ENCODINGS);
@@ -106,6 +110,9 @@ function decode(
     },
   }) as Transform & { receivedEncodedLength: number };
   out.receivedEncodedLength = 0;
+  // The body parser listens for errors only once it reads the body; a request answered before that (a
+  // GET, a 415, a refusal in a hook) must not turn a corrupt body into an uncaught 'error' (a crash).
+  out.on('error', () => {});
   const count = (chunk: Buffer) => {
     out.receivedEncodedLength += chunk.length;
   };

@@ -1,3 +1,4 @@
+import type { StreamInfo } from '@nats-io/jetstream';
 import pg from 'pg';
 import type { Config } from '../config.ts';
 import { DataKeys } from '../privacy/data-keys.ts';
@@ -114,6 +115,7 @@ async function natsChecks(config: Config): Promise<Check[]> {
   const { connect } = await import('@nats-io/transport-node');
   const { jetstreamManager } = await import('@nats-io/jetstream');
   const { messageStreamConfig } = await import('../queue/nats-provision.ts');
+  const { streamHasRoom, streamUsage } = await import('../queue/nats-stream-monitor.ts');
   const out: Check[] = [];
   let nc: Awaited<ReturnType<typeof connect>> | undefined;
   try {
@@ -130,7 +132,15 @@ async function natsChecks(config: Config): Promise<Check[]> {
     try {
       const info = await jsm.streams.info(config.nats.stream);
       const drift: string[] = [];
-      for (const k of ['num_replicas', 'max_age', 'duplicate_window', 'storage', 'retention'] as const) {
+      const keys = [
+        'num_replicas',
+        'max_age',
+        'duplicate_window',
+        'storage',
+        'retention',
+        'discard',
+      ] as const;
+      for (const k of [...keys, 'max_bytes', 'max_msgs'] as const) {
         if (String(info.config[k]) !== String(want[k]))
           drift.push(`${k}: want ${want[k]}, have ${info.config[k]}`);
       }
@@ -141,6 +151,7 @@ async function natsChecks(config: Config): Promise<Check[]> {
           ? `${config.nats.stream} differs (fixed at start where safe): ${drift.join('; ')}`
           : `${config.nats.stream} matches the configuration`,
       });
+      out.push(streamUsageCheck(info, config, streamUsage(info), streamHasRoom(info)));
       const replicas = info.cluster?.replicas ?? [];
       const offline = replicas.filter((r) => r.offline || !r.current);
       if (config.nats.replicas > 1) {
@@ -167,6 +178,41 @@ async function natsChecks(config: Config): Promise<Check[]> {
     await nc?.close();
   }
   return out;
+}
+
+/**
+ * How full the message stream is under its own limits: a full stream refuses every publish (503
+ * QUEUE_FULL) and what fills it is unprocessed, since workers trim what they acknowledged.
+ */
+function streamUsageCheck(info: StreamInfo, config: Config, usage: number, hasRoom: boolean): Check {
+  const { bytes, messages } = info.state;
+  const { max_bytes, max_msgs } = info.config;
+  const held = `${messages} stream messages, ${bytes} bytes`;
+  if (max_bytes <= 0 && max_msgs <= 0) {
+    return {
+      name: 'stream usage',
+      status: config.production ? 'warn' : 'ok',
+      detail:
+        `${held}; no limit of its own (NATS_MAX_BYTES, NATS_MAX_MSGS): only max_age and the server's ` +
+        'max_file_store bound it, and a full store refuses every publish until data ages out',
+    };
+  }
+  const limits = [max_bytes > 0 ? `max_bytes ${max_bytes}` : '', max_msgs > 0 ? `max_msgs ${max_msgs}` : '']
+    .filter(Boolean)
+    .join(', ');
+  const pct = Math.round(usage * 100);
+  if (!hasRoom) {
+    return {
+      name: 'stream usage',
+      status: 'fail',
+      detail: `full (${held}; ${limits}): ingest answers 503 QUEUE_FULL; see docs/runbooks.md#queue-stream-near-full`,
+    };
+  }
+  return {
+    name: 'stream usage',
+    status: pct >= 80 ? 'warn' : 'ok',
+    detail: `${pct}% of its limits (${held}; ${limits}); workers trim acknowledged messages from ${config.nats.trimAtPercent}%`,
+  };
 }
 
 export function formatChecks(checks: Check[]): string {

@@ -18,8 +18,8 @@ export class Maintenance {
   every(name: string, ms: number, fn: () => Promise<unknown>, opts: { now?: boolean } = {}): void {
     const run = () => {
       fn().catch((err: unknown) => {
-        this.metrics.maintenanceFailures.inc({ job: name });
-        this.log.error({ err, job: name }, 'maintenance job failed; it runs again on its next tick');
+        this.metrics.maintenanceFailures.inc({ task: name });
+        this.log.error({ err, task: name }, 'maintenance task failed; it runs again on its next tick');
       });
     };
     const t = setInterval(run, ms);

@@ -62,10 +62,11 @@ export function createMetrics() {
       help: 'Accepted messages not stored because their subject was erased (GDPR) while they were queued',
       registers: r,
     }),
+    // Labelled `task`, not `job`: Prometheus keeps `job` for the scrape target and would rename ours.
     maintenanceFailures: new Counter({
       name: 'intake_maintenance_failures_total',
-      help: 'Failed runs of periodic maintenance jobs, by job',
-      labelNames: ['job'],
+      help: 'Failed runs of periodic maintenance tasks, by task',
+      labelNames: ['task'],
       registers: r,
     }),
     deadLetters: new Counter({
@@ -102,6 +103,44 @@ export function createMetrics() {
       registers: r,
     }),
     ready: new Gauge({ name: 'intake_ready', help: '1 when this process reports ready', registers: r }),
+    // NATS stream usage, exported by API and worker processes alike (queue/nats-stream-monitor.ts), so
+    // a backlog stays visible with every worker down. Labelled by stream; absent on the Postgres queue.
+    streamBytes: new Gauge({
+      name: 'intake_queue_stream_bytes',
+      help: 'Bytes held by the NATS message stream (acknowledged messages until trimmed, and the backlog)',
+      labelNames: ['stream'],
+      registers: r,
+    }),
+    streamLimitBytes: new Gauge({
+      name: 'intake_queue_stream_limit_bytes',
+      help: 'max_bytes of the NATS message stream (NATS_MAX_BYTES); 0 when it has no limit of its own',
+      labelNames: ['stream'],
+      registers: r,
+    }),
+    streamMessages: new Gauge({
+      name: 'intake_queue_stream_messages',
+      help: 'Stream messages (envelopes) held by the NATS message stream',
+      labelNames: ['stream'],
+      registers: r,
+    }),
+    streamLimitMessages: new Gauge({
+      name: 'intake_queue_stream_limit_messages',
+      help: 'max_msgs of the NATS message stream (NATS_MAX_MSGS); 0 when it has no limit of its own',
+      labelNames: ['stream'],
+      registers: r,
+    }),
+    storeWritable: new Gauge({
+      name: 'intake_queue_store_writable',
+      help: '1 when the last readiness probe write to the JetStream store succeeded, else 0',
+      labelNames: ['stream'],
+      registers: r,
+    }),
+    streamTrimmed: new Counter({
+      name: 'intake_queue_stream_trimmed_messages_total',
+      help: 'Acknowledged stream messages deleted by workers to make room (NATS_TRIM_AT_PERCENT)',
+      labelNames: ['stream'],
+      registers: r,
+    }),
   };
 }
 

@@ -18,12 +18,13 @@ import type { Logger } from '../ops/logger.ts';
 
 /**
  * Creates, checks and repairs the JetStream objects intake needs: the message stream, the DB writer's
- * durable pull consumer and the KV bucket (a stream) of Idempotency-Keys. Every replica runs this at
+ * durable pull consumer, the KV bucket (a stream) of Idempotency-Keys and the readiness probe stream. Every replica runs this at
  * start-up, possibly all at once, so each step is "read, create if missing, compare, update": a
  * concurrent create by another process is not an error, it is read back and compared like any other.
  *
  * Drift (a setting that differs from the configuration) is logged with the field, expected and actual
- * value, then fixed by an update when the server can do so safely (ages, windows, replicas, limits).
+ * value, then fixed by an update when the server can do so safely (ages, windows, replicas, limits, the
+ * discard policy).
  * Storage and retention type are never changed: that would need a new stream and a data migration, so
  * start-up stops with a NatsProvisionError that says so.
  */
@@ -69,7 +70,12 @@ export function messageStreamConfig(nats: NatsConfig): StreamConfig {
     // Limits, not WorkQueue: acknowledged messages stay until max_age, so after a database restore the
     // stream can be replayed from a point in time, and other consumers (audit, export) can attach.
     retention: RetentionPolicy.Limits,
-    discard: DiscardPolicy.Old,
+    // New: a stream at max_bytes/max_msgs refuses the publish (the API answers 503 QUEUE_FULL). Old
+    // would make room by deleting the oldest messages, unprocessed ones included, after they got 202.
+    // Room comes back when workers trim what they acknowledged (nats-stream-monitor.ts).
+    discard: DiscardPolicy.New,
+    max_bytes: nats.maxBytes > 0 ? nats.maxBytes : -1,
+    max_msgs: nats.maxMsgs > 0 ? nats.maxMsgs : -1,
     num_replicas: nats.replicas,
     max_age: ns(nats.maxAgeHours * 3_600_000),
     duplicate_window: ns(nats.duplicateWindowS * 1000),
@@ -95,6 +101,28 @@ export function idempotencyStreamConfig(nats: NatsConfig): StreamConfig {
     max_age: ttl,
     duplicate_window: Math.min(ttl, ns(120_000)),
   } as StreamConfig;
+}
+
+/**
+ * A tiny stream every process writes to once a second (nats-readiness.ts): it lives in the same store,
+ * account and cluster as the message stream, so a write that fails there (store full, no quorum) is a
+ * publish that would fail too. One message is kept.
+ */
+export function probeStreamConfig(nats: NatsConfig): StreamConfig {
+  return {
+    name: `${nats.stream}-probe`,
+    subjects: [probeSubject(nats)],
+    storage: StorageType.File,
+    retention: RetentionPolicy.Limits,
+    discard: DiscardPolicy.Old,
+    max_msgs: 1,
+    num_replicas: nats.replicas,
+  } as StreamConfig;
+}
+
+/** The subject of the readiness probe stream. */
+export function probeSubject(nats: NatsConfig): string {
+  return `_intake.probe.${nats.stream}`;
 }
 
 /** The DB writer's durable pull consumer. */
@@ -124,6 +152,7 @@ export async function provisionQueue(
 ): Promise<ConsumerInfo> {
   await ensureStream(jsm, messageStreamConfig(nats), log);
   await ensureStream(jsm, idempotencyStreamConfig(nats), log);
+  await ensureStream(jsm, probeStreamConfig(nats), log);
   return ensureConsumer(jsm, nats.stream, writerConsumerConfig(nats, opts), log);
 }
 
@@ -172,7 +201,9 @@ export async function ensureStream(
         fix.subjects = [...((actual as string[] | undefined) ?? []), ...missing];
       } else if (!sameValue(expected, actual)) {
         reportDrift(log, `stream ${want.name}`, field, expected, actual);
-        (fix as Record<string, unknown>)[field] = expected;
+        const unsafe = limitCutsMessages(field, expected, info);
+        if (unsafe) log.error({ stream: want.name, field, expected, actual }, unsafe);
+        else (fix as Record<string, unknown>)[field] = expected;
       }
     }
     if (Object.keys(fix).length === 0) return info;
@@ -258,6 +289,46 @@ export async function ensureConsumer(
   throw new Error(`NATS consumer ${name} on ${stream} could not be created after ${ATTEMPTS} tries`, {
     cause: lastErr,
   });
+}
+
+/**
+ * A lower max_bytes/max_msgs than the stream holds makes the server delete its oldest messages at once,
+ * whatever the discard policy (measured on 2.9): unprocessed ones would be lost. Such a limit is not
+ * applied; the reason is returned. It applies at a later start once the stream holds less (workers trim
+ * what they acknowledged, nats-stream-monitor.ts).
+ */
+export function limitCutsMessages(field: string, limit: unknown, info: StreamInfo): string | undefined {
+  if (typeof limit !== 'number' || limit <= 0) return undefined;
+  const held =
+    field === 'max_bytes' ? info.state.bytes : field === 'max_msgs' ? info.state.messages : undefined;
+  if (held === undefined || held <= limit) return undefined;
+  return (
+    `NATS stream ${info.config.name} holds ${held} ${field === 'max_bytes' ? 'bytes' : 'messages'}, more than the ` +
+    `configured ${field}=${limit}: not applied, because the server would delete the oldest messages, unprocessed ` +
+    'ones included; it is applied at a later start once the stream holds less'
+  );
+}
+
+/**
+ * Applies a configured max_bytes/max_msgs that start-up left alone because the stream held more than it
+ * (limitCutsMessages), once the stream holds less: called after each trim. Nothing else is touched.
+ */
+export async function applyDeferredLimits(
+  jsm: JetStreamManager,
+  nats: NatsConfig,
+  info: StreamInfo,
+  log: Logger,
+): Promise<void> {
+  const want = messageStreamConfig(nats);
+  const fix: Partial<StreamConfig> = {};
+  for (const field of ['max_bytes', 'max_msgs'] as const) {
+    if (sameValue(want[field], info.config[field])) continue;
+    if (limitCutsMessages(field, want[field], info)) continue;
+    fix[field] = want[field];
+  }
+  if (Object.keys(fix).length === 0) return;
+  await jsm.streams.update(nats.stream, fix);
+  log.info({ stream: nats.stream, ...fix }, 'NATS stream limit applied now that the stream holds less');
 }
 
 function reportDrift(log: Logger, what: string, field: string, expected: unknown, actual: unknown): void {

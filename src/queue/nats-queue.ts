@@ -1,14 +1,38 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import {
+  JetStreamApiError,
+  type JetStreamClient,
+  type JetStreamManager,
+  jetstream,
+  jetstreamManager,
+} from '@nats-io/jetstream';
 import { type KV, Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { Config } from '../config.ts';
 import type { Logger } from '../ops/logger.ts';
+import type { Metrics } from '../ops/metrics.ts';
 import { natsAuthOptions } from './nats-auth.ts';
 import { NatsConsumer } from './nats-consumer.ts';
-import { idempotencyBucket, NatsProvisionError, provisionQueue } from './nats-provision.ts';
+import { isNoResponders, isStoreFull, NO_ROOM_CODES } from './nats-errors.ts';
+import { idempotencyBucket, NatsProvisionError, probeSubject, provisionQueue } from './nats-provision.ts';
 import { NatsPublisher } from './nats-publisher.ts';
+import { NatsStreamMonitor, streamHasRoom } from './nats-stream-monitor.ts';
+import { SUBJECT_SCAN_DEFAULTS, type SubjectScanOptions } from './nats-subject-scan.ts';
 import type { QueueConsumer, QueueProducer } from './queue.ts';
+
+/** What a process does with the queue, beyond the configuration. */
+export interface NatsQueueOptions {
+  /** Where stream usage, depth and the probe result go (absent: not exported). */
+  metrics?: Metrics;
+  /**
+   * The process's roles (default both). With `api`, readiness means "a publish can succeed now"; a
+   * worker-only process stays ready while the stream is full, so its rollouts are not blocked then.
+   * With `worker`, the process trims acknowledged messages (nats-stream-monitor.ts).
+   */
+  roles?: Array<'api' | 'worker'>;
+  /** Bounds of the GDPR count's stream scan (defaults: SUBJECT_SCAN_DEFAULTS). */
+  subjectScan?: Partial<Pick<SubjectScanOptions, 'maxMessages' | 'maxMs'>>;
+}
 
 /**
  * The production queue (SPEC §3): NATS JetStream behind the same interface as the Postgres queue.
@@ -24,8 +48,14 @@ import type { QueueConsumer, QueueProducer } from './queue.ts';
 export async function openNatsQueue(
   config: Config,
   log: Logger,
+  opts: NatsQueueOptions = {},
 ): Promise<{ producer: QueueProducer; consumer: QueueConsumer }> {
-  const link = new NatsLink(config, log.child({ component: 'nats' }));
+  const roles = opts.roles ?? ['api', 'worker'];
+  const link = new NatsLink(config, log.child({ component: 'nats' }), {
+    publishes: roles.includes('api'),
+    trims: roles.includes('worker'),
+    metrics: opts.metrics,
+  });
   link.start();
   const waited = await Promise.race([
     link.firstReady.then(() => 'ready' as const),
@@ -35,14 +65,24 @@ export async function openNatsQueue(
     throw err;
   });
   if (waited === 'timeout') log.warn({ servers: config.natsUrl }, 'NATS not ready yet; starting unready');
-  const producer = new NatsPublisher(link, {
-    subject: config.nats.subject,
-    lingerMs: config.nats.publishLingerMs,
-    maxBatch: config.enqueueMaxBatch,
-    maxPending: config.maxPendingPublishes,
-    concurrency: config.nats.publishConcurrency,
-    timeoutMs: config.publishTimeoutMs,
-  });
+  const producer = new NatsPublisher(
+    link,
+    {
+      subject: config.nats.subject,
+      lingerMs: config.nats.publishLingerMs,
+      maxBatch: config.enqueueMaxBatch,
+      maxPending: config.maxPendingPublishes,
+      concurrency: config.nats.publishConcurrency,
+      timeoutMs: config.publishTimeoutMs,
+      subjectScan: {
+        stream: config.nats.stream,
+        consumer: config.nats.consumer,
+        ...SUBJECT_SCAN_DEFAULTS,
+        ...opts.subjectScan,
+      },
+    },
+    link.log,
+  );
   const consumer = new NatsConsumer(link, {
     stream: config.nats.stream,
     consumer: config.nats.consumer,
@@ -53,6 +93,20 @@ export async function openNatsQueue(
 
 /** How long start-up waits for NATS before it goes on unready. */
 const STARTUP_WAIT_MS = 3000;
+/** The readiness probe: a write to the probe stream this often, and how long it may take. */
+const PROBE_EVERY_MS = 1000;
+const PROBE_TIMEOUT_MS = 900;
+/** Stream usage and depth are read (and workers trim) this often. */
+const STATS_EVERY_MS = 5000;
+
+/** What NatsLink needs to know about its process. */
+export interface NatsLinkOptions {
+  /** The process publishes (API): readiness includes "a publish can succeed". */
+  publishes: boolean;
+  /** The process trims acknowledged messages (worker). */
+  trims: boolean;
+  metrics: Metrics | undefined;
+}
 
 /** The connection and the state of the queue behind it, shared by publisher and consumer. */
 export class NatsLink {
@@ -69,30 +123,50 @@ export class NatsLink {
   private connected = false;
   private provisioned = false;
   private publishFailing = false;
+  /** The last probe write to the store succeeded (or none failed yet). */
+  private storeWritable = true;
+  /** The message stream is at its own max_msgs/max_bytes (a publish was refused, or usage says so). */
+  private streamFull = false;
   private closing = false;
   private users = 2; // publisher and consumer each release once
   private readonly abort = new AbortController();
   private resolveFirst!: () => void;
   private rejectFirst!: (err: unknown) => void;
   private reprovisioning: Promise<void> | undefined;
-  private healthTimer: NodeJS.Timeout | undefined;
+  private readonly timers: NodeJS.Timeout[] = [];
   private closed: Promise<void> | undefined;
   private readonly disconnectWaiters = new Set<(err: Error) => void>();
+  private readonly monitor: NatsStreamMonitor;
 
   constructor(
     readonly config: Config,
     readonly log: Logger,
+    private readonly opts: NatsLinkOptions = { publishes: true, trims: true, metrics: undefined },
   ) {
     this.firstReady = new Promise((resolve, reject) => {
       this.resolveFirst = resolve;
       this.rejectFirst = reject;
     });
     this.firstReady.catch(() => {}); // observed by openNatsQueue; later failures are logged instead
+    this.monitor = new NatsStreamMonitor({
+      nats: config.nats,
+      trim: opts.trims,
+      metrics: opts.metrics,
+      log,
+      onRoom: (room) => this.setStreamFull(!room),
+    });
   }
 
-  /** Connected, stream and consumer provisioned, and the last publish (if any) did not fail. */
+  /**
+   * Connected and provisioned; in a publishing process also: a publish can succeed now. That is, the
+   * last publish did not fail (or NATS answered since), the last probe write to the store succeeded,
+   * and the stream has room under its own limits. Load balancers then stop sending requests that could
+   * only be refused, and resume by themselves once the operator made room.
+   */
   isReady(): boolean {
-    return this.connected && this.provisioned && !this.publishFailing && !this.closing;
+    const base = this.connected && this.provisioned && !this.closing;
+    if (!this.opts.publishes) return base && !this.publishFailing;
+    return base && !this.publishFailing && this.storeWritable && !this.streamFull;
   }
 
   /** Connected and provisioned (publishing may still be failing): the worker can pull. */
@@ -102,12 +176,16 @@ export class NatsLink {
 
   /** A publish failed: not ready until a health check against the stream succeeds. */
   markPublishFailed(err: unknown): void {
+    if (isStoreFull(err)) this.setStoreWritable(false, err);
+    else if (err instanceof JetStreamApiError && err.code === NO_ROOM_CODES.streamStoreFailed)
+      this.setStreamFull(true);
     if (!this.publishFailing) this.log.warn({ err }, 'NATS publish failed; readiness off until NATS answers');
     this.publishFailing = true;
   }
 
   markPublishOk(): void {
     this.publishFailing = false;
+    this.setStreamFull(false);
   }
 
   /**
@@ -167,7 +245,7 @@ export class NatsLink {
   async close(): Promise<void> {
     this.closing = true;
     this.abort.abort();
-    clearInterval(this.healthTimer);
+    for (const t of this.timers) clearInterval(t);
     const nc = this.nc;
     if (!nc || nc.isClosed()) return;
     try {
@@ -224,8 +302,10 @@ export class NatsLink {
     }
     this.log.info({ server: nc.getServer(), maxPayload }, 'connected to NATS');
     this.watchStatus(nc);
-    this.healthTimer = setInterval(() => this.healthCheck(), 1000);
-    this.healthTimer.unref();
+    this.every(PROBE_EVERY_MS, () => this.healthCheck());
+    this.every(STATS_EVERY_MS, async () => {
+      if (this.isUsable() && this.jsm) await this.monitor.tick(this.jsm);
+    });
     await this.provisionLoop();
   }
 
@@ -260,6 +340,8 @@ export class NatsLink {
         await this.provisionOnce();
         this.provisioned = true;
         this.resolveFirst();
+        // Usage and depth at once rather than after the first interval.
+        if (this.jsm) void this.monitor.tick(this.jsm);
         this.log.info(
           { stream: this.config.nats.stream, consumer: this.config.nats.consumer },
           'NATS queue ready',
@@ -292,15 +374,70 @@ export class NatsLink {
     this.kv ??= await new Kvm(js).open(idempotencyBucket(this.config.nats.stream), { allow_direct: false });
   }
 
-  /** Readiness must come back by itself: while unready no traffic arrives to prove NATS works again. */
-  private healthCheck(): void {
-    if (!this.publishFailing || !this.connected || !this.jsm) return;
-    this.jsm.streams.info(this.config.nats.stream).then(
-      () => {
-        if (this.publishFailing) this.log.info('NATS answers again; ready');
-        this.publishFailing = false;
-      },
-      () => {},
-    );
+  /** Runs `fn` every `ms` until the link closes, one run at a time; errors are `fn`'s to handle. */
+  private every(ms: number, fn: () => Promise<void>): void {
+    let running = false;
+    const t = setInterval(() => {
+      if (running || this.closing) return;
+      running = true;
+      fn()
+        .catch((err) => this.log.error({ err }, 'NATS periodic check failed'))
+        .finally(() => {
+          running = false;
+        });
+    }, ms);
+    t.unref();
+    this.timers.push(t);
+  }
+
+  /**
+   * Readiness must come back by itself: while unready no traffic arrives to prove NATS works again.
+   * Every second a one-message write to the probe stream (same store, account and replicas as the
+   * message stream) asks "would a publish be stored?": it fails when the server's store is full or no
+   * quorum answers, which a stream-info request (served from memory) does not notice. While a publish
+   * failed or the stream was full, the stream itself is read too.
+   */
+  private async healthCheck(): Promise<void> {
+    const { js, jsm } = this;
+    if (!this.connected || !this.provisioned || !js || !jsm) return;
+    try {
+      await js.publish(probeSubject(this.config.nats), '', { timeout: PROBE_TIMEOUT_MS });
+      this.setStoreWritable(true);
+    } catch (err) {
+      this.setStoreWritable(false, err);
+      // No stream on the probe subject: someone deleted it. Recreate what is missing.
+      if (isNoResponders(err)) this.reprovision();
+      return;
+    }
+    if (!this.publishFailing && !this.streamFull) return;
+    const info = await jsm.streams.info(this.config.nats.stream).catch(() => undefined);
+    if (!info) return;
+    const wasFailing = this.publishFailing;
+    this.publishFailing = false;
+    this.setStreamFull(!streamHasRoom(info));
+    if (wasFailing && this.isReady()) this.log.info('NATS answers again; ready');
+  }
+
+  private setStoreWritable(writable: boolean, err?: unknown): void {
+    this.opts.metrics?.storeWritable.set({ stream: this.config.nats.stream }, writable ? 1 : 0);
+    if (writable === this.storeWritable) return;
+    this.storeWritable = writable;
+    if (writable) this.log.info('the JetStream store takes writes again; ready');
+    else
+      this.log.error(
+        { err },
+        'the JetStream store refuses writes (full, or no quorum): readiness off, ingest answers 503',
+      );
+  }
+
+  private setStreamFull(full: boolean): void {
+    if (full === this.streamFull) return;
+    this.streamFull = full;
+    if (full)
+      this.log.error(
+        { stream: this.config.nats.stream },
+        'the NATS stream is full (NATS_MAX_BYTES/NATS_MAX_MSGS): ingest answers 503 until workers catch up',
+      );
+    else this.log.info({ stream: this.config.nats.stream }, 'the NATS stream has room again');
   }
 }

@@ -1,5 +1,6 @@
 import type { Config } from '../config.ts';
 import type { Logger } from '../ops/logger.ts';
+import type { Metrics } from '../ops/metrics.ts';
 import { createPool, type Pool } from '../store/pool.ts';
 import { PgQueueConsumer } from './pg-consumer.ts';
 import { PgQueueProducer } from './pg-producer.ts';
@@ -14,10 +15,12 @@ export async function openQueue(
   databaseUrl: string,
   pool: Pool,
   log: Logger,
+  opts: { metrics?: Metrics; roles?: Array<'api' | 'worker'> } = {},
 ): Promise<{ producer: QueueProducer; consumer: QueueConsumer }> {
   if (config.natsUrl) {
     const { openNatsQueue } = await import('./nats-queue.ts');
-    return openNatsQueue(config, log);
+    // Every process exports stream usage and depth; workers also trim what they acknowledged.
+    return openNatsQueue(config, log, opts);
   }
   // The producer's own connections carry the publish deadline as statement and lock timeouts, so
   // PostgreSQL itself aborts a publish that overruns it (pg-producer.ts).

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { waitFor } from './db.ts';
@@ -23,6 +23,8 @@ export interface NatsNode {
   start(): Promise<void>;
   /** Sends a signal and waits for the process to exit (SIGKILL by default: a crash). */
   kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Sends a signal without waiting for anything, e.g. SIGSTOP to freeze the server and SIGCONT. */
+  signal(signal: NodeJS.Signals): void;
 }
 
 export interface NatsServer {
@@ -49,9 +51,21 @@ export function natsEnv(server: NatsServer, names: ReturnType<typeof uniqueStrea
   };
 }
 
+/** Options of a test server beyond command-line flags. */
+export interface NatsServerOptions {
+  /**
+   * Text of a nats-server configuration file (e.g. `jetstream { max_file_store: 64KB }`), loaded with
+   * `-c`; the command-line flags (ports, store directory, name) still apply on top of it.
+   */
+  config?: string;
+}
+
 /** One JetStream server; `extraArgs` are passed to nats-server (e.g. `--user`, `--pass`). */
-export async function startNatsServer(extraArgs: string[] = []): Promise<NatsServer> {
-  return startNodes(1, extraArgs);
+export async function startNatsServer(
+  extraArgs: string[] = [],
+  opts: NatsServerOptions = {},
+): Promise<NatsServer> {
+  return startNodes(1, extraArgs, opts);
 }
 
 /** Three JetStream nodes routed to each other on loopback (stream replicas 3 need all three). */
@@ -59,8 +73,18 @@ export async function startNatsCluster(): Promise<NatsServer> {
   return startNodes(3);
 }
 
-async function startNodes(count: number, extraArgs: string[] = []): Promise<NatsServer> {
+async function startNodes(
+  count: number,
+  extraArgs: string[] = [],
+  opts: NatsServerOptions = {},
+): Promise<NatsServer> {
   const root = mkdtempSync(join(tmpdir(), 'intake-nats-'));
+  const configArgs: string[] = [];
+  if (opts.config !== undefined) {
+    const file = join(root, 'nats.conf');
+    writeFileSync(file, opts.config);
+    configArgs.push('-c', file);
+  }
   // One at a time and checked for repeats: a port is free again once freePort() closed it, so parallel
   // or repeated calls can hand out the same one.
   const taken = new Set<number>();
@@ -79,7 +103,7 @@ async function startNodes(count: number, extraArgs: string[] = []): Promise<Nats
   const clusterName = `c_${randomBytes(3).toString('hex')}`;
   const nodes: NatsNode[] = ports.map((p, i) => {
     const name = `n${i + 1}`;
-    const args = ['-a', '127.0.0.1', '-p', String(p.client), '-m', String(p.monitor), '-js'];
+    const args = [...configArgs, '-a', '127.0.0.1', '-p', String(p.client), '-m', String(p.monitor), '-js'];
     args.push('-sd', join(root, name), '-n', `${clusterName}_${name}`, ...extraArgs);
     if (count > 1) {
       const routes = ports
@@ -128,6 +152,11 @@ async function startNodes(count: number, extraArgs: string[] = []): Promise<Nats
         }
         await exited;
       },
+      signal(signal) {
+        const pid = node.child?.pid;
+        if (pid === undefined) throw new Error(`nats-server ${name} is not running`);
+        process.kill(pid, signal);
+      },
     };
     return node;
   });
@@ -135,6 +164,7 @@ async function startNodes(count: number, extraArgs: string[] = []): Promise<Nats
   const stop = async () => {
     if (stopped) return;
     stopped = true;
+    // SIGKILL ends a process stopped with SIGSTOP too.
     await Promise.all(nodes.map((n) => n.kill('SIGKILL')));
     rmSync(root, { recursive: true, force: true });
   };

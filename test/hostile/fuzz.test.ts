@@ -226,7 +226,13 @@ function generator(rand: () => number) {
 }
 
 function rssMiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  let status = '';
+  try {
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return 0; // exited: the assertions below say so
+  }
+  const m = /VmRSS:\s+(\d+) kB/.exec(status);
   return Number(m?.[1] ?? 0) / 1024;
 }
 
@@ -252,7 +258,7 @@ test(`${COUNT} hostile requests: no 5xx but 503, alive, bounded memory, every 20
   let maxRss = rssMiB(proc.child.pid!);
   const startRss = maxRss;
   const sampler = setInterval(() => {
-    maxRss = Math.max(maxRss, rssMiB(proc.child.pid!));
+    if (proc.child.exitCode === null) maxRss = Math.max(maxRss, rssMiB(proc.child.pid!));
   }, 200);
   const started = Date.now();
   let unsendable = 0;
@@ -315,6 +321,7 @@ test(`${COUNT} hostile requests: no 5xx but 503, alive, bounded memory, every 20
     `fuzz seed ${SEED}: ${sent} requests in ${seconds.toFixed(1)} s, statuses ${JSON.stringify(Object.fromEntries(statuses))}, ` +
       `client-side errors ${clientErrors}, unsendable ${unsendable}, RSS ${startRss.toFixed(0)} → max ${maxRss.toFixed(0)} MiB, ${accepted.length} accepted`,
   );
+  assert.equal(proc.child.exitCode, null, `intake exited: ${proc.stderr.join('').slice(-2000)}`);
   assert.ok(sent >= Math.min(COUNT, 10_000), `only ${sent} requests in ${seconds} s`);
   assert.deepEqual(bad.slice(0, 10), [], `${bad.length} answers were a 5xx other than 503`);
   // Connections the server closes on purpose (431, malformed requests) can surface as client errors;

@@ -78,6 +78,25 @@ describe('ingest protocol: compressed bodies, per-item batches, NDJSON', () => {
     }
   });
 
+  test('a corrupt encoded body on a request answered before parsing never hurts the process', async () => {
+    // Found by the fuzz test: the decompressor's error had no listener and crashed the process.
+    const get = await fetch(`${app.url}/v1/messages/01890a5d-ac96-774b-bcce-b302099a8057`, {
+      headers: { 'content-encoding': 'gzip' },
+    });
+    assert.equal(get.status, 404);
+    const wrongType = await send('/v1/messages', 'not gzip at all', {
+      'content-type': 'text/plain',
+      'content-encoding': 'gzip',
+    });
+    await expectProblem(wrongType, 415, 'UNSUPPORTED_MEDIA_TYPE');
+    const other = await send('/v1/nothing', 'not br', {
+      'content-type': 'application/json',
+      'content-encoding': 'br',
+    });
+    assert.ok([400, 404].includes(other.status), `${other.status}`); // the 404 route parses bodies too
+    assert.equal((await fetch(`${app.url}/livez`)).status, 200);
+  });
+
   test('a body that is not what its encoding says → 400', async () => {
     const res = await send('/v1/messages', JSON.stringify(msg(1)), {
       'content-type': 'application/json',

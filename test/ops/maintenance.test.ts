@@ -32,12 +32,12 @@ test('a failing maintenance job is logged with its name and counted, and keeps i
   const stopped = runs;
   await new Promise((r) => setTimeout(r, 60));
   assert.ok(runs <= stopped + 1, 'stop() ends the schedule');
-  const failures = lines.filter((l) => l.job === 'partitions');
+  const failures = lines.filter((l) => l.task === 'partitions');
   assert.ok(failures.length >= 3);
   assert.equal(failures[0]!.level, 50);
   assert.match(String((failures[0]!.err as { message: string }).message), /permission denied/);
   const text = await metrics.registry.getSingleMetricAsString('intake_maintenance_failures_total');
-  const counted = Number(/job="partitions"} (\d+)/.exec(text)?.[1]);
+  const counted = Number(/task="partitions"} (\d+)/.exec(text)?.[1]);
   assert.ok(counted >= 3, text);
-  assert.doesNotMatch(text, /job="fine"/);
+  assert.doesNotMatch(text, /task="fine"/);
 });

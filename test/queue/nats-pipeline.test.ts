@@ -146,13 +146,21 @@ test('the same Idempotency-Key returns the same id and is stored once', async ()
   assert.equal(first.status, 202);
   assert.equal(again.status, 202);
   assert.equal(again.json.id, first.json.id);
-  // Concurrent retries of another key (one group or several) all get one id.
+  // Concurrent retries of another key: those grouped with the first get its id, those that find it
+  // still in flight get 409 IDEMPOTENCY_KEY_IN_FLIGHT; never a second id. A retry after gets the id.
   const racing = await Promise.all(
     Array.from({ length: 10 }, () =>
       post(api.url, message(2, 'idem-race'), { 'idempotency-key': 'order-2' }),
     ),
   );
-  assert.equal(new Set(racing.map((r) => r.json.id)).size, 1);
+  const answered = racing.filter((r) => r.status === 202);
+  assert.ok(answered.length >= 1);
+  assert.equal(new Set(answered.map((r) => r.json.id)).size, 1);
+  for (const r of racing.filter((x) => x.status !== 202)) {
+    assert.deepEqual([r.status, r.json.code], [409, 'IDEMPOTENCY_KEY_IN_FLIGHT']);
+  }
+  const retried = await post(api.url, message(2, 'idem-race'), { 'idempotency-key': 'order-2' });
+  assert.deepEqual([retried.status, retried.json.id], [202, answered[0]!.json.id]);
   // A batch retried with its key: the same ids in the same order.
   const batch = { messages: [message(1, 'idem-batch'), message(2, 'idem-batch')] };
   const b1 = await post(api.url, batch, { 'idempotency-key': 'batch-1' }, '/v1/messages/batch');
@@ -160,7 +168,7 @@ test('the same Idempotency-Key returns the same id and is stored once', async ()
   assert.deepEqual(b2.json.items, b1.json.items);
   const ids = [
     first.json.id,
-    racing[0]!.json.id,
+    answered[0]!.json.id,
     ...(b1.json.items as Array<{ id: string }>).map((x) => x.id),
   ];
   await assertAllStoredOnce(db.url, ids as string[]);

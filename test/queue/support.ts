@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { type JetStreamManager, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import pg from 'pg';
 import { waitFor } from '../helpers/db.ts';
@@ -115,20 +115,26 @@ export function total(m: Map<string, number>, name: string): number {
   return sum;
 }
 
+/** Runs `fn` with a JetStream manager on a fresh connection, closed afterwards. */
+export async function withJsm<T>(servers: string, fn: (jsm: JetStreamManager) => Promise<T>): Promise<T> {
+  const nc = await connect({ servers: servers.split(','), maxReconnectAttempts: 0 });
+  try {
+    return await fn(await jetstreamManager(nc));
+  } finally {
+    await nc.close();
+  }
+}
+
 /** num_pending + num_ack_pending of the writer consumer, read from a fresh connection. */
 export async function consumerBacklog(
   servers: string,
   stream: string,
   consumer: string,
 ): Promise<{ pending: number; ackPending: number; redelivered: number }> {
-  const nc = await connect({ servers: servers.split(','), maxReconnectAttempts: 0 });
-  try {
-    const jsm = await jetstreamManager(nc);
+  return withJsm(servers, async (jsm) => {
     const ci = await jsm.consumers.info(stream, consumer);
     return { pending: ci.num_pending, ackPending: ci.num_ack_pending, redelivered: ci.num_redelivered };
-  } finally {
-    await nc.close();
-  }
+  });
 }
 
 /** POST one message; status, parsed body, Retry-After and how long the answer took. */
