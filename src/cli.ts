@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { writeHeapSnapshot } from 'node:v8';
 import { ConfigError, loadConfig } from './config.ts';
-import { generateKey, type Scope } from './http/api-keys.ts';
+import { generateKey, SCOPES, type Scope } from './http/api-keys.ts';
 import { operatorCommand } from './operator.ts';
 import { formatChecks, runDoctor } from './ops/doctor.ts';
 import { createLogger } from './ops/logger.ts';
@@ -123,8 +123,8 @@ function keysCommand(argv: string[]): number {
     return 2;
   }
   const scopes = values.scopes.split(',') as Scope[];
-  if (!scopes.every((s) => ['ingest', 'read', 'privacy'].includes(s))) {
-    console.error('intake: --scopes takes ingest, read and/or privacy');
+  if (!scopes.every((s) => SCOPES.includes(s))) {
+    console.error(`intake: --scopes takes ${SCOPES.join(', ')}`);
     return 2;
   }
   const { key, entry } = generateKey(values.name, scopes, values.senders?.split(','));

@@ -1,8 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
 
 /** The three things a key may be allowed to do (SPEC §2). */
-export type Scope = 'ingest' | 'read' | 'privacy';
-const SCOPES: readonly Scope[] = ['ingest', 'read', 'privacy'];
+/**
+ * What a key may do: `ingest` messages, `read` stored ones, `privacy` (reveal, export, erase personal
+ * data), `admin` (list, replay and discard dead letters).
+ */
+export type Scope = 'ingest' | 'read' | 'privacy' | 'admin';
+export const SCOPES: readonly Scope[] = ['ingest', 'read', 'privacy', 'admin'];
 
 /**
  * One API key as configured: only its hash is known to intake. Keys are 32 random bytes, so a plain

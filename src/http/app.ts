@@ -16,6 +16,7 @@ import { type MappedProblem, mapError } from './error-map.ts';
 import { registerNdjsonParser } from './ndjson.ts';
 import { registerOpenApi } from './openapi.ts';
 import { problemBody } from './problem.ts';
+import { deadLetterRoutes } from './routes/dead-letters.ts';
 import { healthRoutes } from './routes/health.ts';
 import { messageRoutes } from './routes/messages.ts';
 import { privacyRoutes } from './routes/privacy.ts';
@@ -136,7 +137,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
 
   app.setErrorHandler((err: Error, req, reply) => {
-    const p = mapError(err, { bodyLimit: deps.options.bodyLimit });
+    const p = mapError(err, {
+      bodyLimit: deps.options.bodyLimit,
+      ingestRoute: req.routeOptions.config?.scope === 'ingest',
+    });
     // Loss accounting (metrics.ts): every message counted as received ends as accepted, duplicate or
     // rejected. Errors before the count (401, 413, 415, 429) are not messages received.
     if (req.ingestCount) deps.metrics.rejected.inc({ reason: p.reason }, req.ingestCount);
@@ -151,6 +155,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await registerOpenApi(app);
     await app.register(messageRoutes, deps);
     await app.register(privacyRoutes, deps);
+    await app.register(deadLetterRoutes, deps);
   }
   return app;
 }

@@ -71,10 +71,13 @@ const FASTIFY: Record<string, { code: ErrorCode; detail: (e: FastifyError, limit
   FST_ERR_ASYNC_CONSTRAINT: { code: 'INVALID_REQUEST', detail: () => 'the request cannot be routed' },
 };
 
+/** How a violation's place is named, by where Fastify found it. */
+const CONTEXT: Record<string, string> = { headers: 'header', body: 'body field', params: 'path parameter' };
+
 /** Codes Node gives a request body stream that broke before it ended (client went away or lied). */
 const BODY_STREAM = new Set(['ECONNRESET', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE']);
 
-export function mapError(err: unknown, opts: { bodyLimit: number }): MappedProblem {
+export function mapError(err: unknown, opts: { bodyLimit: number; ingestRoute?: boolean }): MappedProblem {
   if (err instanceof ProblemError) {
     const headers = { ...err.extra.headers };
     if (err.extra.retryAfterS !== undefined) headers['retry-after'] = String(err.extra.retryAfterS);
@@ -92,7 +95,7 @@ export function mapError(err: unknown, opts: { bodyLimit: number }): MappedProbl
   if (fe?.validation) {
     const violations = toViolations(fe.validation as never, MAX_LISTED_VIOLATIONS);
     const n = violations.total ?? violations.length;
-    if (fe.validationContext === 'body') {
+    if (fe.validationContext === 'body' && opts.ingestRoute) {
       return {
         code: 'INVALID_MESSAGE',
         detail: `${n} violation${n === 1 ? '' : 's'} of the message contract`,
@@ -101,11 +104,15 @@ export function mapError(err: unknown, opts: { bodyLimit: number }): MappedProbl
         reason: 'invalid',
       };
     }
-    const where = fe.validationContext === 'headers' ? 'header' : 'query parameter';
+    const where = CONTEXT[fe.validationContext ?? ''] ?? 'query parameter';
     return {
       code: 'INVALID_REQUEST',
       detail: `invalid ${where}s`,
-      errors: violations.map((v) => ({ pointer: v.pointer, detail: `${where} ${v.detail}` })),
+      errors: violations.map((v) => ({
+        pointer: v.pointer,
+        // toViolations words unknown fields for messages; other bodies have their own fields.
+        detail: `${where} ${v.detail.startsWith('is not an allowed field') ? 'is not an allowed field' : v.detail}`,
+      })),
       errorsTotal: n,
       reason: 'invalid',
     };

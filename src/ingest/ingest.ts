@@ -38,6 +38,11 @@ export interface IngestContext {
 export class Ingest {
   constructor(private readonly opts: IngestOptions) {}
 
+  /** How long the queue may take to confirm (INTAKE_PUBLISH_TIMEOUT_MS). */
+  get publishTimeoutMs(): number {
+    return this.opts.publishTimeoutMs;
+  }
+
   /**
    * Publishes validated messages as one unit (all accepted or none) and resolves with one result per
    * message, in order, once the queue holds them durably. With an Idempotency-Key, message i of the

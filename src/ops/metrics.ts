@@ -69,6 +69,16 @@ export function createMetrics() {
       labelNames: ['task'],
       registers: r,
     }),
+    deadLettersReplayed: new Counter({
+      name: 'intake_dead_letters_replayed_total',
+      help: 'Dead letters put back on the queue by an operator (they count as stored once stored)',
+      registers: r,
+    }),
+    deadLettersDiscarded: new Counter({
+      name: 'intake_dead_letters_discarded_total',
+      help: 'Dead letters deleted for good by an operator',
+      registers: r,
+    }),
     deadLetters: new Counter({
       name: 'intake_messages_dead_lettered_total',
       help: 'Messages moved to dead_letters after bounded retries',

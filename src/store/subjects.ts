@@ -64,7 +64,14 @@ export async function subjectMessageIds(db: Queryable, pseudonym: string): Promi
   return r.rows.map((row) => row.id);
 }
 
-export type AuditAction = 'reveal' | 'export' | 'erase' | 'rotate-key' | 'destroy-keys';
+export type AuditAction =
+  | 'reveal'
+  | 'export'
+  | 'erase'
+  | 'rotate-key'
+  | 'destroy-keys'
+  | 'replay-dead-letter'
+  | 'discard-dead-letter';
 
 export async function writeAudit(
   db: Queryable,

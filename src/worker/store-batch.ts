@@ -1,4 +1,5 @@
 import type { Delivery, Outcome, QueuedMessage } from '../queue/queue.ts';
+import { insertDeadLetters } from '../store/dead-letters.ts';
 import { isMissingPartition, isTransient } from '../store/errors.ts';
 import { insertMessages } from '../store/messages.ts';
 import type { Queryable } from '../store/pool.ts';
@@ -91,18 +92,10 @@ export async function storeBatch(
       retried++;
     }
   }
-  if (dead.length) {
-    await tx.query(
-      `INSERT INTO intake.dead_letters (id, payload, reason, attempts)
-       SELECT * FROM unnest($1::uuid[], $2::jsonb[], $3::text[], $4::int[]) ON CONFLICT (id) DO NOTHING`,
-      [
-        dead.map((d) => d.m.id),
-        dead.map((d) => JSON.stringify(d.m)),
-        dead.map((d) => d.reason),
-        dead.map((d) => d.attempts),
-      ],
-    );
-  }
+  await insertDeadLetters(
+    tx,
+    dead.map((d) => ({ message: d.m, reason: d.reason, attempts: d.attempts })),
+  );
   return { outcomes, stored, deadLettered, retried, erased };
 }
 

@@ -27,15 +27,17 @@ function inRange(d: Date): boolean {
   return !Number.isNaN(t) && t >= MIN_TIME && t <= MAX_TIME;
 }
 
-/** Opaque keyset cursor: base64url of "<received_at ISO>|<id>". */
-export function encodeCursor(receivedAt: string, id: string): string {
-  return Buffer.from(`${receivedAt}|${id}`).toString('base64url');
+/** Opaque keyset cursor: base64url of "<RFC 3339 time>|<message id>" (messages and dead letters alike). */
+export function encodeCursor(at: string, id: string): string {
+  return Buffer.from(`${at}|${id}`).toString('base64url');
 }
 
-export function decodeCursor(cursor: string): { receivedAt: Date; id: string } {
+/** The position a cursor names: the time exactly as issued (microseconds kept) and the id. */
+export function decodeCursor(cursor: string): { at: string; id: string } {
   const [at, id, extra] = Buffer.from(cursor, 'base64url').toString().split('|');
-  const receivedAt = new Date(at ?? '');
-  if (extra !== undefined || !id || !isMessageId(id) || !inRange(receivedAt)) {
+  const valid =
+    at !== undefined && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$/.test(at) && inRange(new Date(at));
+  if (extra !== undefined || !id || !isMessageId(id) || !valid) {
     throw new ProblemError(
       'INVALID_REQUEST',
       'cursor is not valid: pass next_cursor from the previous page as is',
@@ -44,7 +46,7 @@ export function decodeCursor(cursor: string): { receivedAt: Date; id: string } {
       },
     );
   }
-  return { receivedAt, id: id.toLowerCase() };
+  return { at: at!, id: id.toLowerCase() };
 }
 
 /** A `since`/`until` value: RFC 3339 or Unix seconds, between the years 1 and 9999. */

@@ -196,7 +196,7 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
         ...(q.sender === undefined ? {} : { sender: q.sender }),
         ...(q.since === undefined ? {} : { since: parseTime(q.since, 'since') }),
         ...(q.until === undefined ? {} : { until: parseTime(q.until, 'until') }),
-        ...(after ? { after } : {}),
+        ...(after ? { after: { receivedAt: new Date(after.at), id: after.id } } : {}),
       });
       const last = items[items.length - 1];
       return {

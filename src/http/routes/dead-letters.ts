@@ -1,0 +1,196 @@
+import { type Static, Type } from '@sinclair/typebox';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { isMessageId } from '../../contract/message-id.ts';
+import { Problem } from '../../contract/message-schema.ts';
+import { discardDeadLetters, type ReplayOptions, replayDeadLetters } from '../../ingest/replay.ts';
+import { redactFields } from '../../privacy/message-fields.ts';
+import { type DeadLetter, getDeadLetter, listDeadLetters } from '../../store/dead-letters.ts';
+import type { AppDeps } from '../app.ts';
+import { ProblemError } from '../problem.ts';
+import { decodeCursor, encodeCursor, parseTime } from './cursor.ts';
+
+/**
+ * Dead letters as a feature (`admin` scope): list and read them, replay them onto the queue (one, or
+ * every one matching a filter), discard them. Replays and discards are audited (ingest/replay.ts).
+ */
+const DeadLetterView = Type.Object(
+  {
+    id: Type.String({ format: 'uuid' }),
+    sender: Type.String(),
+    ts: Type.Integer(),
+    message: Type.Record(Type.String(), Type.Unknown(), { description: 'PII fields as "redacted"' }),
+    priority: Type.Union([Type.Integer(), Type.Null()]),
+    'sent-from-ip': Type.Optional(Type.Literal('redacted')),
+    received_at: Type.String({ format: 'date-time' }),
+    failed_at: Type.String({ format: 'date-time' }),
+    attempts: Type.Integer({ description: 'Deliveries before it was dead-lettered' }),
+    reason: Type.String({ description: 'Why it could not be stored (the database error)' }),
+  },
+  { $id: 'DeadLetter' },
+);
+
+const Filter = {
+  sender: Type.Optional(Type.String({ minLength: 1, maxLength: 256, 'x-storable': true })),
+  reason: Type.Optional(
+    Type.String({ minLength: 1, maxLength: 200, 'x-storable': true, description: 'part of the reason' }),
+  ),
+  since: Type.Optional(
+    Type.String({ maxLength: 40, description: 'failed at or after (RFC 3339 or Unix seconds)' }),
+  ),
+  until: Type.Optional(
+    Type.String({ maxLength: 40, description: 'failed before (RFC 3339 or Unix seconds)' }),
+  ),
+};
+const ListQuery = Type.Object(
+  {
+    ...Filter,
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+    cursor: Type.Optional(Type.String({ maxLength: 200, description: 'next_cursor of the previous page' })),
+  },
+  { additionalProperties: false },
+);
+const ReplayFilter = Type.Object(
+  { ...Filter, limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 1000 })) },
+  { additionalProperties: false, description: 'Replays the newest dead letters matching every field given' },
+);
+const IdParams = Type.Object({ id: Type.String() });
+const Replayed = Type.Object({ replayed: Type.Array(Type.String({ format: 'uuid' })) });
+const Discarded = Type.Object({ discarded: Type.String({ format: 'uuid' }) });
+const problems = { 400: Problem, 401: Problem, 403: Problem, 404: Problem, 503: Problem };
+
+type FilterFields = Partial<Record<'sender' | 'reason' | 'since' | 'until', string>>;
+
+export async function deadLetterRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
+  const replayOpts: ReplayOptions = {
+    db: deps.db,
+    queue: deps.queue,
+    metrics: deps.metrics,
+    publishTimeoutMs: deps.ingest.publishTimeoutMs,
+  };
+  const actor = (req: FastifyRequest) => `api:${req.client ?? 'anonymous'}`;
+  const filterOf = (q: FilterFields) => ({
+    ...(q.sender === undefined ? {} : { sender: q.sender }),
+    ...(q.reason === undefined ? {} : { reason: q.reason }),
+    ...(q.since === undefined ? {} : { since: parseTime(q.since, 'since') }),
+    ...(q.until === undefined ? {} : { until: parseTime(q.until, 'until') }),
+  });
+  const find = async (id: string): Promise<DeadLetter> => {
+    const found = isMessageId(id) ? await getDeadLetter(deps.db, id.toLowerCase()) : undefined;
+    if (!found)
+      throw new ProblemError('NOT_FOUND', 'no dead letter has this id (replayed or discarded already?)');
+    return found;
+  };
+
+  app.get<{ Querystring: Static<typeof ListQuery> }>(
+    '/v1/dead-letters',
+    {
+      config: { scope: 'admin' },
+      schema: {
+        summary: 'List dead letters, newest first, cursor-paginated',
+        querystring: ListQuery,
+        response: {
+          200: Type.Object({
+            items: Type.Array(DeadLetterView),
+            next_cursor: Type.Union([Type.String(), Type.Null()]),
+          }),
+          ...problems,
+        },
+      },
+    },
+    async (req) => {
+      const q = req.query;
+      const limit = q.limit ?? 100;
+      const after = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
+      const rows = await listDeadLetters(deps.db, {
+        ...filterOf(q),
+        limit,
+        ...(after ? { after: { failedAt: after.at, id: after.id } } : {}),
+      });
+      const last = rows[rows.length - 1];
+      return {
+        items: rows.map(view),
+        next_cursor: rows.length === limit && last ? encodeCursor(last.failed_at, last.id) : null,
+      };
+    },
+  );
+
+  app.get<{ Params: Static<typeof IdParams> }>(
+    '/v1/dead-letters/:id',
+    {
+      config: { scope: 'admin' },
+      schema: {
+        summary: 'One dead letter',
+        params: IdParams,
+        response: { 200: DeadLetterView, ...problems },
+      },
+    },
+    async (req) => view(await find(req.params.id)),
+  );
+
+  app.post<{ Params: Static<typeof IdParams> }>(
+    '/v1/dead-letters/:id/replay',
+    {
+      config: { scope: 'admin' },
+      schema: {
+        summary: 'Put one dead letter back on the queue, under its original id (audited)',
+        params: IdParams,
+        response: { 200: Replayed, ...problems },
+      },
+    },
+    async (req) => ({
+      replayed: await replayDeadLetters(replayOpts, [await find(req.params.id)], actor(req)),
+    }),
+  );
+
+  app.post<{ Body: Static<typeof ReplayFilter> }>(
+    '/v1/dead-letters/replay',
+    {
+      config: { scope: 'admin' },
+      schema: {
+        summary: 'Replay every dead letter matching a filter, at most `limit` (audited)',
+        body: ReplayFilter,
+        response: { 200: Replayed, ...problems },
+      },
+    },
+    async (req) => {
+      const rows = await listDeadLetters(deps.db, { ...filterOf(req.body), limit: req.body.limit ?? 1000 });
+      return { replayed: await replayDeadLetters(replayOpts, rows, actor(req)) };
+    },
+  );
+
+  app.delete<{ Params: Static<typeof IdParams> }>(
+    '/v1/dead-letters/:id',
+    {
+      config: { scope: 'admin' },
+      schema: {
+        summary: 'Discard a dead letter for good (audited)',
+        params: IdParams,
+        response: { 200: Discarded, ...problems },
+      },
+    },
+    async (req) => {
+      const d = await find(req.params.id);
+      const [discarded] = await discardDeadLetters(replayOpts, [d.id], actor(req));
+      if (!discarded)
+        throw new ProblemError('NOT_FOUND', 'no dead letter has this id (replayed or discarded already?)');
+      return { discarded };
+    },
+  );
+}
+
+/** The dead letter as the API shows it: the message as a stored record would read, plus why it failed. */
+function view(d: DeadLetter): Static<typeof DeadLetterView> {
+  const m = d.payload;
+  return {
+    id: d.id,
+    sender: m.sender,
+    ts: m.ts,
+    message: redactFields(m.message),
+    priority: m.priority,
+    ...(m.ip ? { 'sent-from-ip': 'redacted' as const } : {}),
+    received_at: m.received_at,
+    failed_at: d.failed_at,
+    attempts: d.attempts,
+    reason: d.reason,
+  };
+}
