@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { ExitCode, WATCHDOG_GRACE_MS } from '../../src/ops/process-exit.ts';
 import { type PipedProcess, type PipeState, spawnWithPipes } from '../helpers/controlled-pipe.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { freePort } from '../helpers/intake-process.ts';
@@ -18,8 +19,8 @@ import { FakeApiServer, kubeconfigFor } from '../pod-watcher/fake-apiserver.ts';
  */
 const INTAKE = fileURLToPath(new URL('../../bin/intake.js', import.meta.url));
 const POD_WATCHER = fileURLToPath(new URL('../../bin/pod-watcher.js', import.meta.url));
-const SHUTDOWN_TIMEOUT_MS = 5000;
-/** Process tear-down on a busy 2-core machine, on top of a deadline. */
+const SHUTDOWN_TIMEOUT_MS = 10_000;
+/** Process tear-down on a busy 2-core machine, on top of the deadline and the watchdog's grace. */
 const MARGIN_MS = 2500;
 
 // The processes share a database and a data directory (it holds the master key of the data keys).
@@ -58,25 +59,32 @@ function intakeEnv(port: number): Record<string, string> {
   };
 }
 
+/**
+ * SIGTERM, then the process must be gone by its deadline plus the watchdog's grace, by itself: exit 0
+ * after a complete drain, or 70 if the drain itself overran on a starved machine (the deadline is the
+ * promise; SIGKILL would mean the watchdog had to act).
+ */
 async function sigtermExitsInTime(p: PipedProcess, deadlineMs: number): Promise<void> {
   const t0 = Date.now();
   p.child.kill('SIGTERM');
-  const exit = await p.exitWithin(deadlineMs + MARGIN_MS);
-  assert.ok(exit, `still running ${Date.now() - t0} ms after SIGTERM`);
-  assert.deepEqual(exit, { code: 0, signal: null }, p.err.text().replace(/x+/g, '').slice(-1000));
+  const exit = await p.exitWithin(deadlineMs + WATCHDOG_GRACE_MS + MARGIN_MS);
+  const stderr = p.err.text().replace(/x+/g, '').slice(-1000);
+  assert.ok(exit, `still running ${Date.now() - t0} ms after SIGTERM: ${stderr}`);
+  assert.equal(exit.signal, null, `exited by itself: ${stderr}`);
+  assert.ok(exit.code === 0 || exit.code === ExitCode.deadline, `exit code ${exit.code}: ${stderr}`);
 }
 
 describe('intake worker and the pod watcher exit within their deadline, stdout and stderr full', {
   concurrency: true,
 }, () => {
-  test('intake worker, stdout and stderr full: exits 0 on SIGTERM within its deadline', async () => {
+  test('intake worker, stdout and stderr full: exits by itself on SIGTERM within its deadline', async () => {
     const port = await freePort();
     const p = spawnPiped([INTAKE, 'worker'], intakeEnv(port), { out: 'full', err: 'full' });
     await p.waitReady(`http://127.0.0.1:${port}`);
     await sigtermExitsInTime(p, SHUTDOWN_TIMEOUT_MS);
   });
 
-  test('the pod watcher, stdout and stderr full: exits 0 on SIGTERM within its deadline', async (t) => {
+  test('the pod watcher, stdout and stderr full: exits by itself on SIGTERM within its deadline', async (t) => {
     const fake = await FakeApiServer.start();
     t.after(() => fake.close());
     const kubeconfig = join(tempDir(), 'kubeconfig');
@@ -104,7 +112,7 @@ describe('intake worker and the pod watcher exit within their deadline, stdout a
     await p.waitReady(`http://127.0.0.1:${port}`);
     const t0 = Date.now();
     p.child.kill('SIGTERM');
-    const exit = await p.exitWithin(500 + MARGIN_MS);
+    const exit = await p.exitWithin(500 + WATCHDOG_GRACE_MS + MARGIN_MS);
     assert.ok(exit, `still running ${Date.now() - t0} ms after SIGTERM`);
     assert.deepEqual(exit, { code: 70, signal: null });
     const lines = p.err

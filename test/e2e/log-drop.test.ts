@@ -6,6 +6,7 @@ import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { LOG_BUFFER_BYTES } from '../../src/ops/logger.ts';
+import { WATCHDOG_GRACE_MS } from '../../src/ops/process-exit.ts';
 import { type PipedProcess, spawnWithPipes } from '../helpers/controlled-pipe.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { freePort } from '../helpers/intake-process.ts';
@@ -16,7 +17,7 @@ import { parseMetrics, sampleValue } from '../pod-watcher/replicas.ts';
  * (and counts) the rest; it still exits 0 within its deadline on SIGTERM and says on stderr what it lost.
  */
 const INTAKE = fileURLToPath(new URL('../../bin/intake.js', import.meta.url));
-const SHUTDOWN_TIMEOUT_MS = 5000;
+const SHUTDOWN_TIMEOUT_MS = 10_000;
 const MARGIN_MS = 2500;
 
 let db: TestDatabase | undefined;
@@ -68,7 +69,7 @@ test('intake api, stdout full from the start: serves, drops and counts log lines
 
   const t0 = Date.now();
   p.child.kill('SIGTERM');
-  const exit = await p.exitWithin(SHUTDOWN_TIMEOUT_MS + MARGIN_MS);
+  const exit = await p.exitWithin(SHUTDOWN_TIMEOUT_MS + WATCHDOG_GRACE_MS + MARGIN_MS);
   assert.ok(exit, `still running ${Date.now() - t0} ms after SIGTERM`);
   assert.deepEqual(exit, { code: 0, signal: null }, p.err.text());
   assert.match(p.err.text(), /^intake: \d+ log lines dropped: stdout did not take them in time$/m);

@@ -4,18 +4,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { EXIT_DRAIN_MS } from '../../src/ops/process-exit.ts';
 import { type PipedProcess, type PipeState, spawnWithPipes } from '../helpers/controlled-pipe.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { freePort } from '../helpers/intake-process.ts';
 
 /**
- * Issue 13 for the one-shot commands: `intake migrate`, `doctor` and `smoke` end with the same exit code
- * whether their stdout and stderr are read, full (the reader stopped before they started) or gone (EPIPE
- * on every write), and a full or gone stdout delays their exit by at most the time given to the last lines.
+ * Issue 13 for the one-shot commands: `intake migrate`, `doctor` and `smoke` end by themselves with the
+ * same exit code whether their stdout and stderr are read, full (the reader stopped before they started)
+ * or gone (EPIPE on every write). Their exit path is bounded by construction (the last lines get at most
+ * EXIT_DRAIN_MS, then a watchdog kills a process that is still there: test/ops/process-exit.test.ts), so
+ * an exit by itself, not by SIGKILL, is the proof; start-up time on a shared machine varies too much to
+ * compare durations.
  */
 const INTAKE = fileURLToPath(new URL('../../bin/intake.js', import.meta.url));
-const MARGIN_MS = 2500;
 
 let db: TestDatabase;
 const dataDir = mkdtempSync(join(tmpdir(), 'intake-one-shot-'));
@@ -37,7 +38,7 @@ function spawnPiped(args: string[], stdio: { out: PipeState; err: PipeState }): 
 }
 
 describe('one-shot commands exit whatever state stdout is in', () => {
-  test('intake migrate, doctor and smoke: same exit code whether stdout is read, full or gone, in time', async () => {
+  test('intake migrate, doctor and smoke: same exit code whether stdout is read, full or gone', async () => {
     const closedPort = await freePort();
     const commands: Array<[string, string[]]> = [
       ['migrate', ['migrate']],
@@ -50,9 +51,9 @@ describe('one-shot commands exit whatever state stdout is in', () => {
         err: stdio,
       });
       const t0 = Date.now();
-      // Before the fix a full stdout made them hang for ever; a busy machine makes them slow, not hung.
+      // A process that never exits (a flush retrying for ever) fails here; a busy machine only slows them.
       const exit = await p.exitWithin(60_000);
-      return { exit, ms: Date.now() - t0, err: p.err.text(), out: p.out.text().slice(-2000) };
+      return { exit, ms: Date.now() - t0, err: p.err.text() };
     };
     await Promise.all(
       commands.map(async ([name, args]) => {
@@ -60,13 +61,7 @@ describe('one-shot commands exit whatever state stdout is in', () => {
         assert.equal(reference.exit?.signal, null, `${name} (${reference.ms} ms): ${reference.err}`);
         for (const stdio of ['full', 'gone'] as const) {
           const r = await run(args, stdio);
-          assert.deepEqual(r.exit, reference.exit, `${name} with stdout ${stdio}: same exit`);
-          // Slower than the reference by at most the time given to the last lines; start-up time varies
-          // a lot on a shared machine, hence the factor.
-          assert.ok(
-            r.ms <= 2 * reference.ms + EXIT_DRAIN_MS + MARGIN_MS,
-            `${name} with stdout ${stdio} took ${r.ms} ms (${reference.ms} ms when read)`,
-          );
+          assert.deepEqual(r.exit, reference.exit, `${name} with stdout ${stdio}: same exit, by itself`);
         }
       }),
     );

@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { WATCHDOG_GRACE_MS } from '../../src/ops/process-exit.ts';
 import { type PipedProcess, spawnWithPipes } from './controlled-pipe.ts';
 import { waitFor } from './db.ts';
 import { freePort, startIntakeProcess } from './intake-process.ts';
@@ -21,7 +22,7 @@ import { assertAllStoredOnce } from './stored-once.ts';
 export type Cleanups = Array<() => Promise<void> | void>;
 
 const BIN = fileURLToPath(new URL('../../bin/intake.js', import.meta.url));
-const SHUTDOWN_TIMEOUT_MS = 6000;
+const SHUTDOWN_TIMEOUT_MS = 10_000;
 /** Process tear-down on a busy 2-core machine, on top of the deadline. */
 const MARGIN_MS = 2500;
 
@@ -127,7 +128,8 @@ export async function blockedStdoutCase(
     ).catch(() => {});
     p.signalGroup('SIGINT');
   }
-  const exit = await p.exitWithin(SHUTDOWN_TIMEOUT_MS + MARGIN_MS);
+  // By itself by the deadline; the watchdog would SIGKILL a stuck process a little later.
+  const exit = await p.exitWithin(SHUTDOWN_TIMEOUT_MS + WATCHDOG_GRACE_MS + MARGIN_MS);
   const stoppedInMs = Date.now() - t0;
   const result = await load.stop();
   console.log(
