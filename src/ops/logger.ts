@@ -1,4 +1,4 @@
-import { fstatSync } from 'node:fs';
+import { constants, fstatSync, openSync } from 'node:fs';
 import { isatty } from 'node:tty';
 import { type Logger, type LoggerOptions, pino } from 'pino';
 import sonicBoom from 'sonic-boom';
@@ -40,11 +40,8 @@ class StdoutSink {
   private accepted = 0;
   private written = 0;
 
-  constructor(fd: number) {
-    // On a terminal, write synchronously as console.log does: a human is reading, and a terminal that
-    // never takes the write (Ctrl-S) blocks the main thread, where the exit watchdog can still act,
-    // rather than a thread-pool thread that process.exit() would wait for.
-    this.boom = new SonicBoom({ fd, sync: isatty(fd), maxLength: LOG_BUFFER_BYTES });
+  constructor(fd: number, sync: boolean) {
+    this.boom = new SonicBoom({ fd, sync, maxLength: LOG_BUFFER_BYTES });
     this.boom.on('drop', () => {
       this.refused = true;
     });
@@ -127,13 +124,20 @@ class StdoutSink {
 }
 
 let sink: StdoutSink | undefined;
+const writers = new Map<number, number>();
 
 /**
- * One sink per process, shared by every logger. Also makes stdout and stderr non-blocking when they are
- * pipes or sockets: libuv does so for a pipe it opens, which `process.stdout`/`process.stderr` do. On a
- * blocking pipe whose reader has stopped, a write never returns: it would hold a thread-pool thread
- * forever, and `process.exit()` waits for the thread pool, so the process could never exit. Non-blocking,
- * the write fails with EAGAIN at once and sonic-boom retries it on a timer.
+ * One sink per process, shared by every logger. Also makes sure no write to stdout or stderr can block:
+ * on a blocking descriptor whose reader has stopped, a write never returns, and it would hold a
+ * thread-pool thread for ever (process.exit() waits for the thread pool: the process could never
+ * exit) or the main thread (nothing else runs, not even a signal handler).
+ * - A pipe or socket is switched to non-blocking by libuv when `process.stdout`/`process.stderr` open
+ *   it, as any Node program that writes to them does: a write to a full one then fails with EAGAIN
+ *   at once, and sonic-boom retries it on a timer.
+ * - A terminal is opened again, non-blocking, for intake alone (Node's own stream for it stays
+ *   blocking, so changing the terminal's shared flags would surprise the shell): Ctrl-S or a stopped
+ *   terminal then costs lines, not the process.
+ * - A regular file never blocks for long, and is written as it is.
  */
 function stdoutSink(): StdoutSink {
   if (!sink) {
@@ -143,9 +147,28 @@ function stdoutSink(): StdoutSink {
     ] as const) {
       if (isPipe(fd)) stream().on('error', ignoreReaderGone);
     }
-    sink = new StdoutSink(1);
+    const fd = stdioWriter(1);
+    // A terminal that could not be opened again is written synchronously, as console.log does.
+    sink = new StdoutSink(fd, fd === 1 && isatty(1));
   }
   return sink;
+}
+
+/** The descriptor intake writes `fd` (1 or 2) through: its own non-blocking one for a terminal. */
+export function stdioWriter(fd: 1 | 2): number {
+  let w = writers.get(fd);
+  if (w === undefined) {
+    w = fd;
+    if (isatty(fd)) {
+      try {
+        w = openSync(`/proc/self/fd/${fd}`, constants.O_WRONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+      } catch {
+        // No /proc, or not allowed: the terminal's own descriptor.
+      }
+    }
+    writers.set(fd, w);
+  }
+  return w;
 }
 
 function isPipe(fd: number): boolean {

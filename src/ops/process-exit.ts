@@ -1,6 +1,6 @@
 import { writeSync } from 'node:fs';
 import { constants } from 'node:os';
-import { drainLogs, type Logger } from './logger.ts';
+import { drainLogs, type Logger, stdioWriter } from './logger.ts';
 import type { Shutdown, ShutdownOutcome } from './shutdown.ts';
 import { armWatchdog } from './watchdog.ts';
 
@@ -38,7 +38,7 @@ export const WATCHDOG_GRACE_MS = 2500;
  */
 export function lastLine(text: string): void {
   try {
-    writeSync(2, `${text}\n`);
+    writeSync(stdioWriter(2), `${text}\n`);
   } catch {
     // EAGAIN (full pipe) or EPIPE (reader gone): best effort by definition, nobody is left to tell.
   }

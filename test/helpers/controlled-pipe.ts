@@ -129,13 +129,20 @@ export interface PipedProcess {
 }
 
 /**
- * Spawns `node <args>` with stdout and stderr on two controlled pipes (stdin closed); `extraFds` become
- * the child's fds 3, 4, ….
+ * Spawns `node <args>` (or `command <args>`) with stdout and stderr on two controlled pipes (stdin
+ * closed); `extraFds` become the child's fds 3, 4, ….
  */
 export function spawnWithPipes(
   args: string[],
   env: Record<string, string>,
-  opts: { detached?: boolean; cwd?: string; extraFds?: number[]; out?: PipeState; err?: PipeState } = {},
+  opts: {
+    command?: string;
+    detached?: boolean;
+    cwd?: string;
+    extraFds?: number[];
+    out?: PipeState;
+    err?: PipeState;
+  } = {},
 ): PipedProcess {
   const out = controlledPipe();
   const err = controlledPipe();
@@ -149,7 +156,7 @@ export function spawnWithPipes(
   const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
   // Not a test process itself.
   delete childEnv.NODE_TEST_CONTEXT;
-  const child = spawn(process.execPath, args, {
+  const child = spawn(opts.command ?? process.execPath, args, {
     env: childEnv,
     stdio: ['ignore', out.writeFd, err.writeFd, ...(opts.extraFds ?? [])],
     detached: opts.detached ?? false,
