@@ -1,4 +1,5 @@
 import { Worker } from 'node:worker_threads';
+import { stdioWriter } from './logger.ts';
 
 /**
  * The watchdog's own code, run in a worker thread (plain CommonJS so it needs no TypeScript loader, from
@@ -9,15 +10,15 @@ import { Worker } from 'node:worker_threads';
 const WATCHDOG_SOURCE = `
 const { workerData } = require('node:worker_threads');
 const { write } = require('node:fs');
-const { state, deadlineAt, steps, message } = workerData;
+const { state, deadlineAt, steps, message, stderr } = workerData;
 const left = deadlineAt - Date.now();
-if (left <= 0 || Atomics.wait(state, 0, 0, left) === 'timed-out') {
-  const i = Atomics.load(state, 1);
-  const line = message.replace('{step}', i >= 0 && i < steps.length ? steps[i] : 'exit') + '\\n';
-  const kill = () => process.kill(process.pid, 'SIGKILL');
-  setTimeout(kill, 200);
-  write(2, line, kill);
-}
+// Nothing ever notifies state[0]: this is a sleep no event loop can delay.
+if (left > 0) Atomics.wait(state, 0, 0, left);
+const i = Atomics.load(state, 1);
+const line = message.replace('{step}', i >= 0 && i < steps.length ? steps[i] : 'exit') + '\\n';
+const kill = () => process.kill(process.pid, 'SIGKILL');
+setTimeout(kill, 200);
+write(stderr, line, kill);
 `;
 
 /** What the watchdog needs to know. */
@@ -32,10 +33,9 @@ export interface WatchdogOptions {
   onError: (err: unknown) => void;
 }
 
-/** A running watchdog: tell it which step the process is in; `disarm` lets the process live on. */
+/** A running watchdog: tell it which step the process is in. */
 export interface Watchdog {
   step(index: number): void;
-  disarm(): void;
 }
 
 /**
@@ -49,10 +49,10 @@ export interface Watchdog {
  * stuck main thread. Why not a child process: it would survive us and could kill a reused PID; a thread
  * dies with the process, so a normal exit needs no clean-up. Limit: once `process.exit()` has begun
  * tearing the process down, workers are already stopped; nothing intake writes can block there, because
- * stdout and stderr pipes are non-blocking (`src/ops/logger.ts`).
+ * it writes stdout and stderr without blocking (`src/ops/logger.ts`).
  */
 export function armWatchdog(opts: WatchdogOptions): Watchdog {
-  // [0]: 0 while armed, 1 once disarmed; [1]: index of the step in progress (-1 before the first).
+  // [0]: what the watchdog sleeps on; [1]: index of the step in progress (-1 before the first).
   const state = new Int32Array(new SharedArrayBuffer(8));
   state[1] = -1;
   try {
@@ -63,6 +63,7 @@ export function armWatchdog(opts: WatchdogOptions): Watchdog {
         deadlineAt: Date.now() + opts.deadlineMs,
         steps: opts.steps ?? [],
         message: opts.message,
+        stderr: stdioWriter(2),
       },
       // A small heap: the watchdog must never be what runs a process out of memory.
       resourceLimits: { maxOldGenerationSizeMb: 8, maxYoungGenerationSizeMb: 2 },
@@ -78,10 +79,6 @@ export function armWatchdog(opts: WatchdogOptions): Watchdog {
   return {
     step(index) {
       Atomics.store(state, 1, index);
-    },
-    disarm() {
-      Atomics.store(state, 0, 1);
-      Atomics.notify(state, 0);
     },
   };
 }
