@@ -147,6 +147,7 @@ export async function blockedStdoutCase(
     { timeoutMs: 60_000 },
   );
   cleanups.push(() => p2.stop(5000));
-  await assertAllStoredOnce(p2, result.accepted);
+  // After a second signal the batch the worker had leased waits for its 30 s lease to expire.
+  await assertAllStoredOnce(p2, result.accepted, { drainMs: 60_000 });
   await p2.stop();
 }

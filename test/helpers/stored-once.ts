@@ -11,15 +11,22 @@ export function embeddedUrl(p: IntakeProcess): string {
   return `postgres://postgres@127.0.0.1:${line.port}/postgres`;
 }
 
-/** After a restart: the queue drains, then every accepted id is present exactly once. */
-export async function assertAllStoredOnce(p: IntakeProcess, accepted: string[]): Promise<void> {
+/**
+ * After a restart: the queue drains, then every accepted id is present exactly once. A batch a killed
+ * worker had leased comes back only when its lease (30 s) expires: `drainMs` leaves room for that.
+ */
+export async function assertAllStoredOnce(
+  p: IntakeProcess,
+  accepted: string[],
+  opts: { drainMs?: number } = {},
+): Promise<void> {
   const db = new pg.Client({ connectionString: embeddedUrl(p) });
   await db.connect();
   try {
     await waitFor(
       'queue drained',
       async () => (await db.query('SELECT count(*)::int AS n FROM intake.queue')).rows[0].n === 0,
-      30_000,
+      opts.drainMs ?? 30_000,
     );
     const r = await db.query<{ id: string; n: number }>(
       'SELECT id::text, count(*)::int AS n FROM intake.messages WHERE id = ANY($1::uuid[]) GROUP BY id',
