@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { waitFor } from '../helpers/db.ts';
 import { type IntakeProcess, startIntakeProcess } from '../helpers/intake-process.ts';
+import { postmasterPid, stopLeftoverPostgres } from '../helpers/postmaster.ts';
 
 /**
  * A second Ctrl-C that lands while `intake start` is stopping its embedded PostgreSQL: the terminal
@@ -15,23 +16,9 @@ const dir = mkdtempSync(join(tmpdir(), 'intake-second-signal-'));
 let p: IntakeProcess | undefined;
 after(async () => {
   await p?.stop(5000);
-  const pid = postmasterPid();
-  if (pid !== undefined) process.kill(pid, 'SIGQUIT');
-  await waitFor('postmaster gone', () => postmasterPid() === undefined, 10_000).catch(() => {});
+  await stopLeftoverPostgres(dir);
   rmSync(dir, { recursive: true, force: true });
 });
-
-function postmasterPid(): number | undefined {
-  const file = join(dir, 'pg', 'postmaster.pid');
-  if (!existsSync(file)) return undefined;
-  const pid = Number(readFileSync(file, 'utf8').split('\n')[0]);
-  try {
-    process.kill(pid, 0);
-    return pid;
-  } catch {
-    return undefined;
-  }
-}
 
 /** A running `pg_ctl` whose parent is `ppid`. */
 function pgCtlChildOf(ppid: number): boolean {
@@ -67,7 +54,7 @@ test('Ctrl-C while the embedded PostgreSQL stops: intake exits after it, nothing
     .map((l) => JSON.stringify(l))
     .join('\n');
   assert.equal(exit.signal, null);
-  assert.equal(postmasterPid(), undefined, `the postmaster had stopped when intake exited\n${tail}`);
+  assert.equal(postmasterPid(dir), undefined, `the postmaster had stopped when intake exited\n${tail}`);
   assert.ok(
     p.logs.some((l) => l.msg === 'embedded PostgreSQL stopped'),
     `pg_ctl finished its stop rather than being killed by the Ctrl-C\n${tail}`,

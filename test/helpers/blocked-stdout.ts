@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,6 +8,7 @@ import { type PipedProcess, spawnWithPipes } from './controlled-pipe.ts';
 import { waitFor } from './db.ts';
 import { freePort, startIntakeProcess } from './intake-process.ts';
 import { startLoad } from './load.ts';
+import { postmasterPid, stopLeftoverPostgres } from './postmaster.ts';
 import { assertAllStoredOnce } from './stored-once.ts';
 
 /**
@@ -33,26 +34,6 @@ function dataDir(cleanups: Cleanups): string {
     rmSync(dir, { recursive: true, force: true });
   });
   return dir;
-}
-
-/** The embedded postmaster runs in its own session; if a failed run left it behind, stop it by its PID. */
-async function stopLeftoverPostgres(dir: string): Promise<void> {
-  const pid = postmasterPid(dir);
-  if (pid === undefined) return;
-  process.kill(pid, 'SIGQUIT');
-  await waitFor('leftover postmaster gone', () => postmasterPid(dir) === undefined, 10_000).catch(() => {});
-}
-
-function postmasterPid(dir: string): number | undefined {
-  const file = join(dir, 'pg', 'postmaster.pid');
-  if (!existsSync(file)) return undefined;
-  const pid = Number(readFileSync(file, 'utf8').split('\n')[0]);
-  try {
-    process.kill(pid, 0);
-    return pid;
-  } catch {
-    return undefined;
-  }
 }
 
 async function startWithPipes(dir: string, cleanups: Cleanups): Promise<{ p: PipedProcess; url: string }> {
