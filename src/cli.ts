@@ -7,6 +7,7 @@ import { generateKey, SCOPES, type Scope } from './http/api-keys.ts';
 import { operatorCommand } from './operator.ts';
 import { formatChecks, runDoctor } from './ops/doctor.ts';
 import { createLogger } from './ops/logger.ts';
+import { ExitCode, exitProcess, handleSignals } from './ops/process-exit.ts';
 import { runSmoke } from './ops/smoke.ts';
 import { type Role, startIntake } from './runtime.ts';
 import { resolveDatabase } from './store/connect.ts';
@@ -71,21 +72,7 @@ async function main(argv: string[]): Promise<number> {
   }
 
   const running = await startIntake(config, roles[command]!, log);
-  let signals = 0;
-  const onSignal = (signal: NodeJS.Signals) => {
-    signals++;
-    if (signals > 1) {
-      // A second Ctrl-C means "now". Nothing acknowledged is lost: unsettled messages stay queued.
-      log.warn({ signal }, 'second signal: exiting without finishing the drain');
-      process.exit(130);
-    }
-    running.shutdown(signal).then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
+  handleSignals({ name: 'intake', log, shutdown: running.shutdownSteps });
   const snapshotSignal = (process.env.INTAKE_HEAPSNAPSHOT_SIGNAL || 'SIGUSR2') as NodeJS.Signals;
   process.on(snapshotSignal, () => {
     const dir = process.env.INTAKE_HEAPSNAPSHOT_DIR || join(config.dataDir, 'heapsnapshots');
@@ -135,16 +122,14 @@ function keysCommand(argv: string[]): number {
 
 main(process.argv.slice(2)).then(
   (code) => {
-    if (code >= 0) process.exit(code);
+    if (code >= 0) void exitProcess(code, { name: 'intake' });
   },
-  (err) => {
+  (err: Error) => {
     if (err instanceof ConfigError) {
-      console.error(`intake: ${err.message}`);
-      process.exit(78); // EX_CONFIG
+      void exitProcess(ExitCode.config, { name: 'intake', line: `intake: ${err.message}` });
+      return;
     }
-    console.error(`intake: ${(err as Error).message}`);
-    if ((err as Error).cause)
-      console.error('  cause:', ((err as Error).cause as Error).message ?? (err as Error).cause);
-    process.exit(1);
+    const cause = err.cause ? `\n  cause: ${(err.cause as Error).message ?? err.cause}` : '';
+    void exitProcess(ExitCode.failure, { name: 'intake', line: `intake: ${err.message}${cause}` });
   },
 );

@@ -35,6 +35,8 @@ export interface Running {
   databaseUrl: string;
   /** Staged graceful shutdown (SPEC §7); idempotent. */
   shutdown(reason: string): Promise<void>;
+  /** The same shutdown's steps, for the process exit path (signals, deadline, abort). */
+  shutdownSteps: Shutdown;
 }
 
 /**
@@ -178,7 +180,8 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
       consumer === (producer as unknown) ? Promise.resolve() : consumer.close(),
     );
     shutdown.add('database pool', () => pool.end());
-    if (stopEmbedded) shutdown.add('embedded postgres', stopEmbedded);
+    // Even after a second Ctrl-C: a postmaster left running would refuse the next start.
+    if (stopEmbedded) shutdown.add('embedded postgres', stopEmbedded, { evenIfAborted: true });
 
     return {
       config,
@@ -189,7 +192,8 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
       worker,
       url,
       databaseUrl,
-      shutdown: (reason) => shutdown.run(reason),
+      shutdown: (reason) => shutdown.run(reason).then(() => {}),
+      shutdownSteps: shutdown,
     };
   } catch (err) {
     for (const fn of cleanup.reverse()) await fn().catch(() => {});

@@ -1,4 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { droppedLogLines } from './logger.ts';
 
 /**
  * Every metric intake exports (SPEC §7). One registry per process, built here so names and labels are
@@ -151,7 +152,23 @@ export function createMetrics() {
       labelNames: ['stream'],
       registers: r,
     }),
+    logLinesDropped: logLinesDroppedCounter(r),
   };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/** Counts what the logger dropped (it counts for the whole process, before any registry exists). */
+function logLinesDroppedCounter(registers: Registry[]): Counter {
+  let seen = 0;
+  return new Counter({
+    name: 'intake_log_lines_dropped_total',
+    help: 'Log lines dropped because stdout did not take them in time (reader slow, stopped or gone)',
+    registers,
+    collect() {
+      const now = droppedLogLines();
+      if (now > seen) this.inc(now - seen);
+      seen = now;
+    },
+  });
+}

@@ -1,7 +1,10 @@
 // Entry point of the pod watcher (bin/pod-watcher.js; `node dist/pod-watcher/main.js` in the image).
 // Exit codes: 0 after SIGTERM/SIGINT, 1 when leadership is lost or startup fails (Kubernetes restarts the
-// pod, which then campaigns again from a clean state, as client-go controllers do), 2 on bad configuration.
+// pod, which then campaigns again from a clean state, as client-go controllers do), 2 on bad configuration,
+// 70 when the shutdown passed its deadline (src/ops/process-exit.ts).
 import { createLogger } from '../ops/logger.ts';
+import { ExitCode, exitProcess, handleSignals } from '../ops/process-exit.ts';
+import { Shutdown } from '../ops/shutdown.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { loadKubeConfig } from './kube-client.ts';
 import { buildPodWatcher } from './pod-watcher.ts';
@@ -15,8 +18,10 @@ async function main(): Promise<void> {
     config = loadConfig(process.env);
   } catch (err) {
     if (err instanceof ConfigError) {
-      process.stderr.write(`pod-watcher: invalid configuration: ${err.message}\n`);
-      process.exit(2);
+      return exitProcess(ExitCode.usage, {
+        name: 'pod-watcher',
+        line: `pod-watcher: invalid configuration: ${err.message}`,
+      });
     }
     throw err;
   }
@@ -24,37 +29,19 @@ async function main(): Promise<void> {
   const logger = createLogger({ name: 'pod-watcher', level: config.logLevel });
   const watcher = buildPodWatcher(config, { logger, kubeConfig: loadKubeConfig() });
 
-  let exiting = false;
-  const shutdown = async (reason: string, code: number) => {
-    if (exiting) return;
-    exiting = true;
-    logger.info({ reason }, 'shutting down');
-    // If a stage hangs (an API server that never answers), exit anyway rather than be SIGKILLed mid-way.
-    const timer = setTimeout(() => {
-      logger.error({ timeoutMs: SHUTDOWN_TIMEOUT_MS }, 'shutdown timed out');
-      process.exit(code || 1);
-    }, SHUTDOWN_TIMEOUT_MS);
-    timer.unref();
-    try {
-      await watcher.stop();
-    } catch (err) {
-      logger.error({ err }, 'shutdown failed');
-      code ||= 1;
-    }
-    logger.info({ code }, 'exiting');
-    // pino writes to stdout synchronously by default, so nothing is lost by exiting right away.
-    process.exit(code);
-  };
-
-  process.once('SIGTERM', () => void shutdown('SIGTERM', 0));
-  process.once('SIGINT', () => void shutdown('SIGINT', 0));
+  // If a stage hangs (an API server that never answers), exit anyway rather than be SIGKILLed mid-way.
+  const shutdown = new Shutdown(logger, SHUTDOWN_TIMEOUT_MS);
+  shutdown.add('pod watcher', () => watcher.stop());
+  const shutdownAndExit = handleSignals({ name: 'pod-watcher', log: logger, shutdown });
 
   await watcher.start();
   const outcome = await watcher.done;
-  if (outcome === 'lost') await shutdown('leadership lost', 1);
+  if (outcome === 'lost') await shutdownAndExit('leadership lost', ExitCode.failure);
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`pod-watcher: ${err instanceof Error ? err.stack : String(err)}\n`);
-  process.exit(1);
-});
+main().catch((err: unknown) =>
+  exitProcess(ExitCode.failure, {
+    name: 'pod-watcher',
+    line: `pod-watcher: ${err instanceof Error ? err.stack : String(err)}`,
+  }),
+);

@@ -1,4 +1,4 @@
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, chown, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -131,13 +131,33 @@ export async function startEmbeddedPostgres(
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     stop() {
       // Fast mode: rolls back open transactions (none: intake closes its pool first) and checkpoints.
-      stopped ??= run(bin.pg_ctl, ['stop', '-w', '-t', '60', '-m', 'fast', '-D', pgdata], opts).then(
+      stopped ??= runOwnGroup(bin.pg_ctl, ['stop', '-w', '-t', '60', '-m', 'fast', '-D', pgdata], opts).then(
         () => log.info('embedded PostgreSQL stopped'),
         (err) => log.error({ err }, 'embedded PostgreSQL did not stop cleanly'),
       );
       return stopped;
     },
   };
+}
+
+/**
+ * Runs a command in its own process group and waits for it: a terminal's second Ctrl-C goes to intake's
+ * whole group, and must not kill pg_ctl half-way through stopping the database (intake would exit with
+ * the postmaster still running, and the next start would refuse). execFile has no `detached` option.
+ */
+function runOwnGroup(file: string, args: string[], opts: { uid?: number; gid?: number }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { ...opts, detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      if (code === 0) resolve();
+      else reject(new Error(`${file} ${args.join(' ')} ended with ${code ?? signal}: ${stderr.trim()}`));
+    });
+  });
 }
 
 function isAlive(pid: number): boolean {

@@ -3,10 +3,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import pg from 'pg';
 import { waitFor } from '../helpers/db.ts';
 import { type IntakeProcess, startIntakeProcess } from '../helpers/intake-process.ts';
 import { type LoadResult, startLoad } from '../helpers/load.ts';
+import { assertAllStoredOnce } from '../helpers/stored-once.ts';
 
 /**
  * The embedded default as a user runs it: `intake start` with no DATABASE_URL and no NATS_URL, real
@@ -31,41 +31,6 @@ async function start(dir: string, opts: { detached?: boolean } = {}): Promise<In
   const p = await startIntakeProcess('start', env, { timeoutMs: 60_000, ...opts });
   procs.push(p);
   return p;
-}
-
-function embeddedUrl(p: IntakeProcess): string {
-  const line = p.logs.find((l) => l.msg === 'embedded PostgreSQL started');
-  assert.ok(line, 'the embedded PostgreSQL logged its port');
-  assert.notEqual(line.port, 5432, 'never the system PostgreSQL port');
-  return `postgres://postgres@127.0.0.1:${line.port}/postgres`;
-}
-
-/** After a restart: the queue drains, then every accepted id is present exactly once. */
-async function assertAllStoredOnce(p: IntakeProcess, accepted: string[]): Promise<void> {
-  const db = new pg.Client({ connectionString: embeddedUrl(p) });
-  await db.connect();
-  try {
-    await waitFor(
-      'queue drained',
-      async () => (await db.query('SELECT count(*)::int AS n FROM intake.queue')).rows[0].n === 0,
-      30_000,
-    );
-    const r = await db.query<{ id: string; n: number }>(
-      'SELECT id::text, count(*)::int AS n FROM intake.messages WHERE id = ANY($1::uuid[]) GROUP BY id',
-      [accepted],
-    );
-    const found = new Map(r.rows.map((x) => [x.id, x.n]));
-    const missing = accepted.filter((id) => !found.has(id));
-    assert.deepEqual(missing, [], `${missing.length} of ${accepted.length} accepted messages were lost`);
-    assert.ok(
-      [...found.values()].every((n) => n === 1),
-      'no message stored twice',
-    );
-    const dup = await db.query('SELECT count(*)::int - count(DISTINCT id)::int AS d FROM intake.messages');
-    assert.equal(dup.rows[0].d, 0);
-  } finally {
-    await db.end();
-  }
 }
 
 async function loadThenSignal(
