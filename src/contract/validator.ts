@@ -20,7 +20,7 @@ export function createAjv(): Ajv {
     useDefaults: false,
   });
   addKeywords(ajv);
-  ajv.addSchema(IncomingMessage);
+  ajv.addSchema([IncomingMessage, IncomingBatch]);
   return ajv;
 }
 

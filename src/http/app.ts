@@ -14,7 +14,7 @@ import { registerContentEncoding } from './content-encoding.ts';
 import { registerJsonParser } from './content-type.ts';
 import { type MappedProblem, mapError } from './error-map.ts';
 import { registerNdjsonParser } from './ndjson.ts';
-import { registerOpenApi } from './openapi.ts';
+import { documentSecurity, registerOpenApi } from './openapi.ts';
 import { problemBody } from './problem.ts';
 import { deadLetterRoutes } from './routes/dead-letters.ts';
 import { healthRoutes } from './routes/health.ts';
@@ -126,6 +126,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     );
   });
 
+  documentSecurity(app);
   registerAuth(app, deps.auth);
 
   app.setNotFoundHandler((req, reply) => {
@@ -150,9 +151,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return sendProblem(reply, p);
   });
 
+  // The document lists the routes added after it is registered: health and metrics too.
+  if (deps.routes === 'all') await registerOpenApi(app);
   await app.register(healthRoutes, deps);
   if (deps.routes === 'all') {
-    await registerOpenApi(app);
     await app.register(messageRoutes, deps);
     await app.register(privacyRoutes, deps);
     await app.register(deadLetterRoutes, deps);

@@ -1,4 +1,4 @@
-import type { StoredMessage } from '../contract/message-schema.ts';
+import type { StoredMessage } from '../contract/api-schemas.ts';
 import type { QueueProducer } from '../queue/queue.ts';
 import { getMessage, type RawStoredMessage } from '../store/messages.ts';
 import { type Pool, withTransaction } from '../store/pool.ts';

@@ -1,4 +1,4 @@
-import type { StoredMessage } from '../contract/message-schema.ts';
+import type { StoredMessage } from '../contract/api-schemas.ts';
 import { redactFields } from '../privacy/message-fields.ts';
 import type { QueuedMessage } from '../queue/queue.ts';
 import type { Queryable } from './pool.ts';

@@ -1,11 +1,17 @@
 import { type Static, Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import {
+  DeadLetterList,
+  DeadLetter as DeadLetterView,
+  Discarded,
+  Replayed,
+} from '../../contract/api-schemas.ts';
 import { isMessageId } from '../../contract/message-id.ts';
-import { Problem } from '../../contract/message-schema.ts';
 import { discardDeadLetters, type ReplayOptions, replayDeadLetters } from '../../ingest/replay.ts';
 import { redactFields } from '../../privacy/message-fields.ts';
 import { type DeadLetter, getDeadLetter, listDeadLetters } from '../../store/dead-letters.ts';
 import type { AppDeps } from '../app.ts';
+import { AUTH_PROBLEMS, jsonResponse, problemResponses, ref } from '../openapi.ts';
 import { ProblemError } from '../problem.ts';
 import { decodeCursor, encodeCursor, parseTime } from './cursor.ts';
 
@@ -13,22 +19,6 @@ import { decodeCursor, encodeCursor, parseTime } from './cursor.ts';
  * Dead letters as a feature (`admin` scope): list and read them, replay them onto the queue (one, or
  * every one matching a filter), discard them. Replays and discards are audited (ingest/replay.ts).
  */
-const DeadLetterView = Type.Object(
-  {
-    id: Type.String({ format: 'uuid' }),
-    sender: Type.String(),
-    ts: Type.Integer(),
-    message: Type.Record(Type.String(), Type.Unknown(), { description: 'PII fields as "redacted"' }),
-    priority: Type.Union([Type.Integer(), Type.Null()]),
-    'sent-from-ip': Type.Optional(Type.Literal('redacted')),
-    received_at: Type.String({ format: 'date-time' }),
-    failed_at: Type.String({ format: 'date-time' }),
-    attempts: Type.Integer({ description: 'Deliveries before it was dead-lettered' }),
-    reason: Type.String({ description: 'Why it could not be stored (the database error)' }),
-  },
-  { $id: 'DeadLetter' },
-);
-
 const Filter = {
   sender: Type.Optional(Type.String({ minLength: 1, maxLength: 256, 'x-storable': true })),
   reason: Type.Optional(
@@ -53,10 +43,8 @@ const ReplayFilter = Type.Object(
   { ...Filter, limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 1000 })) },
   { additionalProperties: false, description: 'Replays the newest dead letters matching every field given' },
 );
-const IdParams = Type.Object({ id: Type.String() });
-const Replayed = Type.Object({ replayed: Type.Array(Type.String({ format: 'uuid' })) });
-const Discarded = Type.Object({ discarded: Type.String({ format: 'uuid' }) });
-const problems = { 400: Problem, 401: Problem, 403: Problem, 404: Problem, 503: Problem };
+const IdParams = Type.Object({ id: Type.String({ maxLength: 200, description: 'The message id (UUIDv7)' }) });
+const problems = problemResponses(400, ...AUTH_PROBLEMS, 404, 503);
 
 type FilterFields = Partial<Record<'sender' | 'reason' | 'since' | 'until', string>>;
 
@@ -86,15 +74,10 @@ export async function deadLetterRoutes(app: FastifyInstance, deps: AppDeps): Pro
     {
       config: { scope: 'admin' },
       schema: {
+        operationId: 'listDeadLetters',
         summary: 'List dead letters, newest first, cursor-paginated',
         querystring: ListQuery,
-        response: {
-          200: Type.Object({
-            items: Type.Array(DeadLetterView),
-            next_cursor: Type.Union([Type.String(), Type.Null()]),
-          }),
-          ...problems,
-        },
+        response: { 200: jsonResponse('A page of dead letters', ref(DeadLetterList)), ...problems },
       },
     },
     async (req) => {
@@ -119,9 +102,10 @@ export async function deadLetterRoutes(app: FastifyInstance, deps: AppDeps): Pro
     {
       config: { scope: 'admin' },
       schema: {
+        operationId: 'getDeadLetter',
         summary: 'One dead letter',
         params: IdParams,
-        response: { 200: DeadLetterView, ...problems },
+        response: { 200: jsonResponse('The dead letter', ref(DeadLetterView)), ...problems },
       },
     },
     async (req) => view(await find(req.params.id)),
@@ -132,9 +116,10 @@ export async function deadLetterRoutes(app: FastifyInstance, deps: AppDeps): Pro
     {
       config: { scope: 'admin' },
       schema: {
+        operationId: 'replayDeadLetter',
         summary: 'Put one dead letter back on the queue, under its original id (audited)',
         params: IdParams,
-        response: { 200: Replayed, ...problems },
+        response: { 200: jsonResponse('Replayed', ref(Replayed)), ...problems },
       },
     },
     async (req) => ({
@@ -147,9 +132,10 @@ export async function deadLetterRoutes(app: FastifyInstance, deps: AppDeps): Pro
     {
       config: { scope: 'admin' },
       schema: {
+        operationId: 'replayDeadLetters',
         summary: 'Replay every dead letter matching a filter, at most `limit` (audited)',
         body: ReplayFilter,
-        response: { 200: Replayed, ...problems },
+        response: { 200: jsonResponse('Replayed', ref(Replayed)), ...problems },
       },
     },
     async (req) => {
@@ -163,9 +149,10 @@ export async function deadLetterRoutes(app: FastifyInstance, deps: AppDeps): Pro
     {
       config: { scope: 'admin' },
       schema: {
+        operationId: 'discardDeadLetter',
         summary: 'Discard a dead letter for good (audited)',
         params: IdParams,
-        response: { 200: Discarded, ...problems },
+        response: { 200: jsonResponse('Discarded', ref(Discarded)), ...problems },
       },
     },
     async (req) => {

@@ -1,21 +1,73 @@
+import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { AppDeps } from '../app.ts';
 
-/** Liveness, readiness and the Prometheus exposition. */
+const Live = Type.Object({ status: Type.Literal('ok') });
+const Ready = Type.Object({
+  status: Type.Union([Type.Literal('ready'), Type.Literal('not ready')]),
+  checks: Type.Object({
+    draining: Type.Boolean({ description: 'Shutting down: load balancers should stop sending' }),
+    queue: Type.Boolean({ description: 'A publish can succeed now' }),
+  }),
+});
+const json = (description: string, schema: unknown) => ({
+  description,
+  content: { 'application/json': { schema } },
+});
+
+/** Liveness, readiness and the Prometheus exposition (no API key: probes and scrapers call them). */
 export async function healthRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
   // Alive as long as the event loop answers: restarting would not fix a queue or database outage.
-  app.get('/livez', async () => ({ status: 'ok' }));
+  app.get(
+    '/livez',
+    {
+      schema: {
+        operationId: 'livez',
+        summary: 'Liveness',
+        response: { 200: json('The process answers', Live) },
+      },
+    },
+    async () => ({ status: 'ok' as const }),
+  );
 
-  app.get('/readyz', async (_req, reply) => {
-    const checks = { draining: deps.lifecycle.draining, queue: deps.queue.isReady() };
-    const ready = !checks.draining && checks.queue;
-    deps.metrics.ready.set(ready ? 1 : 0);
-    if (!ready) reply.code(503).header('retry-after', '1');
-    return { status: ready ? 'ready' : 'not ready', checks };
-  });
+  app.get(
+    '/readyz',
+    {
+      schema: {
+        operationId: 'readyz',
+        summary: 'Readiness: 503 while draining or while the queue cannot take messages',
+        response: {
+          200: json('Ready', Ready),
+          503: {
+            ...json('Not ready', Ready),
+            headers: { 'retry-after': { type: 'integer', description: 'Seconds before asking again' } },
+          },
+        },
+      },
+    },
+    async (_req, reply) => {
+      const checks = { draining: deps.lifecycle.draining, queue: deps.queue.isReady() };
+      const ready = !checks.draining && checks.queue;
+      deps.metrics.ready.set(ready ? 1 : 0);
+      if (!ready) reply.code(503).header('retry-after', '1');
+      return { status: ready ? ('ready' as const) : ('not ready' as const), checks };
+    },
+  );
 
-  app.get('/metrics', async (_req, reply) => {
-    reply.type(deps.metrics.registry.contentType);
-    return deps.metrics.registry.metrics();
-  });
+  app.get(
+    '/metrics',
+    {
+      schema: {
+        operationId: 'metrics',
+        summary: 'Prometheus metrics (text exposition format)',
+        response: {
+          200: { description: 'Metrics', content: { 'text/plain': { schema: { type: 'string' } } } },
+        },
+      },
+    },
+    async (_req, reply) => {
+      reply.type(deps.metrics.registry.contentType);
+      return deps.metrics.registry.metrics();
+    },
+  );
 }

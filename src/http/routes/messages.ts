@@ -1,36 +1,26 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { isMessageId } from '../../contract/message-id.ts';
 import {
   Accepted,
   BatchAccepted,
   BatchResults,
-  IncomingBatch,
-  IncomingMessage,
-  MAX_BATCH,
-  Problem,
+  MessageList,
   StoredMessage,
-} from '../../contract/message-schema.ts';
+} from '../../contract/api-schemas.ts';
+import { isMessageId } from '../../contract/message-id.ts';
+import { IncomingBatch, IncomingMessage, MAX_BATCH } from '../../contract/message-schema.ts';
 import { compileValidator, createAjv, toViolations, type Violation } from '../../contract/validator.ts';
 import type { IngestContext } from '../../ingest/ingest.ts';
 import { getMessage, queryMessages } from '../../store/messages.ts';
 import type { AppDeps } from '../app.ts';
 import { assertSenderAllowed, senderAllowed } from '../auth.ts';
 import { MAX_NDJSON_LINES, NdjsonBody } from '../ndjson.ts';
+import { AUTH_PROBLEMS, jsonResponse, problemResponses, rateLimitHeaders, ref } from '../openapi.ts';
 import { ProblemError } from '../problem.ts';
 import { decodeCursor, encodeCursor, MessageListQuery, parseTime } from './cursor.ts';
 
-const problems = {
-  400: Problem,
-  401: Problem,
-  403: Problem,
-  409: Problem,
-  413: Problem,
-  415: Problem,
-  422: Problem,
-  429: Problem,
-  503: Problem,
-};
+/** What an ingest route can refuse with, besides auth (docs/errors.md). */
+const INGEST_PROBLEMS = problemResponses(400, ...AUTH_PROBLEMS, 409, 413, 415, 422, 503);
 
 /** Ingest (POST) and read (GET) of messages: SPEC §2. */
 export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
@@ -41,10 +31,17 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
     {
       config: { scope: 'ingest', rateCost: 'messages' },
       schema: {
+        operationId: 'ingestMessage',
         summary: 'Ingest one message',
-        body: IncomingMessage,
+        body: ref(IncomingMessage),
         headers: idempotencyHeader,
-        response: { 202: Accepted, ...problems },
+        response: {
+          202: jsonResponse('Accepted: durably queued, will be stored once', ref(Accepted), {
+            location: { type: 'string', description: 'Where the stored record will be readable' },
+            ...rateLimitHeaders,
+          }),
+          ...INGEST_PROBLEMS,
+        },
       },
       preValidation: async (req) => {
         req.ingestCount = 1;
@@ -76,17 +73,26 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
           `(\`application/x-ndjson\`, one message per line, at most ${MAX_NDJSON_LINES} lines) always ` +
           'answers per item (207): a bad line never costs the good ones. An Idempotency-Key names the ' +
           'request as a whole; item i is remembered as <key>/i.',
+        operationId: 'ingestBatch',
         querystring: BatchQuery,
         body: {
           content: {
-            'application/json': { schema: IncomingBatch },
+            'application/json': { schema: ref(IncomingBatch) },
             'application/x-ndjson': {
               schema: { type: 'string', description: 'One message (a JSON object) per line' },
             },
           },
         },
         headers: idempotencyHeader,
-        response: { 202: BatchAccepted, 207: BatchResults, ...problems },
+        response: {
+          202: jsonResponse('All accepted (JSON, default mode)', ref(BatchAccepted), rateLimitHeaders),
+          207: jsonResponse(
+            'One result per item (?mode=partial, NDJSON)',
+            ref(BatchResults),
+            rateLimitHeaders,
+          ),
+          ...INGEST_PROBLEMS,
+        },
       },
       preValidation: async (req) => {
         const body = req.body as { messages?: unknown } | NdjsonBody | null;
@@ -163,7 +169,15 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
     '/v1/messages/:id',
     {
       config: { scope: 'read' },
-      schema: { summary: 'Read one stored message', response: { 200: StoredMessage, 404: Problem } },
+      schema: {
+        operationId: 'getMessage',
+        summary: 'Read one stored message',
+        params: MessageIdParams,
+        response: {
+          200: jsonResponse('The stored record', ref(StoredMessage)),
+          ...problemResponses(...AUTH_PROBLEMS, 404, 503),
+        },
+      },
     },
     async (req) => {
       const { id } = req.params;
@@ -183,8 +197,13 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
     {
       config: { scope: 'read' },
       schema: {
+        operationId: 'listMessages',
         summary: 'Query stored messages, newest first, cursor-paginated',
         querystring: MessageListQuery,
+        response: {
+          200: jsonResponse('A page of stored records', ref(MessageList)),
+          ...problemResponses(400, ...AUTH_PROBLEMS, 503),
+        },
       },
     },
     async (req) => {
@@ -220,6 +239,10 @@ const idempotencyHeader = {
     },
   },
 };
+
+const MessageIdParams = Type.Object({
+  id: Type.String({ maxLength: 200, description: 'A message id (UUIDv7)' }),
+});
 
 const BatchQuery = Type.Object(
   {

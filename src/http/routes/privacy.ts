@@ -1,10 +1,17 @@
+import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
+import { Erasure, StoredMessage, SubjectExport } from '../../contract/api-schemas.ts';
 import { IPV4 } from '../../contract/keywords.ts';
 import { isMessageId } from '../../contract/message-id.ts';
-import { Problem, StoredMessage } from '../../contract/message-schema.ts';
 import { eraseSubject, exportSubject, revealMessage } from '../../privacy/subjects.ts';
 import type { AppDeps } from '../app.ts';
+import { AUTH_PROBLEMS, jsonResponse, problemResponses, ref } from '../openapi.ts';
 import { ProblemError } from '../problem.ts';
+
+const IpParams = Type.Object({
+  ip: Type.String({ maxLength: 200, description: 'A dotted-decimal IPv4 address' }),
+});
+const IdParams = Type.Object({ id: Type.String({ maxLength: 200, description: 'A message id (UUIDv7)' }) });
 
 /** GDPR endpoints (SPEC §2, §5): export, erasure and reveal, all under the `privacy` scope, all audited. */
 export async function privacyRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
@@ -19,7 +26,15 @@ export async function privacyRoutes(app: FastifyInstance, deps: AppDeps): Promis
     '/v1/subjects/ip/:ip/messages',
     {
       config: { scope: 'privacy' },
-      schema: { summary: 'GDPR export: everything held about an IP (audited)' },
+      schema: {
+        operationId: 'exportSubject',
+        summary: 'GDPR export: everything held about an IP (audited)',
+        params: IpParams,
+        response: {
+          200: jsonResponse('Everything held about the subject', ref(SubjectExport)),
+          ...problemResponses(400, ...AUTH_PROBLEMS, 503),
+        },
+      },
     },
     async (req) => exportSubject(deps.db, deps.queue, deps.ipProtector, ip(req.params.ip), actor(req.client)),
   );
@@ -28,7 +43,15 @@ export async function privacyRoutes(app: FastifyInstance, deps: AppDeps): Promis
     '/v1/subjects/ip/:ip',
     {
       config: { scope: 'privacy' },
-      schema: { summary: 'GDPR erasure of an IP: deletes its rows, tombstones it (audited)' },
+      schema: {
+        operationId: 'eraseSubject',
+        summary: 'GDPR erasure of an IP: deletes its rows, tombstones it (audited)',
+        params: IpParams,
+        response: {
+          200: jsonResponse('What was erased', ref(Erasure)),
+          ...problemResponses(400, ...AUTH_PROBLEMS, 503),
+        },
+      },
     },
     async (req) => ({
       erased: await eraseSubject(deps.db, deps.queue, deps.ipProtector, ip(req.params.ip), actor(req.client)),
@@ -40,8 +63,13 @@ export async function privacyRoutes(app: FastifyInstance, deps: AppDeps): Promis
     {
       config: { scope: 'privacy' },
       schema: {
+        operationId: 'revealMessage',
         summary: 'One message with its IP and PII fields in clear (audited)',
-        response: { 200: StoredMessage, 404: Problem },
+        params: IdParams,
+        response: {
+          200: jsonResponse('The stored record, revealed', ref(StoredMessage)),
+          ...problemResponses(...AUTH_PROBLEMS, 404, 503),
+        },
       },
     },
     async (req) => {
