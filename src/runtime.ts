@@ -142,6 +142,8 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
         publishTimeoutMs: config.publishTimeoutMs,
         requestTimeoutMs: config.requestTimeoutMs,
         headersTimeoutMs: config.headersTimeoutMs,
+        lingeringTimeMs: config.lingeringTimeMs,
+        lingeringTimeoutMs: config.lingeringTimeoutMs,
       },
     });
     const url = await app.listen({ port: config.port, host: config.host });

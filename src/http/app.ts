@@ -9,12 +9,14 @@ import type { QueueProducer } from '../queue/queue.ts';
 import { QueueUnavailableError } from '../queue/queue.ts';
 import type { Pool } from '../store/pool.ts';
 import { type AuthOptions, registerAuth } from './auth.ts';
+import { registerConnectionHandling } from './connections.ts';
 import { registerJsonParser } from './content-type.ts';
 import { registerOpenApi } from './openapi.ts';
 import { ERRORS, type ErrorCode, ProblemError, problemBody } from './problem.ts';
 import { healthRoutes } from './routes/health.ts';
 import { messageRoutes } from './routes/messages.ts';
 import { privacyRoutes } from './routes/privacy.ts';
+import { checkingIntervalMs } from './server-timeouts.ts';
 
 /** What the HTTP edge needs from the rest of intake. Built by runtime.ts; tests build their own. */
 export interface AppDeps {
@@ -36,6 +38,8 @@ export interface AppDeps {
     publishTimeoutMs: number;
     requestTimeoutMs: number;
     headersTimeoutMs: number;
+    lingeringTimeMs: number;
+    lingeringTimeoutMs: number;
   };
 }
 
@@ -54,6 +58,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     bodyLimit: deps.options.bodyLimit,
     requestTimeout: deps.options.requestTimeoutMs,
+    http: { connectionsCheckingInterval: checkingIntervalMs(deps.options) },
     keepAliveTimeout: 65_000, // above typical load balancer idle timeouts (60 s), so the LB closes first
     // Requests that reach a connection this server already accepted are served while it closes (with
     // `Connection: close`), as Go's http.Server.Shutdown does; new connections are refused by the
@@ -69,7 +74,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 200 },
     ajv: { customOptions: {} },
   });
-  app.server.headersTimeout = deps.options.headersTimeoutMs;
+  registerConnectionHandling(app, deps.options);
 
   // Bodies are validated by intake's own Ajv (custom keywords, allErrors, no coercion, no stripping);
   // query strings by a second instance that coerces "50" to 50 as query parameters need.
