@@ -3,12 +3,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
-import pg from 'pg';
 import { generateKey } from '../../src/http/api-keys.ts';
 import { RawConnection, requestHead } from '../clients/raw-http.ts';
-import { startTestApp, type TestApp } from '../helpers/app.ts';
-import { createTestDatabase, type TestDatabase, waitFor } from '../helpers/db.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { type IntakeProcess, startIntakeProcess } from '../helpers/intake-process.ts';
+import { type EdgeApp, startEdgeApp } from './edge-app.ts';
 
 /**
  * Issue 15 on the wire: what intake does with the rest of a body it answered without reading. Raw
@@ -21,33 +20,19 @@ describe('refusals: keep-alive after a drained body, lingering close otherwise, 
   const ingest = generateKey('ingester', ['ingest']);
   const auth = { authorization: `Bearer ${ingest.key}` };
   const json = { 'content-type': 'application/json' };
-  let app: TestApp;
-  let db: pg.Client;
-  const connections = () =>
-    new Promise<number>((resolve, reject) =>
-      app.running.app!.server.getConnections((err, n) => (err ? reject(err) : resolve(n))),
-    );
-  const queued = async () =>
-    (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM intake.queue')).rows[0]!.n;
+  let app: EdgeApp;
+  const queued = () => app.queued();
 
   before(async () => {
-    app = await startTestApp('linger', {
-      roles: ['api'],
-      env: {
-        INTAKE_BODY_LIMIT_BYTES: String(LIMIT),
-        INTAKE_API_KEYS: JSON.stringify([ingest.entry]),
-        INTAKE_LINGERING_TIME_MS: '1500',
-        INTAKE_LINGERING_TIMEOUT_MS: '500',
-      },
+    app = await startEdgeApp('linger', {
+      INTAKE_BODY_LIMIT_BYTES: String(LIMIT),
+      INTAKE_API_KEYS: JSON.stringify([ingest.entry]),
+      INTAKE_LINGERING_TIME_MS: '1500',
+      INTAKE_LINGERING_TIMEOUT_MS: '500',
     });
-    db = new pg.Client({ connectionString: app.db.url });
-    await db.connect();
   });
   afterEach(() => RawConnection.destroyAll());
-  after(async () => {
-    await db?.end();
-    await app?.close();
-  });
+  after(() => app?.close());
 
   test('a refusal whose small body is read away keeps the connection usable', async () => {
     const c = await RawConnection.connect(app.url);
@@ -106,7 +91,7 @@ describe('refusals: keep-alive after a drained body, lingering close otherwise, 
     assert.equal(refused?.status, 401);
     // Never quiet for the 500 ms lingering timeout: only the 1500 ms lingering time can end it.
     const trickle = setInterval(() => c.write('x').catch(() => {}), 100);
-    await waitFor('the server to close the connection', async () => (await connections()) === 0, 5000, 10);
+    await app.allClosed();
     const lingered = c.elapsed() - refused.at;
     const closed = await c.closed; // the next byte trickled is answered with a reset
     clearInterval(trickle);
@@ -120,7 +105,7 @@ describe('refusals: keep-alive after a drained body, lingering close otherwise, 
     const refused = await c.response();
     assert.equal(refused?.status, 401);
     await c.write('x'.repeat(1000));
-    await waitFor('the server to close the connection', async () => (await connections()) === 0, 5000, 10);
+    await app.allClosed();
     const lingered = c.elapsed() - refused.at;
     c.destroy();
     assert.ok(lingered >= 450 && lingered < 1400, `cut ${lingered} ms after the answer`);

@@ -1,9 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
-import pg from 'pg';
 import { RawConnection, requestHead } from '../clients/raw-http.ts';
-import { startTestApp, type TestApp } from '../helpers/app.ts';
-import { waitFor } from '../helpers/db.ts';
+import { type EdgeApp, startEdgeApp } from './edge-app.ts';
 
 /**
  * Issue 8 item 8: INTAKE_HEADERS_TIMEOUT_MS and INTAKE_REQUEST_TIMEOUT_MS are enforced when they
@@ -15,30 +13,19 @@ const REQUEST_MS = 2000;
 const ok = JSON.stringify({ ts: 1530228282, sender: 's', message: { a: 1 } });
 
 describe('slow clients get a 408 when their timeout expires', () => {
-  let app: TestApp;
-  let db: pg.Client;
-  const queued = async () =>
-    (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM intake.queue')).rows[0]!.n;
+  let app: EdgeApp;
+  const queued = () => app.queued();
   /** Messages that reached the ingest route (its preValidation hook counts them). */
-  const received = async () => (await app.running.metrics.received.get()).values[0]?.value ?? 0;
-  const connections = () =>
-    new Promise<number>((resolve, reject) =>
-      app.running.app!.server.getConnections((err, n) => (err ? reject(err) : resolve(n))),
-    );
+  const received = async () => (await app.app.running.metrics.received.get()).values[0]?.value ?? 0;
 
   before(async () => {
-    app = await startTestApp('slow', {
-      roles: ['api'],
-      env: { INTAKE_HEADERS_TIMEOUT_MS: String(HEADERS_MS), INTAKE_REQUEST_TIMEOUT_MS: String(REQUEST_MS) },
+    app = await startEdgeApp('slow', {
+      INTAKE_HEADERS_TIMEOUT_MS: String(HEADERS_MS),
+      INTAKE_REQUEST_TIMEOUT_MS: String(REQUEST_MS),
     });
-    db = new pg.Client({ connectionString: app.db.url });
-    await db.connect();
   });
   afterEach(() => RawConnection.destroyAll());
-  after(async () => {
-    await db?.end();
-    await app?.close();
-  });
+  after(() => app?.close());
 
   /** Sends `text` one byte every 100 ms; `stop()` ends that and returns what was not sent yet. */
   function trickle(c: RawConnection, text: string): () => string {
@@ -102,7 +89,7 @@ describe('slow clients get a 408 when their timeout expires', () => {
     // The body completes after the 408: the request must not go on to the route.
     await c.write(stop()).catch(() => {});
     c.end();
-    await waitFor('the server to close the connection', async () => (await connections()) === 0, 5000, 10);
+    await app.allClosed();
     c.destroy();
     assert.equal(await received(), routed, 'the late body did not reach the route');
     assert.equal(await queued(), before);
