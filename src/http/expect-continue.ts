@@ -2,13 +2,14 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import { isLingering } from './lingering-close.ts';
 
+/** Requests that asked for `100 Continue` and for which Node left the answer to us. */
+const expecting = new WeakSet<IncomingMessage>();
 /** Responses that sent `100 Continue`. */
 const continued = new WeakSet<ServerResponse>();
 
-/** Whether the client asked to wait for `100 Continue` and has not been sent one. */
+/** Whether the client is waiting for `100 Continue` (and may never send the body without it). */
 export function awaitsContinue(req: IncomingMessage, res: ServerResponse): boolean {
-  const expect = req.headers.expect;
-  return expect !== undefined && /(^|,)\s*100-continue\s*($|,)/i.test(expect) && !continued.has(res);
+  return expecting.has(req) && !continued.has(res);
 }
 
 /**
@@ -21,17 +22,22 @@ export function awaitsContinue(req: IncomingMessage, res: ServerResponse): boole
  */
 export function registerExpectContinue(app: FastifyInstance): void {
   app.server.on('checkContinue', (req, res) => {
-    if (isLingering(req.socket)) req.socket.destroy();
-    else app.routing(req, res);
+    if (isLingering(req.socket)) {
+      req.socket.destroy();
+      return;
+    }
+    expecting.add(req);
+    app.routing(req, res);
   });
   app.addHook('preParsing', (req, reply, payload, done) => {
     const res = reply.raw;
-    const length = req.headers['content-length'];
-    // Over the limit, Fastify's parser answers 413 without reading: no 100, so no body is sent.
-    const tooLarge = length !== undefined && Number(length) > (req.routeOptions.bodyLimit ?? 0);
-    if (awaitsContinue(req.raw, res) && !res.headersSent && !tooLarge) {
-      res.writeContinue();
-      continued.add(res);
+    if (awaitsContinue(req.raw, res) && !res.headersSent) {
+      const length = req.headers['content-length'];
+      // Over the limit, Fastify's parser answers 413 without reading: no 100, so no body is sent.
+      if (length === undefined || Number(length) <= (req.routeOptions.bodyLimit ?? 0)) {
+        res.writeContinue();
+        continued.add(res);
+      }
     }
     done(null, payload);
   });
