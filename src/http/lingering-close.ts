@@ -20,6 +20,8 @@ export interface LingerOptions {
 const answered = new WeakSet<Socket>();
 /** Sockets being closed by lingeringClose: nothing more is served on them. */
 const lingering = new WeakSet<Socket>();
+/** Stops the deadlines of a discardRestOfBody in progress (a lingering close takes over). */
+const draining = new WeakMap<Socket, () => void>();
 
 /** Whether the socket's request was answered early and the rest of its body is being read away. */
 export function isAnsweredEarly(socket: Socket): boolean {
@@ -55,8 +57,10 @@ export function discardRestOfBody(req: IncomingMessage, opts: LingerOptions): vo
   const done = () => {
     clearTimeout(total);
     clearTimeout(idle);
+    draining.delete(socket);
     if (!lingering.has(socket)) answered.delete(socket);
   };
+  draining.set(socket, done);
   req.on('data', () => idle.refresh());
   req.once('end', done);
   req.once('close', done);
@@ -80,6 +84,7 @@ export function lingeringClose(socket: Socket, opts: LingerOptions): void {
   if (socket.destroyed || lingering.has(socket)) return;
   lingering.add(socket);
   answered.add(socket);
+  draining.get(socket)?.();
   stopBodyCopies(socket);
   const total = setTimeout(() => socket.destroy(), opts.lingeringTimeMs);
   socket.once('close', () => clearTimeout(total));

@@ -29,11 +29,12 @@ export function registerUnreadBodies(app: FastifyInstance, opts: LingerOptions):
       String(reply.getHeader('connection') ?? '').toLowerCase() === 'close' ||
       awaitsContinue(raw, reply.raw) ||
       !smallKnownBody(raw, req.routeOptions.bodyLimit ?? 0);
+    // Node ends a response it closes the connection after (ours, or the client's Connection: close,
+    // or HTTP/1.0) with socket.destroySoon(), which destroys the socket once the response is flushed,
+    // unread body or not: that is the reset the lingering close replaces.
+    socket.destroySoon = () => lingeringClose(socket, opts);
     if (close) {
       reply.header('connection', 'close');
-      // Node ends a `Connection: close` response with socket.destroySoon(), which destroys the socket
-      // as soon as the response is flushed, unread body or not: that is the reset this replaces.
-      socket.destroySoon = () => lingeringClose(socket, opts);
       markAnsweredEarly(socket);
       raw.resume();
     } else {

@@ -9,6 +9,8 @@ export interface EdgeApp {
   url: string;
   /** Messages on the queue (nothing consumes them: there is no worker). */
   queued(): Promise<number>;
+  /** Connections the server holds open. */
+  connections(): Promise<number>;
   /** Resolves once the server holds no connection (it closed every one it had). */
   allClosed(): Promise<void>;
   /** Closes raw connections a test left open, then the app. */
@@ -26,6 +28,7 @@ export async function startEdgeApp(label: string, env: Record<string, string>): 
   return {
     app,
     url: app.url,
+    connections,
     queued: async () =>
       (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM intake.queue')).rows[0]!.n,
     allClosed: async () => {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { generateKey } from '../../src/http/api-keys.ts';
 import { RawConnection, requestHead } from '../clients/raw-http.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
+import { createTestDatabase, type TestDatabase, waitFor } from '../helpers/db.ts';
 import { type IntakeProcess, startIntakeProcess } from '../helpers/intake-process.ts';
 import { type EdgeApp, startEdgeApp } from './edge-app.ts';
 
@@ -49,6 +49,23 @@ describe('refusals: keep-alive after a drained body, lingering close otherwise, 
     const next = await c.response();
     assert.equal(next?.status, 202, 'the next request on the same connection is served');
     c.destroy();
+  });
+
+  test('a refusal of a small body the client wants closed (Connection: close) still reads it first', async () => {
+    const c = await RawConnection.connect(app.url);
+    const body = 'x'.repeat(LIMIT);
+    await c.write(
+      requestHead('POST', '/v1/messages', { ...json, connection: 'close', 'content-length': body.length }),
+    );
+    const refused = await c.response();
+    assert.equal(refused?.status, 401);
+    assert.equal(refused.headers.connection, 'close');
+    await waitFor('the server to finish its side', () => c.ended, 5000, 5);
+    await c.write(body);
+    assert.equal(await app.connections(), 1, 'the server still reads, instead of having closed');
+    c.end();
+    const closed = await c.closed;
+    assert.equal(closed.reset, false, `closed cleanly, not reset (${closed.error})`);
   });
 
   for (const [name, head] of [
