@@ -23,7 +23,8 @@ import {
 export function registerUnreadBodies(app: FastifyInstance, opts: LingerOptions): void {
   app.addHook('onSend', (req, reply, payload, done) => {
     const raw = req.raw;
-    if (raw.complete) return done(null, payload);
+    // Read in full (or injected by Fastify's inject(), which has no connection and no `complete`).
+    if (raw.complete !== false) return done(null, payload);
     const socket = raw.socket;
     const close =
       String(reply.getHeader('connection') ?? '').toLowerCase() === 'close' ||
