@@ -58,6 +58,14 @@ export interface Config {
   /** `INTAKE_REQUEST_TIMEOUT_MS` (default 10000) and `INTAKE_HEADERS_TIMEOUT_MS` (5000): slow clients. */
   requestTimeoutMs: number;
   headersTimeoutMs: number;
+  /**
+   * `INTAKE_LINGERING_TIME_MS` (default 30000) and `INTAKE_LINGERING_TIMEOUT_MS` (5000), as nginx's
+   * lingering_time and lingering_timeout: after answering a request whose body it did not read (a
+   * refusal), intake reads and discards what the client still sends for at most this long in total,
+   * and at most the timeout between reads, then closes, so the client reads the answer, not a reset.
+   */
+  lingeringTimeMs: number;
+  lingeringTimeoutMs: number;
   /** `INTAKE_PII_MESSAGE_FIELDS` (comma-separated): top-level `message` keys treated as personal data. */
   piiMessageFields: string[];
   /** `INTAKE_API_KEYS` (or `_FILE`): JSON array of {name, hash, scopes, senders?, rateLimit?}. */
@@ -237,6 +245,8 @@ export function loadConfig(env: Env = process.env): Config {
     shutdownTimeoutMs: int('INTAKE_SHUTDOWN_TIMEOUT_MS', 25_000, 100, 600_000),
     requestTimeoutMs: int('INTAKE_REQUEST_TIMEOUT_MS', 10_000, 100, 600_000),
     headersTimeoutMs: int('INTAKE_HEADERS_TIMEOUT_MS', 5_000, 100, 600_000),
+    lingeringTimeMs: int('INTAKE_LINGERING_TIME_MS', 30_000, 100, 600_000),
+    lingeringTimeoutMs: int('INTAKE_LINGERING_TIMEOUT_MS', 5_000, 100, 600_000),
     piiMessageFields: (env.INTAKE_PII_MESSAGE_FIELDS ?? '')
       .split(',')
       .map((f) => f.trim())

@@ -155,6 +155,8 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
         bodyLimit: config.bodyLimit,
         requestTimeoutMs: config.requestTimeoutMs,
         headersTimeoutMs: config.headersTimeoutMs,
+        lingeringTimeMs: config.lingeringTimeMs,
+        lingeringTimeoutMs: config.lingeringTimeoutMs,
       },
     });
     const url = await app.listen({ port: config.port, host: config.host });

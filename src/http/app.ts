@@ -10,6 +10,7 @@ import type { QueueProducer } from '../queue/queue.ts';
 import type { Pool } from '../store/pool.ts';
 import { type AuthOptions, registerAuth } from './auth.ts';
 import { answerClientError } from './client-error.ts';
+import { registerConnectionHandling } from './connections.ts';
 import { registerContentEncoding } from './content-encoding.ts';
 import { registerJsonParser } from './content-type.ts';
 import { type MappedProblem, mapError } from './error-map.ts';
@@ -20,6 +21,7 @@ import { deadLetterRoutes } from './routes/dead-letters.ts';
 import { healthRoutes } from './routes/health.ts';
 import { messageRoutes } from './routes/messages.ts';
 import { privacyRoutes } from './routes/privacy.ts';
+import { checkingIntervalMs } from './server-timeouts.ts';
 
 /** What the HTTP edge needs from the rest of intake. Built by runtime.ts; tests build their own. */
 export interface AppDeps {
@@ -40,6 +42,8 @@ export interface AppDeps {
     bodyLimit: number;
     requestTimeoutMs: number;
     headersTimeoutMs: number;
+    lingeringTimeMs: number;
+    lingeringTimeoutMs: number;
   };
 }
 
@@ -58,6 +62,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     bodyLimit: deps.options.bodyLimit,
     requestTimeout: deps.options.requestTimeoutMs,
+    http: { connectionsCheckingInterval: checkingIntervalMs(deps.options) },
     keepAliveTimeout: 65_000, // above typical load balancer idle timeouts (60 s), so the LB closes first
     // Requests that reach a connection this server already accepted are served while it closes (with
     // `Connection: close`), as Go's http.Server.Shutdown does; new connections are refused by the
@@ -82,7 +87,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
     ajv: { customOptions: {} },
   });
-  app.server.headersTimeout = deps.options.headersTimeoutMs;
+  registerConnectionHandling(app, deps.options);
 
   // Bodies are validated by intake's own Ajv (custom keywords, allErrors, no coercion, no stripping);
   // query strings by a second instance that coerces "50" to 50 as query parameters need.

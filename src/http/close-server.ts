@@ -1,26 +1,39 @@
 import type { FastifyInstance } from 'fastify';
 
 /**
- * Stops accepting and waits for in-flight requests. Fastify's close() waits for every connection to
- * end, and a keep-alive socket that was busy when close began is not closed when it turns idle (FACTS:
- * ~70 s hang), so idle sockets are closed every 100 ms, but only after a grace period: a socket the
- * kernel accepted just before the listener closed has its request still in flight, and Node counts it
- * as idle until the request is parsed (Go's Shutdown waits 5 s for such connections for the same
- * reason). Whatever is left at the deadline is cut.
+ * Stops accepting and waits for in-flight requests, without resetting a request a client has
+ * already sent.
+ *
+ * - The listener closes at once, in the same tick as the caller starts answering `Connection: close`,
+ *   so a client told to reconnect is refused (nothing sent) rather than accepted into a backlog that
+ *   the closing listener then resets.
+ * - Node >= 19's server.close() also closes every idle keep-alive socket at once. A socket is idle to
+ *   Node until it has parsed the next request, so one whose client has just written a request (still
+ *   in the socket's buffer or on the wire) was reset with it. That first sweep is suppressed: every
+ *   connection that sends a request gets its answer with `Connection: close` (app.ts), and sockets
+ *   still idle after `graceMs` are closed then, and every 100 ms after (Go's Shutdown waits for new
+ *   connections for the same reason). A keep-alive socket that was busy when close began is not
+ *   closed by Node when it turns idle (FACTS: ~70 s hang), hence the repeated sweep.
+ * - Whatever is left a second before the deadline is cut.
  */
 export async function closeHttp(app: FastifyInstance, timeoutMs: number, graceMs = 1000): Promise<void> {
   const server = app.server;
+  const closeIdle = server.closeIdleConnections.bind(server);
+  server.closeIdleConnections = () => {};
+  server.close();
   let sweeper: NodeJS.Timeout | undefined;
   const start = setTimeout(() => {
-    server.closeIdleConnections();
-    sweeper = setInterval(() => server.closeIdleConnections(), 100);
+    closeIdle();
+    sweeper = setInterval(closeIdle, 100);
   }, graceMs);
   const force = setTimeout(() => server.closeAllConnections(), Math.max(timeoutMs - 1000, 100));
   try {
+    // Fastify closes the (already closed) server again and resolves once every connection is gone.
     await app.close();
   } finally {
     clearTimeout(start);
     clearInterval(sweeper);
     clearTimeout(force);
+    server.closeIdleConnections = closeIdle;
   }
 }

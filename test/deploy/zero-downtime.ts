@@ -164,23 +164,32 @@ async function waitReady(port: number, path: string, p: Proc, timeoutMs: number,
   }
 }
 
+/** How the proxy reads request bodies (what differs between this test and the shipped Ingress). */
+export interface NginxBodyOptions {
+  /** nginx's proxy_request_buffering: read the whole body before passing it on (default: stream it). */
+  requestBuffering?: boolean;
+  /** nginx's client_max_body_size (default nginx's 1m). */
+  clientMaxBodySize?: string;
+}
+
 /** A throw-away nginx: own prefix, config, pid file and logs under a temp dir; `daemon off` so its PID is ours. */
-class Nginx {
+export class Nginx {
   private generation = 0;
   private constructor(
     readonly dir: string,
     readonly port: number,
     readonly proc: Proc,
+    private readonly body: NginxBodyOptions,
   ) {}
 
-  static async start(t: TestContext, upstreams: number[]): Promise<Nginx> {
+  static async start(t: TestContext, upstreams: number[], body: NginxBodyOptions = {}): Promise<Nginx> {
     const dir = mkdtempSync(join(tmpdir(), 'zd-nginx-'));
     // As root, nginx workers run as "nobody" and must be able to reach the temp paths.
     chmodSync(dir, 0o755);
     mkdirSync(join(dir, 'logs'));
     t.after(() => rmSync(dir, { recursive: true, force: true }));
     const port = await freePort();
-    const nginx = new Nginx(dir, port, undefined as unknown as Proc);
+    const nginx = new Nginx(dir, port, undefined as unknown as Proc, body);
     nginx.writeConfig(upstreams);
     const child = spawn('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf')], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -231,7 +240,7 @@ ${servers}
       proxy_connect_timeout 1s;
       proxy_read_timeout 30s;
       # Stream request bodies so a slow client's request is in flight at the app, not only at nginx.
-      proxy_request_buffering off;
+      proxy_request_buffering ${this.body.requestBuffering ? 'on' : 'off'};${this.body.clientMaxBodySize ? `\n      client_max_body_size ${this.body.clientMaxBodySize};` : ''}
       add_header X-Upstream $upstream_addr always;
     }
   }
