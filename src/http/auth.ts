@@ -15,9 +15,9 @@ declare module 'fastify' {
     /** The scope a route needs; routes without one (health, metrics, docs) are open. */
     scope?: Scope;
     /**
-     * `messages`: the route charges the rate limit one token per message it carries (ingest routes call
-     * `req.chargeMessages(n)` once the body is parsed); before that, a request is refused early only
-     * when the bucket is empty. Default: one token per request.
+     * `messages`: the route charges the rate limit one token per message it carries: one when the
+     * request arrives, like every route, and the rest when the ingest route calls
+     * `req.chargeMessages(n)` once the body is parsed. Default: one token per request.
      */
     rateCost?: 'messages';
   }
@@ -51,13 +51,16 @@ export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
     const limit = req.apiKey?.rateLimit ?? opts.defaultRateLimit;
     if (!limit) return;
     const client = req.client ?? 'anonymous';
-    const perMessage = req.routeOptions.config?.rateCost === 'messages';
-    const r = perMessage ? buckets.peek(client, limit) : buckets.take(client, limit);
+    // Every request pays one token before its body is read, so an empty bucket is refused at once (and
+    // the refusal reaches the client still uploading); an ingest route pays the rest, one per further
+    // message, once it knows how many the body holds.
+    const r = buckets.take(client, limit);
     rateHeaders(reply, r);
     if (!r.allowed) throw rateLimited(limit, r, '');
-    if (perMessage) {
+    if (req.routeOptions.config?.rateCost === 'messages') {
       req.chargeMessages = (n) => {
-        const paid = buckets.take(client, limit, n);
+        if (n <= 1) return;
+        const paid = buckets.take(client, limit, n - 1);
         rateHeaders(reply, paid);
         if (!paid.allowed) throw rateLimited(limit, paid, ` by this request's ${n} messages`);
       };

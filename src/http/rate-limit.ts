@@ -36,12 +36,6 @@ export class TokenBuckets {
     return this.result(b.tokens, opts, allowed, needed);
   }
 
-  /** Whether a request costing at least one token could be paid now, without taking anything. */
-  peek(client: string, opts: BucketOptions): TakeResult {
-    const b = this.refill(client, opts);
-    return this.result(b.tokens, opts, b.tokens >= 1, 1);
-  }
-
   private refill(client: string, opts: BucketOptions) {
     const t = this.now();
     let b = this.buckets.get(client);

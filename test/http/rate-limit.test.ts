@@ -29,18 +29,17 @@ describe('token buckets', () => {
     c.advance(1500); // back to 20
     const big = b.take('k', opts, 50);
     assert.ok(big.allowed, 'a full bucket admits a cost above the burst');
-    const next = b.peek('k', opts);
+    const next = b.take('k', opts);
     assert.equal(next.allowed, false);
     assert.equal(next.retryAfterS, 4, 'debt of 30 plus one token at 10/s');
     c.advance(3100);
-    assert.ok(b.peek('k', opts).allowed);
+    assert.ok(b.take('k', opts).allowed);
   });
 
-  test('peek takes nothing; clients have separate buckets', () => {
+  test('clients have separate buckets', () => {
     const b = new TokenBuckets(() => 0);
-    for (let i = 0; i < 100; i++) assert.ok(b.peek('a', opts).allowed);
     assert.equal(b.take('a', opts, 20).allowed, true);
-    assert.equal(b.peek('a', opts).allowed, false);
-    assert.equal(b.peek('b', opts).allowed, true);
+    assert.equal(b.take('a', opts).allowed, false);
+    assert.equal(b.take('b', opts).allowed, true);
   });
 });
