@@ -16,9 +16,9 @@ import { join } from 'node:path';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { loadConfig } from '../src/config.ts';
+import type { QueuedMessage } from '../src/contract/queued-message.ts';
 import { createLogger } from '../src/ops/logger.ts';
 import { openNatsQueue } from '../src/queue/nats-queue.ts';
-import type { QueuedMessage } from '../src/queue/queue.ts';
 import { freePort } from '../test/helpers/intake-process.ts';
 import { queuedMessage } from '../test/helpers/messages.ts';
 

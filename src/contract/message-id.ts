@@ -28,3 +28,8 @@ const MESSAGE_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9
 export function isMessageId(id: string): boolean {
   return MESSAGE_ID.test(id);
 }
+
+/** The received_at encoded in a UUIDv7 (its first 48 bits, milliseconds since the epoch). */
+export function uuidv7Time(id: string): Date {
+  return new Date(Number.parseInt(id.slice(0, 8) + id.slice(9, 13), 16));
+}

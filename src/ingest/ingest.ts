@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
-import { newMessageId } from '../contract/message-id.ts';
+import { newMessageId, uuidv7Time } from '../contract/message-id.ts';
 import type { IncomingMessage } from '../contract/message-schema.ts';
+import type { QueuedMessage } from '../contract/queued-message.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { IpProtector } from '../privacy/ip-protector.ts';
 import { protectFields } from '../privacy/message-fields.ts';
-import type { PublishRequest, PublishResult, QueuedMessage, QueueProducer } from '../queue/queue.ts';
-import { uuidv7Time } from '../store/messages.ts';
+import type { PublishRequest, PublishResult, QueueProducer } from '../queue/queue.ts';
 
 /**
  * The write path between the HTTP edge and the queue, the same for every ingest route (single, batch,

@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync } from 'node:crypto';
-import type { ProtectedValue } from '../queue/queue.ts';
+import type { ProtectedValue } from '../contract/queued-message.ts';
 import type { DataKeys } from './data-keys.ts';
 import { randomBytesPooled } from './random-pool.ts';
 

@@ -1,8 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream';
+import type { QueuedMessage } from '../contract/queued-message.ts';
 import { decodeEnvelope } from './nats-envelope.ts';
 import type { NatsLink } from './nats-queue.ts';
-import type { Batch, Delivery, Outcome, QueueConsumer, QueuedMessage } from './queue.ts';
+import type { Batch, Delivery, Outcome, QueueConsumer } from './queue.ts';
 
 /**
  * The worker side of the NATS queue: a durable pull consumer read with one `fetch()` pull request at a

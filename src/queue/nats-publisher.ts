@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { uuidv7Time } from '../contract/message-id.ts';
+import type { QueuedMessage } from '../contract/queued-message.ts';
 import type { Logger } from '../ops/logger.ts';
-import { uuidv7Time } from '../store/messages.ts';
 import type { Queryable } from '../store/pool.ts';
 import { GroupCommit } from './group-commit.ts';
 import { encodeEnvelope, envelopeMsgId, splitBySize } from './nats-envelope.ts';
@@ -15,7 +16,6 @@ import {
   PublishOutcomeUnknownError,
   type PublishRequest,
   type PublishResult,
-  type QueuedMessage,
   QueueOverloadedError,
   type QueueProducer,
   QueueUnavailableError,

@@ -1,32 +1,5 @@
+import type { QueuedMessage } from '../contract/queued-message.ts';
 import type { Queryable } from '../store/pool.ts';
-
-/**
- * A message as it travels on the queue (format version 1): validated, its IP already protected, its id
- * assigned. This is also the documented on-stream format for other consumers (docs/queue-format.md).
- */
-export interface QueuedMessage {
-  v: 1;
-  /** UUIDv7; its timestamp is `received_at`. */
-  id: string;
-  /** RFC 3339, millisecond precision, UTC. */
-  received_at: string;
-  /** Whole seconds since the epoch. */
-  ts: number;
-  sender: string;
-  message: Record<string, unknown>;
-  priority: number | null;
-  /** Present when the client sent `sent-from-ip`: never the plaintext. Base64 fields. */
-  ip?: ProtectedValue;
-}
-
-export interface ProtectedValue {
-  /** HMAC-SHA-256 pseudonym, base64. */
-  pseudonym: string;
-  /** AES-256-GCM iv || tag || ciphertext, base64. */
-  ciphertext: string;
-  /** Data key the ciphertext is under. */
-  key_id: string;
-}
 
 export interface PublishRequest {
   message: QueuedMessage;

@@ -1,6 +1,7 @@
 import type { StoredMessage } from '../contract/api-schemas.ts';
+import { uuidv7Time } from '../contract/message-id.ts';
+import type { QueuedMessage } from '../contract/queued-message.ts';
 import { redactFields } from '../privacy/message-fields.ts';
-import type { QueuedMessage } from '../queue/queue.ts';
 import type { Queryable } from './pool.ts';
 
 /** SQL of the intake.messages table: the worker's batch insert and the read API's queries. */
@@ -109,11 +110,6 @@ function toRecord(r: Row, raw = false): RawStoredMessage {
       };
   }
   return out;
-}
-
-/** The received_at encoded in a UUIDv7 (its first 48 bits, milliseconds since the epoch). */
-export function uuidv7Time(id: string): Date {
-  return new Date(Number.parseInt(id.slice(0, 8) + id.slice(9, 13), 16));
 }
 
 export async function getMessage(

@@ -1,4 +1,4 @@
-import type { QueuedMessage } from '../queue/queue.ts';
+import type { QueuedMessage } from '../contract/queued-message.ts';
 import type { Queryable } from './pool.ts';
 
 /**

@@ -1,4 +1,5 @@
-import type { Delivery, Outcome, QueuedMessage } from '../queue/queue.ts';
+import type { QueuedMessage } from '../contract/queued-message.ts';
+import type { Delivery, Outcome } from '../queue/queue.ts';
 import { insertDeadLetters } from '../store/dead-letters.ts';
 import { isMissingPartition, isTransient } from '../store/errors.ts';
 import { insertMessages } from '../store/messages.ts';

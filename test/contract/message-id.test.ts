@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { newMessageId } from '../../src/contract/message-id.ts';
-import { uuidv7Time } from '../../src/store/messages.ts';
+import { newMessageId, uuidv7Time } from '../../src/contract/message-id.ts';
 
 const V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
