@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { type ApiKey, parseApiKeys } from './http/api-keys.ts';
+import { type ApiKey, parseApiKeys } from './auth/api-keys.ts';
 
 /**
  * Everything intake reads from its environment, validated in one place. A wrong setting fails start-up

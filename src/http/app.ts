@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Ajv } from 'ajv';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import { type AuthOptions, registerAuth } from '../auth/authenticate.ts';
 import { createAjv } from '../contract/validator.ts';
 import type { Ingest } from '../ingest/ingest.ts';
 import type { Logger } from '../ops/logger.ts';
@@ -8,7 +9,6 @@ import type { Metrics } from '../ops/metrics.ts';
 import type { IpProtector } from '../privacy/ip-protector.ts';
 import type { QueueProducer } from '../queue/queue.ts';
 import type { Pool } from '../store/pool.ts';
-import { type AuthOptions, registerAuth } from './auth.ts';
 import { answerClientError } from './client-error.ts';
 import { registerConnectionHandling } from './connections.ts';
 import { registerContentEncoding } from './content-encoding.ts';

@@ -1,4 +1,5 @@
 import type { FastifyError } from 'fastify';
+import { ForbiddenError, RateLimitedError, UnauthenticatedError } from '../auth/errors.ts';
 import { toViolations, type Violation } from '../contract/validator.ts';
 import {
   IdempotencyKeyInFlightError,
@@ -117,7 +118,7 @@ export function mapError(err: unknown, opts: { bodyLimit: number; ingestRoute?: 
       reason: 'invalid',
     };
   }
-  const queue = mapQueueError(err);
+  const queue = mapQueueError(err) ?? mapAuthError(err);
   if (queue) return queue;
 
   const code = fe?.code ?? '';
@@ -206,6 +207,27 @@ function mapQueueError(err: unknown): MappedProblem | undefined {
       detail: `${err.message}: retry after it finished`,
       headers: { 'retry-after': '1' },
       reason: 'in_flight',
+    };
+  }
+  return undefined;
+}
+
+function mapAuthError(err: unknown): MappedProblem | undefined {
+  if (err instanceof UnauthenticatedError) {
+    return {
+      code: 'UNAUTHENTICATED',
+      detail: err.message,
+      headers: { 'www-authenticate': err.challenge },
+      reason: 'unauthenticated',
+    };
+  }
+  if (err instanceof ForbiddenError) return { code: 'FORBIDDEN', detail: err.message, reason: 'forbidden' };
+  if (err instanceof RateLimitedError) {
+    return {
+      code: 'RATE_LIMITED',
+      detail: err.message,
+      headers: { 'retry-after': String(err.retryAfterS) },
+      reason: 'rate_limited',
     };
   }
   return undefined;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import { generateKey } from '../../src/http/api-keys.ts';
+import { generateKey } from '../../src/auth/api-keys.ts';
 import { startTestApp, type TestApp } from '../helpers/app.ts';
 import { waitFor } from '../helpers/db.ts';
 import { expectProblem } from '../helpers/problem.ts';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { generateKey, hashKey as generateKeyHash } from '../../src/http/api-keys.ts';
+import { generateKey, hashKey as generateKeyHash } from '../../src/auth/api-keys.ts';
 import { startTestApp, type TestApp } from '../helpers/app.ts';
 import { startIntakeProcess } from '../helpers/intake-process.ts';
 

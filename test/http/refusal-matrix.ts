@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import type { TestContext } from 'node:test';
-import { generateKey } from '../../src/http/api-keys.ts';
+import { generateKey } from '../../src/auth/api-keys.ts';
 import { availableClients, type Client, tally, type Upload } from '../clients/clients.ts';
 import { startTestApp, type TestApp } from '../helpers/app.ts';
 

@@ -1,5 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { assertSenderAllowed, senderAllowed } from '../../auth/authenticate.ts';
 import {
   Accepted,
   BatchAccepted,
@@ -13,7 +14,6 @@ import { compileValidator, createAjv, toViolations, type Violation } from '../..
 import type { IngestContext } from '../../ingest/ingest.ts';
 import { getMessage, queryMessages } from '../../store/messages.ts';
 import type { AppDeps } from '../app.ts';
-import { assertSenderAllowed, senderAllowed } from '../auth.ts';
 import { MAX_NDJSON_LINES, NdjsonBody } from '../ndjson.ts';
 import { AUTH_PROBLEMS, jsonResponse, problemResponses, rateLimitHeaders, ref } from '../openapi.ts';
 import { ProblemError } from '../problem.ts';

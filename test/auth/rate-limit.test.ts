@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { TokenBuckets } from '../../src/http/rate-limit.ts';
+import { TokenBuckets } from '../../src/auth/rate-limit.ts';
 
 describe('token buckets', () => {
   const opts = { perSecond: 10, burst: 20 };

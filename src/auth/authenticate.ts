@@ -1,7 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type ApiKey, hashKey, type Scope } from './api-keys.ts';
-import { ProblemError } from './problem.ts';
+import { ForbiddenError, RateLimitedError, UnauthenticatedError } from './errors.ts';
 import { type BucketOptions, type TakeResult, TokenBuckets } from './rate-limit.ts';
 
 export interface AuthOptions {
@@ -43,7 +43,7 @@ export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
     if (enabled) {
       const key = authenticate(req, byHash);
       if (!key.scopes.includes(scope)) {
-        throw new ProblemError('FORBIDDEN', `the key "${key.name}" does not have the "${scope}" scope`);
+        throw new ForbiddenError(`the key "${key.name}" does not have the "${scope}" scope`);
       }
       req.apiKey = key;
       req.client = key.name;
@@ -74,11 +74,10 @@ function rateHeaders(reply: FastifyReply, r: TakeResult): void {
   reply.header('ratelimit-reset', String(r.resetS));
 }
 
-function rateLimited(limit: BucketOptions, r: TakeResult, by: string): ProblemError {
-  return new ProblemError(
-    'RATE_LIMITED',
+function rateLimited(limit: BucketOptions, r: TakeResult, by: string): RateLimitedError {
+  return new RateLimitedError(
     `rate limit of ${limit.perSecond} messages/s (burst ${limit.burst}) exceeded${by}`,
-    { retryAfterS: r.retryAfterS },
+    r.retryAfterS,
   );
 }
 
@@ -86,18 +85,20 @@ function authenticate(req: FastifyRequest, byHash: Map<string, ApiKey>): ApiKey 
   const header = req.headers.authorization;
   const m = header === undefined ? null : /^Bearer +([\x21-\x7e]{1,512})$/i.exec(header);
   if (!m) {
-    throw new ProblemError('UNAUTHENTICATED', 'send an API key as "Authorization: Bearer <key>"', {
-      headers: { 'www-authenticate': 'Bearer realm="intake"' },
-    });
+    throw new UnauthenticatedError(
+      'send an API key as "Authorization: Bearer <key>"',
+      'Bearer realm="intake"',
+    );
   }
   const h = hashKey(m[1]!);
   const key = byHash.get(h);
   // The map lookup is on a hash of the key, so its timing reveals nothing about the key itself; the
   // comparison below is the belt to those braces.
   if (!key || !timingSafeEqual(Buffer.from(key.hash), Buffer.from(h))) {
-    throw new ProblemError('UNAUTHENTICATED', 'the API key is not valid', {
-      headers: { 'www-authenticate': 'Bearer realm="intake", error="invalid_token"' },
-    });
+    throw new UnauthenticatedError(
+      'the API key is not valid',
+      'Bearer realm="intake", error="invalid_token"',
+    );
   }
   return key;
 }
@@ -111,6 +112,6 @@ export function senderAllowed(req: FastifyRequest, sender: string): boolean {
 /** 403 unless the request's key may ingest as `sender`. */
 export function assertSenderAllowed(req: FastifyRequest, sender: string): void {
   if (!senderAllowed(req, sender)) {
-    throw new ProblemError('FORBIDDEN', `the key "${req.apiKey!.name}" may not send as "${sender}"`);
+    throw new ForbiddenError(`the key "${req.apiKey!.name}" may not send as "${sender}"`);
   }
 }
