@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { writeHeapSnapshot } from 'node:v8';
-import { ConfigError, loadConfig } from './config.ts';
+import { type Command, ConfigError, loadConfig } from './config.ts';
 import { generateKey, type Scope } from './http/api-keys.ts';
 import { operatorCommand } from './operator.ts';
 import { formatChecks, runDoctor } from './ops/doctor.ts';
@@ -46,7 +46,7 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
 
-  const config = loadConfig();
+  const config = loadConfig(process.env, command as Command);
   const log = createLogger({ level: config.logLevel });
 
   if (command === 'migrate') {

@@ -7,7 +7,7 @@ import { checkHeapLimit } from './ops/memory.ts';
 import { createMetrics, type Metrics } from './ops/metrics.ts';
 import { Shutdown } from './ops/shutdown.ts';
 import { DataKeys } from './privacy/data-keys.ts';
-import { createIpProtector } from './privacy/ip-protector.ts';
+import { createIpProtector, type IpProtector } from './privacy/ip-protector.ts';
 import { loadMasterKey } from './privacy/master-key.ts';
 import { audit } from './privacy/subjects.ts';
 import { PgQueue, pruneIdempotencyKeys } from './queue/pg-queue.ts';
@@ -55,7 +55,7 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
       stopEmbedded = pg.stop;
       cleanup.push(pg.stop);
     }
-    if (!config.databaseUrl || process.env.INTAKE_MIGRATE_ON_START === 'true') {
+    if (!config.databaseUrl || config.migrateOnStart) {
       await migrate(databaseUrl, log);
     } else {
       await assertSchemaCurrent(databaseUrl);
@@ -97,9 +97,12 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
       );
     }
 
-    const masterKey = await loadMasterKey(config, log);
-    const dataKeys = new DataKeys(pool, masterKey);
+    // Only the API encrypts (and, for privacy requests, decrypts): a worker never loads the PII key.
+    let ipProtector: IpProtector = WITHOUT_PII_KEY;
     if (roles.includes('api')) {
+      const masterKey = await loadMasterKey(config, log);
+      const dataKeys = new DataKeys(pool, masterKey);
+      ipProtector = createIpProtector(masterKey, dataKeys);
       await dataKeys.refresh();
       // A new data key each UTC day; if PostgreSQL is down at that moment the current key stays in use.
       timers.push(every(600_000, () => dataKeys.refresh().then(() => {})));
@@ -132,7 +135,7 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
       db: pool,
       metrics,
       log,
-      ipProtector: createIpProtector(masterKey, dataKeys),
+      ipProtector,
       piiFields: config.piiMessageFields,
       lifecycle,
       auth: { keys: config.apiKeys, defaultRateLimit: config.defaultRateLimit },
@@ -185,6 +188,18 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
     throw err;
   }
 }
+
+/**
+ * The protector of a process without the API role. Such a process registers only health and metrics
+ * routes, so nothing calls it; if a future route did, it fails loudly instead of storing clear text.
+ */
+const WITHOUT_PII_KEY: IpProtector = ((noKey: () => never) => ({
+  protect: noKey,
+  pseudonym: noKey,
+  reveal: noKey,
+}))(() => {
+  throw new Error('this process has no API role and holds no PII key');
+});
 
 async function openQueue(
   config: Config,

@@ -4,6 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { parse } from 'yaml';
+import { baseImages, finalStage, instructions } from './dockerfile.ts';
 import { imagePinned } from './k8s-policies.ts';
 import { needTool, REPO } from './tools.ts';
 
@@ -11,37 +12,6 @@ import { needTool, REPO } from './tools.ts';
 type Any = any;
 
 const read = (path: string) => readFileSync(join(REPO, path), 'utf8');
-
-/** Dockerfile instructions, continuation lines joined, comments dropped. */
-function instructions(path: string): Array<{ op: string; args: string }> {
-  return read(path)
-    .replace(/\\\n/g, ' ')
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l && !l.startsWith('#'))
-    .map((l) => {
-      const [op, ...rest] = l.split(/\s+/);
-      return { op: op!.toUpperCase(), args: rest.join(' ') };
-    });
-}
-
-/** The image of each FROM, with ARG defaults substituted. */
-function baseImages(path: string): string[] {
-  const args = new Map<string, string>();
-  const out: string[] = [];
-  for (const { op, args: a } of instructions(path)) {
-    if (op === 'ARG' && a.includes('=')) args.set(a.split('=')[0]!, a.slice(a.indexOf('=') + 1));
-    if (op === 'FROM') out.push(a.split(/\s+/)[0]!.replace(/\$\{(\w+)\}/g, (_, n) => args.get(n) ?? ''));
-  }
-  return out;
-}
-
-/** The instructions of the last stage (the image that ships). */
-const finalStage = (path: string) => {
-  const all = instructions(path);
-  const lastFrom = all.map((i) => i.op).lastIndexOf('FROM');
-  return all.slice(lastFrom);
-};
 
 describe('Dockerfiles', () => {
   const files = ['Dockerfile', 'go-app/Dockerfile', 'deploy/nats/Dockerfile'];
