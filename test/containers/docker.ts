@@ -118,3 +118,27 @@ export function testKey(): { key: string; keysJson: string } {
 export async function imageSizeMb(image: string): Promise<number> {
   return Number(await dockerOk(['image', 'inspect', '--format', '{{.Size}}', image])) / 1e6;
 }
+
+/** `-e NAME=value` for each entry. */
+export const envArgs = (env: Record<string, string>) =>
+  Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]);
+
+/**
+ * The arguments of `docker run` for an intake container in production mode on the host's network (so
+ * it reaches the test PostgreSQL and NATS on 127.0.0.1), hardened, with a fresh API key and PII key.
+ */
+export function intakeArgs(command: string, env: Record<string, string>): { key: string; args: string[] } {
+  const { key, keysJson } = testKey();
+  const args = [
+    ...['--network', 'host', ...HARDENED, '--tmpfs', '/tmp'],
+    ...envArgs({
+      HOST: '127.0.0.1',
+      INTAKE_API_KEYS: keysJson,
+      INTAKE_PII_MASTER_KEY: randomBytes(32).toString('base64'),
+      ...env,
+    }),
+    IMAGES.intake,
+    command,
+  ];
+  return { key, args };
+}

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,11 +13,11 @@ import {
   HARDENED,
   IMAGES,
   imageSizeMb,
+  intakeArgs,
   logs,
   requireImages,
   runDetached,
   state,
-  testKey,
   waitHttp,
 } from './docker.ts';
 
@@ -96,26 +95,8 @@ describe('images', () => {
 
     test('intake start: read-only, no capabilities, uid 10001; migrates, accepts, stores, drains', async (t) => {
       const port = await freePort();
-      const { key, keysJson } = testKey();
-      const name = await runDetached(t, 'intake', [
-        '--network',
-        'host',
-        ...HARDENED,
-        '--tmpfs',
-        '/tmp',
-        '-e',
-        `DATABASE_URL=${db.url}`,
-        '-e',
-        `PORT=${port}`,
-        '-e',
-        'HOST=127.0.0.1',
-        '-e',
-        `INTAKE_API_KEYS=${keysJson}`,
-        '-e',
-        `INTAKE_PII_MASTER_KEY=${randomBytes(32).toString('base64')}`,
-        IMAGES.intake,
-        'start',
-      ]);
+      const { key, args } = intakeArgs('start', { DATABASE_URL: db.url, PORT: String(port) });
+      const name = await runDetached(t, 'intake', args);
       const url = `http://127.0.0.1:${port}`;
       await waitHttp(name, `${url}/readyz`);
       assertHardened(name, await processFacts(name), 10001);
