@@ -72,8 +72,9 @@ export type Command = 'start' | 'api' | 'worker' | 'migrate' | 'doctor' | 'pii' 
 /**
  * What each command needs from the environment, so a process is never refused for a setting it does
  * not use (the Kubernetes migrate Job mounts no API keys; the worker holds no PII key):
- * - `apiKeys`: `required` (read, and mandatory in production), `read` (read and validated, reported
- *   by `doctor` when missing) or `unused` (not read at all, even when `INTAKE_API_KEYS_FILE` is set);
+ * - `apiKeys`: `required` (read, and mandatory in production), `read` (read and validated if its file
+ *   can be read; `doctor` reports a missing file or key set as failed checks) or `unused` (not read at
+ *   all, even when `INTAKE_API_KEYS_FILE` is set);
  * - `queue`: whether NATS settings and credentials are read and validated (else `natsUrl` is unset);
  * - `database`: whether `DATABASE_URL` is mandatory in production (every command here uses it).
  * The PII master key is loaded by the code that uses it (privacy/master-key.ts): the API, `doctor`,
@@ -291,9 +292,10 @@ function readApiKeys(
   try {
     keysJson = readSecret(env, 'INTAKE_API_KEYS');
   } catch (err) {
-    problems.push(
-      `INTAKE_API_KEYS_FILE cannot be read (${(err as Error).message}): point it at a readable file`,
-    );
+    if (required)
+      problems.push(
+        `INTAKE_API_KEYS_FILE cannot be read (${(err as Error).message}): point it at a readable file`,
+      );
   }
   const keys = parseApiKeys(keysJson);
   problems.push(...keys.problems);

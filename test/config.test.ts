@@ -91,10 +91,13 @@ describe('each command needs only what it uses', () => {
     });
   }
 
-  test('doctor: reads the keys it reports on, but a missing key set is its own failed check', () => {
+  test('doctor: reads the keys it reports on; a missing file or key set is its own failed check', () => {
     const { INTAKE_API_KEYS_FILE: _, ...noKeys } = prod;
     assert.deepEqual(loadConfig(noKeys, 'doctor').apiKeys, []);
-    assert.throws(() => loadConfig(prod, 'doctor'), /INTAKE_API_KEYS_FILE cannot be read/);
+    assert.deepEqual(loadConfig(prod, 'doctor').apiKeys, []);
+    const keys = JSON.stringify([generateKey('a', ['ingest']).entry]);
+    assert.equal(loadConfig({ ...noKeys, INTAKE_API_KEYS: keys }, 'doctor').apiKeys.length, 1);
+    assert.throws(() => loadConfig({ ...noKeys, INTAKE_API_KEYS: '[{}]' }, 'doctor'), /INTAKE_API_KEYS/);
   });
 
   for (const command of ['pii', 'keys'] as const) {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, type TestContext, test } from 'node:test';
@@ -44,21 +44,33 @@ const skip =
 // biome-ignore lint/suspicious/noExplicitAny: manifest fragments
 type Any = any;
 
-/** The Secrets a secret manager provides in an overlay that does not generate them (docs/deployment.md). */
-function secretManager(): { secrets: Record<string, Record<string, string>>; smokeKey: string } {
+/**
+ * A secret manager: makes each Secret an overlay expects from outside (its expected-secrets file,
+ * docs/deployment.md#secrets) with fresh values, as an operator would before the first deploy.
+ */
+function secretManager(overlay: string): Record<string, Record<string, string>> {
   const svc = generateKey('svc-a', ['ingest', 'read']);
   const smoke = generateKey('intake-smoke', ['ingest', 'read'], ['intake-smoke']);
   const password = () => randomBytes(18).toString('base64url');
-  return {
-    smokeKey: smoke.key,
-    secrets: {
-      'intake-api-keys': { 'api-keys': JSON.stringify([svc.entry, smoke.entry]) },
-      'intake-pii-master-key': { 'master-key': randomBytes(32).toString('base64') },
-      'intake-smoke-key': { key: smoke.key },
-      'intake-pg-api': { username: 'intake_api', password: password() },
-      'intake-pg-worker': { username: 'intake_worker', password: password() },
-    },
+  const make: Record<string, () => Record<string, string>> = {
+    'intake-api-keys': () => ({ 'api-keys': JSON.stringify([svc.entry, smoke.entry]) }),
+    'intake-pii-master-key': () => ({ 'master-key': randomBytes(32).toString('base64') }),
+    'intake-smoke-key': () => ({ key: smoke.key }),
+    'intake-pg-api': () => ({ username: 'intake_api', password: password() }),
+    'intake-pg-worker': () => ({ username: 'intake_worker', password: password() }),
+    // Read by CloudNativePG's backup, not by any process started here.
+    'intake-pg-backup': () => ({ ACCESS_KEY_ID: 'AKIATEST', ACCESS_SECRET_KEY: password() }),
   };
+  const names = readFileSync(join(REPO, 'deploy/k8s/overlays', overlay, 'expected-secrets'), 'utf8')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
+  return Object.fromEntries(
+    names.map((n) => {
+      assert.ok(make[n], `no way to make Secret ${n}: add what it holds to this secret manager`);
+      return [n, make[n]()];
+    }),
+  );
 }
 
 /**
@@ -156,10 +168,7 @@ async function runOverlay(t: TestContext, overlay: string) {
   t.after(() => rmSync(root, { recursive: true, force: true }));
 
   // Secrets the overlay expects from outside (docs/deployment.md#secrets): made as a secret manager would.
-  const generated = new Set(objects.filter((o) => o.kind === 'Secret').map((o) => o.metadata.name));
-  const manager = secretManager();
-  for (const [name, values] of Object.entries(manager.secrets))
-    if (!generated.has(name)) state.addSecret(name, values);
+  for (const [name, values] of Object.entries(secretManager(overlay))) state.addSecret(name, values);
 
   const pgdir = join(root, 'postgres');
   const db = await startEmbeddedPostgres(pgdir, quietLog);
@@ -237,6 +246,7 @@ async function runOverlay(t: TestContext, overlay: string) {
   const doctor = await launch(api, ['doctor']);
   const out = await runToCompletion(`${overlay}: intake doctor in the API container`, doctor.proc);
   assert.doesNotMatch(out, /FAIL/);
+  assert.match(out, /^ok\s+secrets\s+mounted: INTAKE_API_KEYS_FILE, INTAKE_PII_MASTER_KEY_FILE$/m);
   t.diagnostic(`${overlay}: intake doctor in the API container:\n${out}`);
 
   // 5. Every Deployment drains and exits 0 on SIGTERM.
