@@ -36,6 +36,8 @@ if [[ ${INTAKE_BASE_IMAGES:-local} == local ]]; then step base-images base_image
 export INTAKE_IMAGE=${INTAKE_IMAGE:-intake:local} GO_APP_IMAGE=${GO_APP_IMAGE:-go-app:local} \
   NATS_IMAGE_TAG=${NATS_IMAGE_TAG:-intake-nats:local} POSTGRES_IMAGE=${POSTGRES_IMAGE:-postgres:16.9-bookworm}
 step build "$HERE/build-images.sh"
+# The compose test's database: pulled when it is an official image (made locally otherwise).
+docker image inspect "$POSTGRES_IMAGE" >/dev/null 2>&1 || docker pull --quiet "$POSTGRES_IMAGE" >/dev/null
 # Old layers of earlier builds are not needed once the new images are tagged.
 docker image prune --force >/dev/null
 

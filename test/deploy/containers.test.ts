@@ -35,6 +35,23 @@ describe('Dockerfiles', () => {
     });
   }
 
+  test('every base image is a build argument whose default is the official image', () => {
+    for (const [f, arg] of [
+      ['Dockerfile', 'NODE_IMAGE'],
+      ['go-app/Dockerfile', 'GO_IMAGE'],
+      ['deploy/nats/Dockerfile', 'NATS_IMAGE'],
+    ] as const) {
+      const froms = instructions(f).filter((i) => i.op === 'FROM' && !i.args.startsWith('scratch'));
+      assert.ok(froms.length > 0);
+      for (const from of froms)
+        assert.match(from.args, new RegExp(`^\\$\\{${arg}\\}`), `${f}: FROM ${from.args}`);
+      assert.ok(
+        instructions(f).some((i) => i.op === 'ARG' && i.args.startsWith(`${arg}=`)),
+        `${f}: ARG ${arg}=…`,
+      );
+    }
+  });
+
   test('intake: multi-stage build, production dependencies only, runs dist/cli.js start', () => {
     assert.ok(baseImages('Dockerfile').length >= 3, 'build, prod-deps and runtime stages');
     assert.ok(
@@ -130,6 +147,12 @@ describe('compose.yaml', () => {
     }
     assert.equal(s.api.environment.PORT, '8080');
     assert.equal(s.worker.environment.PORT, '8081');
+  });
+
+  test('NATS runs read-only without capabilities; its pid file goes to a tmpfs it owns', () => {
+    assert.equal(s.nats.read_only, true);
+    assert.deepEqual(s.nats.cap_drop, ['ALL']);
+    assert.ok(s.nats.tmpfs.some((t: string) => /^\/var\/run\/nats:.*uid=10002/.test(t)));
   });
 
   test('app containers are hardened and get more than their drain time to stop', () => {
