@@ -305,7 +305,7 @@ function readApiKeys(
   cfg.defaultRateLimit = perSecond > 0 ? { perSecond, burst } : undefined;
   if (required && cfg.production && cfg.apiKeys.length === 0 && !keys.problems.length) {
     problems.push(
-      `INTAKE_API_KEYS (or INTAKE_API_KEYS_FILE) is required for \`intake ${cfg.command}\` when NODE_ENV=production: create keys with \`intake keys create\``,
+      `INTAKE_API_KEYS (or INTAKE_API_KEYS_FILE) is required when NODE_ENV=production (\`intake ${cfg.command}\` authenticates clients): create keys with \`intake keys create\``,
     );
   }
 }

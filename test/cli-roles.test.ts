@@ -122,7 +122,7 @@ describe('commands start with what their role needs', () => {
     assert.equal((await p.exited).code, 78);
     assert.match(
       p.stderr.join(''),
-      /INTAKE_API_KEYS \(or INTAKE_API_KEYS_FILE\) is required for `intake api`/,
+      /INTAKE_API_KEYS \(or INTAKE_API_KEYS_FILE\) is required when NODE_ENV=production \(`intake api`/,
     );
   });
 });
