@@ -82,7 +82,9 @@ describe('each command needs only what it uses', () => {
       const { INTAKE_API_KEYS_FILE: _, ...noKeys } = prod;
       assert.throws(
         () => loadConfig(noKeys, command),
-        new RegExp(`INTAKE_API_KEYS \\(or INTAKE_API_KEYS_FILE\\) is required when NODE_ENV=production \\(\`intake ${command}\``),
+        new RegExp(
+          `INTAKE_API_KEYS \\(or INTAKE_API_KEYS_FILE\\) is required when NODE_ENV=production \\(\`intake ${command}\``,
+        ),
       );
       const keys = JSON.stringify([generateKey('a', ['ingest']).entry]);
       assert.equal(loadConfig({ ...noKeys, INTAKE_API_KEYS: keys }, command).apiKeys.length, 1);
