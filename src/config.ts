@@ -75,9 +75,9 @@ export type Command = 'start' | 'api' | 'worker' | 'migrate' | 'doctor' | 'pii' 
  * - `apiKeys`: `required` (read, and mandatory in production), `read` (read and validated if its file
  *   can be read; `doctor` reports a missing file or key set as failed checks) or `unused` (not read at
  *   all, even when `INTAKE_API_KEYS_FILE` is set);
- * - `queue`: whether NATS settings and credentials are read and validated (else `natsUrl` is unset);
- * - `database`: whether `DATABASE_URL` is mandatory in production (every command here uses it).
- * The PII master key is loaded by the code that uses it (privacy/master-key.ts): the API, `doctor`,
+ * - `queue`: whether NATS settings and credentials are read and validated (else `natsUrl` is unset).
+ * Every command here uses the database, so `DATABASE_URL` is mandatory in production for all. The PII
+ * master key is loaded by the code that uses it (privacy/master-key.ts): the API, `doctor`,
  * `pii` and `keys rotate`; never by `worker` or `migrate`.
  */
 export const COMMAND_NEEDS: Record<Command, { apiKeys: 'required' | 'read' | 'unused'; queue: boolean }> = {

@@ -29,6 +29,23 @@ if [[ ${INTAKE_ENGINE_STARTED:-0} == 1 ]]; then
 else
   trap report EXIT
 fi
+# Ctrl-C or a kill still runs the EXIT trap (an engine this script started is stopped).
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Containers an interrupted earlier run left behind: the tests label theirs intake-test=1, and their
+# compose projects are named intake-t-…; nothing else is touched.
+leftovers() {
+  {
+    docker ps -aq --filter label=intake-test=1
+    docker ps -a --format '{{.ID}} {{.Label "com.docker.compose.project"}}' | awk '$2 ~ /^intake-t-/ { print $1 }'
+  } | sort -u
+}
+mapfile -t stale < <(leftovers)
+if ((${#stale[@]})); then
+  echo "run-suite: removing ${#stale[@]} containers left by an interrupted run" >&2
+  docker rm --force --volumes "${stale[@]}" >/dev/null
+fi
 
 base_images() { eval "$("$HERE/base-images.sh")"; }
 if [[ ${INTAKE_BASE_IMAGES:-local} == local ]]; then step base-images base_images; fi

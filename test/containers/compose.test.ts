@@ -117,6 +117,21 @@ test('compose: migrate exits 0, api and worker healthy, doctor passes, smoke sto
     body: JSON.stringify({ ts: '1530228282', sender: 'compose', message: { a: 1 } }),
   });
   assert.equal(res.status, 202, await res.text());
+  // Real clients other than Node's fetch: curl and Python's urllib, as the README's example is sent.
+  const body = '{"ts":"1530228282","sender":"compose","message":{"client":"curl"}}';
+  const curl = await exec('curl', [
+    ...['-s', '-o', '/dev/null', '-w', '%{http_code}', '-H', 'content-type: application/json'],
+    ...['-H', 'authorization: Bearer intake-dev-key-not-a-secret', '-d', body],
+    `http://127.0.0.1:${ports.INTAKE_API_PORT}/v1/messages`,
+  ]);
+  assert.equal(curl.stdout, '202');
+  const py = await exec('python3', [
+    '-c',
+    `import urllib.request as u
+r = u.urlopen(u.Request("http://127.0.0.1:${ports.INTAKE_API_PORT}/v1/messages", data=b'{"ts":1530228282,"sender":"compose","message":{"client":"python"}}', headers={"content-type": "application/json", "authorization": "Bearer intake-dev-key-not-a-secret"}))
+print(r.status)`,
+  ]);
+  assert.equal(py.stdout.trim(), '202');
   const hi = await fetch(`http://127.0.0.1:${ports.GO_APP_PORT}/?delay=10`);
   assert.equal(await hi.text(), 'Hi!\n');
 });

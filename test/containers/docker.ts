@@ -60,8 +60,19 @@ export async function dockerOk(args: string[], opts: { timeoutMs?: number } = {}
 /** A name unique to this run, for containers, networks and compose projects. */
 export const uniqueName = (label: string) => `intake-t-${label}-${randomBytes(3).toString('hex')}`;
 
-/** The hardening every container of ours runs with here, as in compose and Kubernetes. */
-export const HARDENED = ['--read-only', '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges:true'];
+/**
+ * The hardening every container of ours runs with here, as in compose and Kubernetes, and the label
+ * by which scripts/containers/run-suite.sh finds containers an interrupted run left behind.
+ */
+export const HARDENED = [
+  '--label',
+  'intake-test=1',
+  '--read-only',
+  '--cap-drop',
+  'ALL',
+  '--security-opt',
+  'no-new-privileges:true',
+];
 
 /**
  * `docker run -d` a container that is removed (with its anonymous volumes) when the test ends, whatever
