@@ -55,7 +55,8 @@ export INTAKE_IMAGE=${INTAKE_IMAGE:-intake:local} GO_APP_IMAGE=${GO_APP_IMAGE:-g
 step build "$HERE/build-images.sh"
 # The compose test's database: pulled when it is an official image (made locally otherwise).
 docker image inspect "$POSTGRES_IMAGE" >/dev/null 2>&1 || docker pull --quiet "$POSTGRES_IMAGE" >/dev/null
-# Old layers of earlier builds are not needed once the new images are tagged.
-docker image prune --force >/dev/null
+# Untagged images older than a week: layers of builds long replaced. Recent ones are the classic
+# builder's cache of the build stages (npm ci), which the next run reuses.
+docker image prune --force --filter until=168h >/dev/null
 
 step tests node scripts/run-tests.mjs "${@:-test/containers}"
