@@ -2,7 +2,9 @@
 # intake: API, worker, migrations and the pod watcher, all from one image.
 #   docker build -t intake .
 #   docker run --rm intake help
-# Node is pinned to an exact 24.x release; pin the digest too (Renovate/Dependabot keeps it fresh).
+# Node is pinned to an exact 24.x release; pin the digest too (Renovate/Dependabot keeps it fresh). A
+# machine without registry access passes a local image with node and npm instead (--build-arg
+# NODE_IMAGE=…, made by scripts/containers/base-images.sh); the official image stays the default.
 ARG NODE_IMAGE=node:24.21.0-bookworm-slim
 
 # 1. Compile TypeScript with the full dependency tree (tsc and types are dev dependencies).
@@ -36,6 +38,10 @@ COPY --from=build /app/dist ./dist
 COPY package.json ./
 # Migrations are read at runtime by `intake migrate` (dist/store/migrate.js resolves ../../sql).
 COPY sql ./sql
+# A name for uid 10001: Node's os.userInfo() (the audit actor of `intake pii`) fails for a uid that has
+# no entry in /etc/passwd.
+RUN echo 'intake:x:10001:10001:intake:/tmp:/usr/sbin/nologin' >>/etc/passwd \
+    && echo 'intake:x:10001:' >>/etc/group
 USER 10001:10001
 EXPOSE 8080 8081 9090
 # node is PID 1: intake handles SIGTERM/SIGINT itself (staged drain) and spawns no children in a

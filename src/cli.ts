@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { writeHeapSnapshot } from 'node:v8';
 import { generateKey, SCOPES, type Scope } from './auth/api-keys.ts';
-import { ConfigError, loadConfig } from './config.ts';
+import { type Command, ConfigError, loadConfig } from './config.ts';
 import { operatorCommand } from './operator.ts';
 import { formatChecks, runDoctor } from './ops/doctor.ts';
 import { createLogger } from './ops/logger.ts';
@@ -47,7 +47,7 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
 
-  const config = loadConfig();
+  const config = loadConfig(process.env, command as Command);
   const log = createLogger({ level: config.logLevel });
 
   if (command === 'migrate') {

@@ -7,7 +7,9 @@ import { type ApiKey, parseApiKeys } from './auth/api-keys.ts';
  * with one line per problem that names the variable and says what to set (12-factor: env or `*_FILE`).
  */
 export interface Config {
-  /** `NODE_ENV=production` makes auth keys and explicit secrets mandatory. */
+  /** The command this configuration was loaded for: it decides what is read and what is required. */
+  command: Command;
+  /** `NODE_ENV=production` makes explicit secrets mandatory (each command checks those it uses). */
   production: boolean;
   /** Listen address of the HTTP server (`HOST`, default `0.0.0.0`; `PORT`, default 8080). */
   host: string;
@@ -68,11 +70,44 @@ export interface Config {
   lingeringTimeoutMs: number;
   /** `INTAKE_PII_MESSAGE_FIELDS` (comma-separated): top-level `message` keys treated as personal data. */
   piiMessageFields: string[];
-  /** `INTAKE_API_KEYS` (or `_FILE`): JSON array of {name, hash, scopes, senders?, rateLimit?}. */
+  /**
+   * `INTAKE_API_KEYS` (or `_FILE`): JSON array of {name, hash, scopes, senders?, rateLimit?}. Read only by
+   * the commands that authenticate clients or report on keys (start, api, doctor); empty for the others.
+   */
   apiKeys: ApiKey[];
   /** `INTAKE_RATE_LIMIT_PER_SECOND` / `INTAKE_RATE_LIMIT_BURST`: default per-key bucket (0 = none). */
   defaultRateLimit: { perSecond: number; burst: number } | undefined;
+  /**
+   * `INTAKE_MIGRATE_ON_START`: apply migrations before serving. Default `true` for `start` (the
+   * all-in-one command, as graphile-worker and pg-boss do) and `false` for `api` and `worker`, which
+   * refuse a schema older than their build so that only the migration Job changes it.
+   */
+  migrateOnStart: boolean;
 }
+
+/** The CLI commands that load a configuration. */
+export type Command = 'start' | 'api' | 'worker' | 'migrate' | 'doctor' | 'pii' | 'keys';
+
+/**
+ * What each command needs from the environment, so a process is never refused for a setting it does
+ * not use (the Kubernetes migrate Job mounts no API keys; the worker holds no PII key):
+ * - `apiKeys`: `required` (read, and mandatory in production), `read` (read and validated if its file
+ *   can be read; `doctor` reports a missing file or key set as failed checks) or `unused` (not read at
+ *   all, even when `INTAKE_API_KEYS_FILE` is set);
+ * - `queue`: whether NATS settings and credentials are read and validated (else `natsUrl` is unset).
+ * Every command here uses the database, so `DATABASE_URL` is mandatory in production for all. The PII
+ * master key is loaded by the code that uses it (privacy/master-key.ts): the API, `doctor`,
+ * `pii` and `keys rotate`; never by `worker` or `migrate`.
+ */
+export const COMMAND_NEEDS: Record<Command, { apiKeys: 'required' | 'read' | 'unused'; queue: boolean }> = {
+  start: { apiKeys: 'required', queue: true },
+  api: { apiKeys: 'required', queue: true },
+  worker: { apiKeys: 'unused', queue: true },
+  migrate: { apiKeys: 'unused', queue: false },
+  doctor: { apiKeys: 'read', queue: true },
+  pii: { apiKeys: 'unused', queue: true }, // export and erasure count messages still queued
+  keys: { apiKeys: 'unused', queue: false },
+};
 
 export interface NatsConfig {
   /** `NATS_STREAM` (default `INTAKE`) and `NATS_SUBJECT` (default `intake.messages`). */
@@ -146,8 +181,10 @@ export function readSecret(env: Env, name: string): string | undefined {
   return v === '' ? undefined : v;
 }
 
-export function loadConfig(env: Env = process.env): Config {
+/** Reads and validates the environment for `command` (default `start`, which needs the most). */
+export function loadConfig(env: Env = process.env, command: Command = 'start'): Config {
   const problems: string[] = [];
+  const needs = COMMAND_NEEDS[command];
 
   const int = (name: string, def: number, min: number, max: number): number => {
     const raw = env[name];
@@ -205,13 +242,20 @@ export function loadConfig(env: Env = process.env): Config {
     );
   }
 
+  const migrateRaw = env.INTAKE_MIGRATE_ON_START;
+  let migrateOnStart = command === 'start';
+  if (migrateRaw === 'true' || migrateRaw === 'false') migrateOnStart = migrateRaw === 'true';
+  else if (migrateRaw !== undefined && migrateRaw !== '')
+    problems.push(`INTAKE_MIGRATE_ON_START=${JSON.stringify(migrateRaw)} is not valid: set true or false`);
+
   const cfg: Config = {
+    command,
     production,
     host: env.HOST || '0.0.0.0',
     port: int('PORT', 8080, 0, 65535),
     databaseUrl: url('DATABASE_URL', ['postgres:', 'postgresql:']),
     dataDir: resolve(env.INTAKE_DATA_DIR || './.intake'),
-    natsUrl: url('NATS_URL', ['nats:', 'tls:', 'ws:', 'wss:']),
+    natsUrl: needs.queue ? url('NATS_URL', ['nats:', 'tls:', 'ws:', 'wss:']) : undefined,
     nats: {
       stream: env.NATS_STREAM || 'INTAKE',
       subject: env.NATS_SUBJECT || 'intake.messages',
@@ -253,7 +297,20 @@ export function loadConfig(env: Env = process.env): Config {
       .filter(Boolean),
     apiKeys: [],
     defaultRateLimit: undefined,
+    migrateOnStart,
   };
+  if (needs.queue) readNatsAuth(env, cfg, problems);
+  if (needs.apiKeys !== 'unused') readApiKeys(env, cfg, problems, int, needs.apiKeys === 'required');
+  if (production && !cfg.databaseUrl) {
+    problems.push(
+      'DATABASE_URL is required when NODE_ENV=production: set it to postgres://user:pass@host:5432/db',
+    );
+  }
+  if (problems.length) throw new ConfigError(problems);
+  return cfg;
+}
+
+function readNatsAuth(env: Env, cfg: Config, problems: string[]): void {
   try {
     const user = readSecret(env, 'NATS_USER');
     const pass = readSecret(env, 'NATS_PASSWORD');
@@ -279,13 +336,23 @@ export function loadConfig(env: Env = process.env): Config {
       `a NATS credentials file cannot be read (${(err as Error).message}): point the *_FILE variable at a readable file`,
     );
   }
+}
+
+function readApiKeys(
+  env: Env,
+  cfg: Config,
+  problems: string[],
+  int: (name: string, def: number, min: number, max: number) => number,
+  required: boolean,
+): void {
   let keysJson: string | undefined;
   try {
     keysJson = readSecret(env, 'INTAKE_API_KEYS');
   } catch (err) {
-    problems.push(
-      `INTAKE_API_KEYS_FILE cannot be read (${(err as Error).message}): point it at a readable file`,
-    );
+    if (required)
+      problems.push(
+        `INTAKE_API_KEYS_FILE cannot be read (${(err as Error).message}): point it at a readable file`,
+      );
   }
   const keys = parseApiKeys(keysJson);
   problems.push(...keys.problems);
@@ -293,16 +360,9 @@ export function loadConfig(env: Env = process.env): Config {
   const perSecond = int('INTAKE_RATE_LIMIT_PER_SECOND', 0, 0, 10_000_000);
   const burst = int('INTAKE_RATE_LIMIT_BURST', Math.max(1, perSecond * 2), 1, 10_000_000);
   cfg.defaultRateLimit = perSecond > 0 ? { perSecond, burst } : undefined;
-  if (production && cfg.apiKeys.length === 0 && !keys.problems.length) {
+  if (required && cfg.production && cfg.apiKeys.length === 0 && !keys.problems.length) {
     problems.push(
-      'INTAKE_API_KEYS (or INTAKE_API_KEYS_FILE) is required when NODE_ENV=production: create keys with `intake keys create`',
+      `INTAKE_API_KEYS (or INTAKE_API_KEYS_FILE) is required when NODE_ENV=production (\`intake ${cfg.command}\` authenticates clients): create keys with \`intake keys create\``,
     );
   }
-  if (production && !cfg.databaseUrl) {
-    problems.push(
-      'DATABASE_URL is required when NODE_ENV=production: set it to postgres://user:pass@host:5432/db',
-    );
-  }
-  if (problems.length) throw new ConfigError(problems);
-  return cfg;
 }

@@ -9,7 +9,7 @@ import { checkHeapLimit } from './ops/memory.ts';
 import { createMetrics, type Metrics } from './ops/metrics.ts';
 import { Shutdown } from './ops/shutdown.ts';
 import { DataKeys } from './privacy/data-keys.ts';
-import { createIpProtector } from './privacy/ip-protector.ts';
+import { createIpProtector, type IpProtector } from './privacy/ip-protector.ts';
 import { loadMasterKey } from './privacy/master-key.ts';
 import { openQueue } from './queue/open-queue.ts';
 import { startEmbeddedPostgres } from './store/embedded-postgres.ts';
@@ -59,7 +59,7 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
       stopEmbedded = pg.stop;
       cleanup.push(pg.stop);
     }
-    if (!config.databaseUrl || process.env.INTAKE_MIGRATE_ON_START === 'true') {
+    if (!config.databaseUrl || config.migrateOnStart) {
       await migrate(databaseUrl, log);
     } else {
       await assertSchemaCurrent(databaseUrl);
@@ -106,9 +106,12 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
       maintenance.every('partitions', 3_600_000, () => maintainPartitions(pool, config.retentionDays, log));
     }
 
-    const masterKey = await loadMasterKey(config, log);
-    const dataKeys = new DataKeys(pool, masterKey);
+    // Only the API encrypts (and, for privacy requests, decrypts): a worker never loads the PII key.
+    let ipProtector: IpProtector = WITHOUT_PII_KEY;
     if (roles.includes('api')) {
+      const masterKey = await loadMasterKey(config, log);
+      const dataKeys = new DataKeys(pool, masterKey);
+      ipProtector = createIpProtector(masterKey, dataKeys);
       await dataKeys.refresh();
       // A new data key each UTC day; if PostgreSQL is down at that moment the current key stays in use.
       maintenance.every('data-key-refresh', 600_000, () => dataKeys.refresh().then(() => {}));
@@ -134,7 +137,6 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
           'Create keys with `intake keys create` before exposing it.',
       );
     }
-    const ipProtector = createIpProtector(masterKey, dataKeys);
     const app = await buildApp({
       queue: producer,
       ingest: new Ingest({
@@ -202,6 +204,18 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
     throw err;
   }
 }
+
+/**
+ * The protector of a process without the API role. Such a process registers only health and metrics
+ * routes, so nothing calls it; if a future route did, it fails loudly instead of storing clear text.
+ */
+const WITHOUT_PII_KEY: IpProtector = ((noKey: () => never) => ({
+  protect: noKey,
+  pseudonym: noKey,
+  reveal: noKey,
+}))(() => {
+  throw new Error('this process has no API role and holds no PII key');
+});
 
 async function assertSchemaCurrent(databaseUrl: string): Promise<void> {
   const { default: pg } = await import('pg');

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { describe, test } from 'node:test';
 import { ConfigError, loadConfig } from '../src/config.ts';
+import { generateKey } from '../src/auth/api-keys.ts';
 
 test('defaults: embedded database, Postgres queue, port 8080', () => {
   const c = loadConfig({});
@@ -48,4 +49,75 @@ test('secrets can come from *_FILE', async () => {
     () => loadConfig({ DATABASE_URL_FILE: '/nonexistent/file' }),
     /DATABASE_URL_FILE cannot be read/,
   );
+});
+
+describe('each command needs only what it uses', () => {
+  // The Kubernetes shared ConfigMap points every container at the key files, but only the API mounts
+  // them: a command that does not use a setting must neither read it nor require it.
+  const prod = {
+    NODE_ENV: 'production',
+    DATABASE_URL: 'postgres://u@h:5432/d',
+    NATS_URL: 'nats://nats:4222',
+    INTAKE_API_KEYS_FILE: '/nonexistent/api-keys',
+    INTAKE_PII_MASTER_KEY_FILE: '/nonexistent/master-key',
+  };
+
+  test('migrate: only the database; API key and NATS settings are not read', () => {
+    const c = loadConfig({ ...prod, NATS_USER: 'half-a-credential' }, 'migrate');
+    assert.deepEqual(c.apiKeys, []);
+    assert.equal(c.natsUrl, undefined);
+    assert.throws(() => loadConfig({ NODE_ENV: 'production' }, 'migrate'), /DATABASE_URL is required/);
+  });
+
+  test('worker: no API keys (not even read), but the queue settings are checked', () => {
+    const c = loadConfig(prod, 'worker');
+    assert.deepEqual(c.apiKeys, []);
+    assert.equal(c.natsUrl, 'nats://nats:4222');
+    assert.throws(() => loadConfig({ ...prod, NATS_USER: 'u' }, 'worker'), /NATS_USER and NATS_PASSWORD/);
+  });
+
+  for (const command of ['api', 'start'] as const) {
+    test(`${command}: API keys are required in production and their file must be readable`, () => {
+      assert.throws(() => loadConfig(prod, command), /INTAKE_API_KEYS_FILE cannot be read/);
+      const { INTAKE_API_KEYS_FILE: _, ...noKeys } = prod;
+      assert.throws(
+        () => loadConfig(noKeys, command),
+        new RegExp(
+          `INTAKE_API_KEYS \\(or INTAKE_API_KEYS_FILE\\) is required when NODE_ENV=production \\(\`intake ${command}\``,
+        ),
+      );
+      const keys = JSON.stringify([generateKey('a', ['ingest']).entry]);
+      assert.equal(loadConfig({ ...noKeys, INTAKE_API_KEYS: keys }, command).apiKeys.length, 1);
+      // Outside production no keys means auth off (the API says so loudly at start-up).
+      assert.deepEqual(loadConfig({}, command).apiKeys, []);
+    });
+  }
+
+  test('doctor: reads the keys it reports on; a missing file or key set is its own failed check', () => {
+    const { INTAKE_API_KEYS_FILE: _, ...noKeys } = prod;
+    assert.deepEqual(loadConfig(noKeys, 'doctor').apiKeys, []);
+    assert.deepEqual(loadConfig(prod, 'doctor').apiKeys, []);
+    const keys = JSON.stringify([generateKey('a', ['ingest']).entry]);
+    assert.equal(loadConfig({ ...noKeys, INTAKE_API_KEYS: keys }, 'doctor').apiKeys.length, 1);
+    assert.throws(() => loadConfig({ ...noKeys, INTAKE_API_KEYS: '[{}]' }, 'doctor'), /INTAKE_API_KEYS/);
+  });
+
+  for (const command of ['pii', 'keys'] as const) {
+    test(`${command}: the database; API keys are not read`, () => {
+      assert.deepEqual(loadConfig(prod, command).apiKeys, []);
+      assert.throws(() => loadConfig({ NODE_ENV: 'production' }, command), /DATABASE_URL is required/);
+    });
+  }
+
+  test('INTAKE_MIGRATE_ON_START: on for start, off for api and worker, and either can be overridden', () => {
+    assert.equal(loadConfig({ DATABASE_URL: prod.DATABASE_URL }, 'start').migrateOnStart, true);
+    assert.equal(loadConfig({}, 'api').migrateOnStart, false);
+    assert.equal(loadConfig({}, 'worker').migrateOnStart, false);
+    assert.equal(loadConfig({ INTAKE_MIGRATE_ON_START: 'false' }, 'start').migrateOnStart, false);
+    assert.equal(loadConfig({ INTAKE_MIGRATE_ON_START: 'true' }, 'worker').migrateOnStart, true);
+    assert.throws(
+      () => loadConfig({ INTAKE_MIGRATE_ON_START: 'yes' }, 'start'),
+      /INTAKE_MIGRATE_ON_START="yes" is not valid: set true or false/,
+    );
+  });
 });

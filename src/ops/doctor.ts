@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { StreamInfo } from '@nats-io/jetstream';
 import pg from 'pg';
 import type { Config } from '../config.ts';
@@ -27,6 +28,7 @@ export async function runDoctor(config: Config, databaseUrl: string, log: Logger
     'ok',
     `valid (${config.production ? 'production' : 'development'}; queue ${config.natsUrl ? 'nats' : 'postgres'})`,
   );
+  checks.push(secretFiles());
   if (config.apiKeys.length === 0) {
     add('api keys', config.production ? 'fail' : 'warn', 'none configured: authentication is off');
   } else {
@@ -212,6 +214,48 @@ function streamUsageCheck(info: StreamInfo, config: Config, usage: number, hasRo
     name: 'stream usage',
     status: pct >= 80 ? 'warn' : 'ok',
     detail: `${pct}% of its limits (${held}; ${limits}); workers trim acknowledged messages from ${config.nats.trimAtPercent}%`,
+  };
+}
+
+/** Settings intake reads from mounted Secret files (`NAME_FILE`), and the .creds file of NATS. */
+const SECRET_FILES = [
+  'INTAKE_API_KEYS_FILE',
+  'INTAKE_PII_MASTER_KEY_FILE',
+  'DATABASE_URL_FILE',
+  'NATS_USER_FILE',
+  'NATS_PASSWORD_FILE',
+  'NATS_TOKEN_FILE',
+  'NATS_CREDS_FILE',
+];
+
+/**
+ * Every Secret file this process is configured to read is mounted and not empty. In Kubernetes each is
+ * a key of a Secret the overlay expects (deploy/k8s/overlays/<env>/expected-secrets); a missing one
+ * means the Secret or the key was not created, or the volume is not mounted in this pod.
+ */
+function secretFiles(env: NodeJS.ProcessEnv = process.env): Check {
+  const mounted: string[] = [];
+  const missing: string[] = [];
+  for (const name of SECRET_FILES) {
+    const file = env[name];
+    if (!file) continue;
+    try {
+      if (readFileSync(file, 'utf8').trim() === '') missing.push(`${name}=${file} is empty`);
+      else mounted.push(name);
+    } catch (err) {
+      missing.push(`${name}=${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  }
+  if (missing.length)
+    return {
+      name: 'secrets',
+      status: 'fail',
+      detail: `${missing.join('; ')}: create and mount the Secret (docs/deployment.md#secrets)`,
+    };
+  return {
+    name: 'secrets',
+    status: 'ok',
+    detail: mounted.length ? `mounted: ${mounted.join(', ')}` : 'none read from files',
   };
 }
 

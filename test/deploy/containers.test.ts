@@ -4,6 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { parse } from 'yaml';
+import { baseImages, finalStage, instructions } from './dockerfile.ts';
 import { imagePinned } from './k8s-policies.ts';
 import { needTool, REPO } from './tools.ts';
 
@@ -11,37 +12,6 @@ import { needTool, REPO } from './tools.ts';
 type Any = any;
 
 const read = (path: string) => readFileSync(join(REPO, path), 'utf8');
-
-/** Dockerfile instructions, continuation lines joined, comments dropped. */
-function instructions(path: string): Array<{ op: string; args: string }> {
-  return read(path)
-    .replace(/\\\n/g, ' ')
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l && !l.startsWith('#'))
-    .map((l) => {
-      const [op, ...rest] = l.split(/\s+/);
-      return { op: op!.toUpperCase(), args: rest.join(' ') };
-    });
-}
-
-/** The image of each FROM, with ARG defaults substituted. */
-function baseImages(path: string): string[] {
-  const args = new Map<string, string>();
-  const out: string[] = [];
-  for (const { op, args: a } of instructions(path)) {
-    if (op === 'ARG' && a.includes('=')) args.set(a.split('=')[0]!, a.slice(a.indexOf('=') + 1));
-    if (op === 'FROM') out.push(a.split(/\s+/)[0]!.replace(/\$\{(\w+)\}/g, (_, n) => args.get(n) ?? ''));
-  }
-  return out;
-}
-
-/** The instructions of the last stage (the image that ships). */
-const finalStage = (path: string) => {
-  const all = instructions(path);
-  const lastFrom = all.map((i) => i.op).lastIndexOf('FROM');
-  return all.slice(lastFrom);
-};
 
 describe('Dockerfiles', () => {
   const files = ['Dockerfile', 'go-app/Dockerfile', 'deploy/nats/Dockerfile'];
@@ -64,6 +34,23 @@ describe('Dockerfiles', () => {
       assert.notEqual(user.split(':')[0], '0');
     });
   }
+
+  test('every base image is a build argument whose default is the official image', () => {
+    for (const [f, arg] of [
+      ['Dockerfile', 'NODE_IMAGE'],
+      ['go-app/Dockerfile', 'GO_IMAGE'],
+      ['deploy/nats/Dockerfile', 'NATS_IMAGE'],
+    ] as const) {
+      const froms = instructions(f).filter((i) => i.op === 'FROM' && !i.args.startsWith('scratch'));
+      assert.ok(froms.length > 0);
+      for (const from of froms)
+        assert.match(from.args, new RegExp(`^\\$\\{${arg}\\}`), `${f}: FROM ${from.args}`);
+      assert.ok(
+        instructions(f).some((i) => i.op === 'ARG' && i.args.startsWith(`${arg}=`)),
+        `${f}: ARG ${arg}=…`,
+      );
+    }
+  });
 
   test('intake: multi-stage build, production dependencies only, runs dist/cli.js start', () => {
     assert.ok(baseImages('Dockerfile').length >= 3, 'build, prod-deps and runtime stages');
@@ -137,7 +124,8 @@ describe('Dockerfiles', () => {
 });
 
 describe('compose.yaml', () => {
-  const compose: Any = parse(read('compose.yaml'), { merge: true });
+  // What compose reads when the environment sets nothing: ${NAME:-default} → default.
+  const compose: Any = parse(read('compose.yaml').replace(/\$\{\w+:-([^}]*)\}/g, '$1'), { merge: true });
   const s = compose.services;
 
   test('runs the whole stack: postgres, nats, migrate, api, worker, go-app', () => {
@@ -159,6 +147,12 @@ describe('compose.yaml', () => {
     }
     assert.equal(s.api.environment.PORT, '8080');
     assert.equal(s.worker.environment.PORT, '8081');
+  });
+
+  test('NATS runs read-only without capabilities; its pid file goes to a tmpfs it owns', () => {
+    assert.equal(s.nats.read_only, true);
+    assert.deepEqual(s.nats.cap_drop, ['ALL']);
+    assert.ok(s.nats.tmpfs.some((t: string) => /^\/var\/run\/nats:.*uid=10002/.test(t)));
   });
 
   test('app containers are hardened and get more than their drain time to stop', () => {

@@ -219,8 +219,26 @@ describe('deploy-apps', { skip }, () => {
   test('a failed image build stops before the cluster is touched', async () => {
     const r = await deployApps(['go-app'], { ...REAL, FAKE_FAIL_DOCKER: 'build' });
     assert.notEqual(r.code, 0);
-    assert.ok(!r.calls.some((c) => c.startsWith('kubectl') && !c.startsWith('kubectl kustomize')));
+    // Reading the Secrets is all that happened in the cluster.
+    assert.ok(
+      !r.calls.some(
+        (c) => c.startsWith('kubectl') && !c.startsWith('kubectl kustomize') && !/ get secret /.test(c),
+      ),
+    );
     assert.ok(!r.calls.some((c) => c.startsWith('docker push')));
+  });
+
+  test('a missing Secret of the overlay stops before anything is built or applied', async () => {
+    const r = await deployApps(['--overlay', 'prod', 'api'], {
+      ...REAL,
+      FAKE_MISSING_SECRETS: 'intake-pii-master-key intake-pg-backup',
+    });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /missing Secrets in namespace intake: intake-pg-backup intake-pii-master-key/);
+    assert.ok(!r.calls.some((c) => c.startsWith('docker') || / apply /.test(c)));
+    // Every Secret of the list was looked up, in the overlay's namespace.
+    for (const name of ['intake-api-keys', 'intake-pg-api', 'intake-pg-worker', 'intake-smoke-key'])
+      assert.ok(r.calls.includes(`kubectl --namespace intake get secret ${name} -o name`), name);
   });
 
   test('bash -n, and shellcheck when installed', async () => {

@@ -44,7 +44,43 @@ const CNPG_CLUSTER: Shape = {
       additionalPodAntiAffinity: 'IPodAntiAffinity',
       additionalPodAffinity: 'IPodAffinity',
     },
-    backup: true,
+    backup: {
+      // BackupConfiguration and the in-tree BarmanObjectStoreConfiguration (CloudNativePG 1.25).
+      retentionPolicy: true,
+      target: true,
+      volumeSnapshot: true,
+      barmanObjectStore: {
+        destinationPath: true,
+        endpointURL: true,
+        endpointCA: true,
+        serverName: true,
+        s3Credentials: {
+          accessKeyId: { name: true, key: true },
+          secretAccessKey: { name: true, key: true },
+          region: { name: true, key: true },
+          sessionToken: { name: true, key: true },
+          inheritFromIAMRole: true,
+        },
+        azureCredentials: true,
+        googleCredentials: true,
+        wal: {
+          compression: true,
+          encryption: true,
+          maxParallel: true,
+          archiveAdditionalCommandArgs: true,
+          restoreAdditionalCommandArgs: true,
+        },
+        data: {
+          compression: true,
+          encryption: true,
+          jobs: true,
+          immediateCheckpoint: true,
+          additionalCommandArgs: true,
+        },
+        tags: true,
+        historyTags: true,
+      },
+    },
     bootstrap: true,
     certificates: true,
     description: true,
@@ -67,7 +103,15 @@ const CNPG_CLUSTER: Shape = {
     managed: true,
     maxSyncReplicas: true,
     minSyncReplicas: true,
-    monitoring: true,
+    monitoring: {
+      disableDefaultQueries: true,
+      customQueriesConfigMap: true,
+      customQueriesSecret: true,
+      enablePodMonitor: true,
+      tls: true,
+      podMonitorMetricRelabelings: true,
+      podMonitorRelabelings: true,
+    },
     nodeMaintenanceWindow: true,
     plugins: true,
     podSecurityContext: 'IPodSecurityContext',
@@ -124,6 +168,25 @@ const CNPG_CLUSTER: Shape = {
       resizeInUseVolumes: true,
       pvcTemplate: 'IPersistentVolumeClaimSpec',
     },
+  },
+};
+
+/** CloudNativePG 1.25 ScheduledBackup (api/v1/scheduledbackup_types.go), hand-kept. */
+const CNPG_SCHEDULED_BACKUP: Shape = {
+  apiVersion: true,
+  kind: true,
+  metadata: 'IObjectMeta',
+  spec: {
+    suspend: true,
+    immediate: true,
+    schedule: true,
+    cluster: { name: true },
+    backupOwnerReference: true,
+    target: true,
+    method: true,
+    online: true,
+    onlineConfiguration: true,
+    pluginConfiguration: true,
   },
 };
 
@@ -202,6 +265,7 @@ const RULE = new Set(['alert', 'record', 'expr', 'for', 'keep_firing_for', 'labe
 /** Custom resources we ship, by `apiVersion/kind`. */
 export const CRD_SHAPES: Record<string, Shape> = {
   'postgresql.cnpg.io/v1/Cluster': CNPG_CLUSTER,
+  'postgresql.cnpg.io/v1/ScheduledBackup': CNPG_SCHEDULED_BACKUP,
   'monitoring.coreos.com/v1/ServiceMonitor': SERVICE_MONITOR,
   'monitoring.coreos.com/v1/PrometheusRule': PROMETHEUS_RULE,
 };

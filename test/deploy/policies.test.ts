@@ -2,11 +2,13 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
-import { imagePinned, POLICIES, type Policy, podOwners } from './k8s-policies.ts';
+import { CLUSTER_POLICIES, expectedSecrets, scrapeJobs } from './k8s-cluster-policies.ts';
+import { imagePinned, type Policy, podOwners, POLICIES as WORKLOAD_POLICIES } from './k8s-policies.ts';
 import { type K8sObject, OVERLAYS, renderOverlay } from './k8s-render.ts';
 import { needTool, REPO } from './tools.ts';
 
 const skip = needTool('kubectl', ['version', '--client']);
+const POLICIES: Record<string, Policy> = { ...WORKLOAD_POLICIES, ...CLUSTER_POLICIES };
 
 // biome-ignore lint/suspicious/noExplicitAny: manifest fragments
 type Any = any;
@@ -119,6 +121,53 @@ const BREAKAGES: Array<{ policy: string; what: string; breakIt: (o: K8sObject[])
       expect: /Deployment\/go-app: no topologySpreadConstraint on topology.kubernetes.io\/zone/,
     },
     {
+      policy: 'clusterScopedNames',
+      what: 'a ClusterRole named without the namespace',
+      breakIt: (o) => {
+        byName(o, 'ClusterRole', 'intake-pod-watcher').metadata.name = 'pod-watcher';
+      },
+      expect: /ClusterRole\/pod-watcher: a cluster-scoped name must start with the namespace \("intake-"\)/,
+    },
+    {
+      policy: 'clusterScopedNames',
+      what: 'a binding whose roleRef missed the rename',
+      breakIt: (o) => {
+        byName(o, 'ClusterRoleBinding', 'intake-pod-watcher').roleRef.name = 'intake-other';
+      },
+      expect: /roleRef names ClusterRole intake-other, which is not rendered/,
+    },
+    {
+      policy: 'connectionBudget',
+      what: 'the API pool left at the default under the prod HPA ceiling',
+      breakIt: (o) => {
+        const env = apiContainer(o).env;
+        env.splice(
+          env.findIndex((e: Any) => e.name === 'INTAKE_DB_POOL_SIZE'),
+          1,
+        );
+      },
+      expect:
+        /role intake_api: intake-api 30 pods × pool 10 = 300 connections, not under its connectionLimit 150/,
+    },
+    {
+      policy: 'databaseBackups',
+      what: 'ScheduledBackup deleted and the pod monitor off',
+      breakIt: (o) => {
+        o.splice(o.indexOf(byName(o, 'ScheduledBackup', 'intake-pg-daily')), 1);
+        byName(o, 'Cluster', 'intake-pg').spec.monitoring.enablePodMonitor = false;
+      },
+      expect: /Cluster\/intake-pg: no ScheduledBackup takes base backups of it/,
+    },
+    {
+      policy: 'scrapedJobsAlerted',
+      what: 'the absent() alert of the NATS exporter removed',
+      breakIt: (o) => {
+        for (const g of byName(o, 'PrometheusRule', 'intake').spec.groups)
+          g.rules = g.rules.filter((r: Any) => r.alert !== 'NatsExporterTargetsAbsent');
+      },
+      expect: /job nats-metrics: no absent\(up\) alert/,
+    },
+    {
       policy: 'tokenOnlyWhenNeeded',
       what: 'token mounted without RBAC',
       breakIt: (o) => {
@@ -158,6 +207,45 @@ describe('policies over the rendered overlays', { skip }, () => {
       Object.keys(POLICIES).filter((p) => !BREAKAGES.some((b) => b.policy === p)),
       [],
     );
+  });
+
+  test('every scrape job is known: the three ServiceMonitors, the pod watcher and CloudNativePG', () => {
+    assert.deepEqual(scrapeJobs(rendered.get('prod')!).sort(), [
+      'intake-api',
+      'intake-worker',
+      'intake/intake-pg',
+      'nats-metrics',
+      'pod-watcher',
+    ]);
+  });
+
+  test('cluster-scoped names differ between the overlays (both can live in one cluster)', () => {
+    const names = (o: K8sObject[]) =>
+      o
+        .filter((x) => ['ClusterRole', 'ClusterRoleBinding'].includes(x.kind))
+        .map((x) => `${x.kind}/${x.metadata.name}`);
+    const [dev, prod] = [names(rendered.get('dev')!), names(rendered.get('prod')!)];
+    assert.ok(dev.length > 0);
+    assert.deepEqual(
+      dev.filter((n) => prod.includes(n)),
+      [],
+    );
+  });
+
+  for (const overlay of OVERLAYS) {
+    test(`${overlay}: expected-secrets lists exactly the Secrets the overlay needs from outside`, () => {
+      const listed = readFileSync(join(REPO, 'deploy/k8s/overlays', overlay, 'expected-secrets'), 'utf8')
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((l) => l && !l.startsWith('#'));
+      assert.deepEqual(listed, expectedSecrets(rendered.get(overlay)!));
+    });
+  }
+
+  test('each overlay backs up to its own object store', () => {
+    const dest = (o: K8sObject[]) =>
+      byName(o, 'Cluster', 'intake-pg').spec.backup.barmanObjectStore.destinationPath;
+    assert.notEqual(dest(rendered.get('dev')!), dest(rendered.get('prod')!));
   });
 
   test('imagePinned', () => {

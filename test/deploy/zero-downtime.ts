@@ -29,6 +29,8 @@ export interface RequestSpec {
   method: 'GET' | 'POST';
   path: string;
   body?: string;
+  /** Extra request headers (e.g. Authorization for an app running in production mode). */
+  headers?: Record<string, string>;
   /** Send the body in two halves this far apart (a slow client; nginx streams it, buffering is off). */
   slowBodyMs?: number;
 }
@@ -37,6 +39,11 @@ export interface AppUnderTest {
   name: string;
   /** Spawns one instance listening on 127.0.0.1:port. `version` is "old" or "new". */
   start(port: number, version: 'old' | 'new'): ChildProcess;
+  /**
+   * Stops an instance as its platform does (default: SIGTERM to the process). A container is stopped
+   * with `docker stop`; `child` is then the attached `docker run`, which exits with the container.
+   */
+  terminate?(child: ChildProcess): void;
   /** Readiness endpoint (200 when the instance may take traffic). */
   readyPath: string;
   /** The request a load worker sends next (worker index lets some workers send long requests). */
@@ -375,9 +382,12 @@ export async function runZeroDowntime(t: TestContext, app: AppUnderTest, opts: O
           path: spec.path,
           agent: via,
           timeout: 15_000,
-          headers: spec.body
-            ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(spec.body) }
-            : {},
+          headers: {
+            ...(spec.body
+              ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(spec.body) }
+              : {}),
+            ...spec.headers,
+          },
         },
         (res) => {
           let body = '';
@@ -460,7 +470,8 @@ export async function runZeroDowntime(t: TestContext, app: AppUnderTest, opts: O
       await new Promise((resolve) => setTimeout(resolve, opts.preStopMs ?? 0));
     }
     const termAt = Date.now();
-    process.kill(oldProc.child.pid!, 'SIGTERM');
+    if (app.terminate) app.terminate(oldProc.child);
+    else process.kill(oldProc.child.pid!, 'SIGTERM');
     const exitTimer = new Promise<never>((_, reject) =>
       setTimeout(
         () => reject(new Error(`old instance still running ${opts.drainTimeoutMs} ms after SIGTERM`)),

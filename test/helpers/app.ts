@@ -32,15 +32,21 @@ export async function startTestApp(
   const db = await createTestDatabase(label);
   const databaseUrl = opts.databaseUrl ? await opts.databaseUrl(db.url) : db.url;
   const dataDir = mkdtempSync(join(tmpdir(), `intake-${label}-`));
-  const config = loadConfig({
-    DATABASE_URL: databaseUrl,
-    HOST: '127.0.0.1',
-    PORT: '0',
-    INTAKE_DATA_DIR: dataDir,
-    INTAKE_SHUTDOWN_TIMEOUT_MS: '5000',
-    ...opts.env,
-  });
-  const running = await startIntake(config, opts.roles ?? ['api', 'worker'], quietLog);
+  const roles = opts.roles ?? ['api', 'worker'];
+  // The command whose settings these roles get: `start` for both (it migrates), else `api`/`worker`.
+  const command = roles.length === 1 ? roles[0]! : 'start';
+  const config = loadConfig(
+    {
+      DATABASE_URL: databaseUrl,
+      HOST: '127.0.0.1',
+      PORT: '0',
+      INTAKE_DATA_DIR: dataDir,
+      INTAKE_SHUTDOWN_TIMEOUT_MS: '5000',
+      ...opts.env,
+    },
+    command,
+  );
+  const running = await startIntake(config, roles, quietLog);
   const url = running.url;
   return {
     running,

@@ -14,6 +14,7 @@ export function postJson(
   path: string,
   body: unknown,
   agent: Agent,
+  headers: Record<string, string> = {},
 ): Promise<{ status: number; body: string }> {
   const u = new URL(url);
   const data = JSON.stringify(body);
@@ -25,7 +26,11 @@ export function postJson(
         path,
         method: 'POST',
         agent,
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) },
+        headers: {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(data),
+          ...headers,
+        },
         timeout: 30_000,
       },
       (res) => {
@@ -48,7 +53,10 @@ export function postJson(
  * Posts valid messages from `concurrency` keep-alive clients until `stop()` is called or `maxRequests`
  * were sent (bounded in count and time; loopback only). Records the id of every 202.
  */
-export function startLoad(url: string, opts: { concurrency: number; maxRequests: number; sender?: string }) {
+export function startLoad(
+  url: string,
+  opts: { concurrency: number; maxRequests: number; sender?: string; headers?: Record<string, string> },
+) {
   const agent = new Agent({ keepAlive: true, maxSockets: opts.concurrency });
   const result: LoadResult = { accepted: [], statuses: new Map(), networkErrors: 0, sent: 0 };
   let stopped = false;
@@ -66,6 +74,7 @@ export function startLoad(url: string, opts: { concurrency: number; maxRequests:
             message: { c, n: result.sent },
           },
           agent,
+          opts.headers,
         );
         result.statuses.set(res.status, (result.statuses.get(res.status) ?? 0) + 1);
         if (res.status === 202) result.accepted.push((JSON.parse(res.body) as { id: string }).id);

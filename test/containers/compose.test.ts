@@ -1,0 +1,137 @@
+import assert from 'node:assert/strict';
+import { execFile, spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { promisify } from 'node:util';
+import { REPO } from '../deploy/tools.ts';
+import { waitFor } from '../helpers/db.ts';
+import { freePort } from '../helpers/intake-process.ts';
+import { IMAGES, requireImages, state, uniqueName } from './docker.ts';
+
+/**
+ * The whole stack from compose.yaml, as a developer starts it, with the images this suite built (and
+ * its PostgreSQL image): migrate runs once and exits 0, api and worker become healthy, `intake doctor`
+ * passes inside the API container, and `intake smoke` stores a canary end to end through NATS.
+ */
+requireImages();
+const exec = promisify(execFile);
+
+/** `docker compose` (v2 plugin) where it exists, else Debian's docker-compose (v1). */
+const COMPOSE = (() => {
+  const v2 = spawnSync('docker', ['compose', 'version'], { stdio: 'ignore' });
+  return v2.status === 0 ? ['docker', 'compose'] : ['docker-compose'];
+})();
+
+test('compose: migrate exits 0, api and worker healthy, doctor passes, smoke stores a canary', async (t) => {
+  const project = uniqueName('compose');
+  const ports = {
+    INTAKE_API_PORT: await freePort(),
+    INTAKE_WORKER_PORT: await freePort(),
+    GO_APP_PORT: await freePort(),
+    NATS_MONITOR_PORT: await freePort(),
+    POSTGRES_PORT: await freePort(),
+  };
+  const env = {
+    ...process.env,
+    INTAKE_IMAGE: IMAGES.intake,
+    GO_APP_IMAGE: IMAGES.goApp,
+    NATS_IMAGE_TAG: IMAGES.nats,
+    POSTGRES_IMAGE: IMAGES.postgres,
+    ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])),
+  };
+  const compose = async (args: string[], timeoutMs = 180_000) => {
+    try {
+      const r = await exec(
+        COMPOSE[0]!,
+        [...COMPOSE.slice(1), '-p', project, '-f', join(REPO, 'compose.yaml'), ...args],
+        {
+          cwd: REPO,
+          env,
+          timeout: timeoutMs,
+          maxBuffer: 16 * 1024 * 1024,
+        },
+      );
+      return { code: 0, out: `${r.stdout}${r.stderr}` };
+    } catch (err) {
+      const e = err as { code?: number; stdout?: string; stderr?: string; message: string };
+      return {
+        code: typeof e.code === 'number' ? e.code : -1,
+        out: `${e.stdout ?? ''}${e.stderr ?? e.message}`,
+      };
+    }
+  };
+  t.after(async () => {
+    const down = await compose(['down', '--volumes', '--remove-orphans', '--timeout', '40'], 240_000);
+    if (down.code !== 0) console.log(`# compose down failed: ${down.out}`);
+  });
+  const started = Date.now();
+  const up = await compose(['up', '--detach', '--no-build'], 300_000);
+  if (up.code !== 0) assert.fail(`${up.out}\n${(await compose(['logs', '--tail', '30'])).out}`);
+
+  const container = async (service: string) => {
+    const r = await compose(['ps', '--all', '--quiet', service]);
+    return r.out.trim().split('\n').filter(Boolean)[0];
+  };
+  const migrate = await waitFor('the migrate container', () => container('migrate'), 60_000, 500);
+  await waitFor('migrate to finish', async () => (await state(migrate)).Status === 'exited', 120_000, 500);
+  assert.equal((await state(migrate)).ExitCode, 0, (await compose(['logs', 'migrate'])).out);
+
+  for (const service of ['api', 'worker']) {
+    await waitFor(
+      `${service} to be healthy`,
+      async () => {
+        const id = await container(service);
+        return id && (await state(id)).Health?.Status === 'healthy';
+      },
+      180_000,
+      1000,
+    ).catch(async (err: Error) => {
+      throw new Error(`${err.message}\n${(await compose(['logs', '--tail', '50', service])).out}`);
+    });
+  }
+  t.diagnostic(`compose stack healthy after ${Date.now() - started} ms`);
+
+  const doctor = await compose(['exec', '-T', 'api', 'node', 'dist/cli.js', 'doctor']);
+  t.diagnostic(`intake doctor in the api container:\n${doctor.out}`);
+  assert.equal(doctor.code, 0, doctor.out);
+  assert.doesNotMatch(doctor.out, /^FAIL/m);
+  assert.match(doctor.out, /^ok\s+stream\s/m, 'doctor checked the NATS stream');
+
+  const smoke = await compose([
+    'exec',
+    '-T',
+    'api',
+    'node',
+    'dist/cli.js',
+    'smoke',
+    '--key',
+    'intake-dev-key-not-a-secret',
+  ]);
+  assert.equal(smoke.code, 0, smoke.out);
+  assert.equal((JSON.parse(smoke.out.trim().split('\n').at(-1)!) as { ok: boolean }).ok, true);
+
+  // And from the host, through the published port, as the README shows.
+  const res = await fetch(`http://127.0.0.1:${ports.INTAKE_API_PORT}/v1/messages`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: 'Bearer intake-dev-key-not-a-secret' },
+    body: JSON.stringify({ ts: '1530228282', sender: 'compose', message: { a: 1 } }),
+  });
+  assert.equal(res.status, 202, await res.text());
+  // Real clients other than Node's fetch: curl and Python's urllib, as the README's example is sent.
+  const body = '{"ts":"1530228282","sender":"compose","message":{"client":"curl"}}';
+  const curl = await exec('curl', [
+    ...['-s', '-o', '/dev/null', '-w', '%{http_code}', '-H', 'content-type: application/json'],
+    ...['-H', 'authorization: Bearer intake-dev-key-not-a-secret', '-d', body],
+    `http://127.0.0.1:${ports.INTAKE_API_PORT}/v1/messages`,
+  ]);
+  assert.equal(curl.stdout, '202');
+  const py = await exec('python3', [
+    '-c',
+    `import urllib.request as u
+r = u.urlopen(u.Request("http://127.0.0.1:${ports.INTAKE_API_PORT}/v1/messages", data=b'{"ts":1530228282,"sender":"compose","message":{"client":"python"}}', headers={"content-type": "application/json", "authorization": "Bearer intake-dev-key-not-a-secret"}))
+print(r.status)`,
+  ]);
+  assert.equal(py.stdout.trim(), '202');
+  const hi = await fetch(`http://127.0.0.1:${ports.GO_APP_PORT}/?delay=10`);
+  assert.equal(await hi.text(), 'Hi!\n');
+});

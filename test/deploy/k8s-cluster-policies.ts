@@ -1,0 +1,217 @@
+import { loadConfig } from '../../src/config.ts';
+import { type Policy, podOwners, selectorMatches } from './k8s-policies.ts';
+import { type K8sObject, ref } from './k8s-render.ts';
+
+/**
+ * Policies about what a real cluster needs beyond each workload's own shape (k8s-policies.ts): names
+ * that do not collide between environments, a database connection budget, backups, and alerts on every
+ * scrape job. Same contract: one message per violation.
+ */
+
+// biome-ignore lint/suspicious/noExplicitAny: manifest fragments
+type Any = any;
+
+/** Kinds that are not namespaced, among those the overlays render. */
+const CLUSTER_SCOPED = new Set(['Namespace', 'ClusterRole', 'ClusterRoleBinding']);
+
+const namespaceOf = (objects: K8sObject[]) => objects.find((o) => o.kind === 'Namespace')?.metadata.name;
+
+/**
+ * Cluster-scoped objects are shared by every environment in a cluster, so each is named after its
+ * overlay's namespace (`<namespace>-…`), and each ClusterRoleBinding refers to a ClusterRole rendered
+ * with it (a rename that missed the roleRef would bind nothing, or another environment's role).
+ */
+export const clusterScopedNames: Policy = (objects) => {
+  const ns = namespaceOf(objects);
+  const roles = new Set(objects.filter((o) => o.kind === 'ClusterRole').map((o) => o.metadata.name));
+  return objects
+    .filter((o) => CLUSTER_SCOPED.has(o.kind) && o.kind !== 'Namespace')
+    .flatMap((o) => [
+      ...(o.metadata.name.startsWith(`${ns}-`)
+        ? []
+        : [`${ref(o)}: a cluster-scoped name must start with the namespace ("${ns}-")`]),
+      ...(o.kind === 'ClusterRoleBinding' && o.roleRef?.kind === 'ClusterRole' && !roles.has(o.roleRef.name)
+        ? [`${ref(o)}: roleRef names ClusterRole ${o.roleRef.name}, which is not rendered`]
+        : []),
+    ]);
+};
+
+/** maxSurge of a Deployment as a pod count for `replicas` (percentages round up, as Kubernetes does). */
+function surgePods(d: K8sObject, replicas: number): number {
+  const s = d.spec?.strategy?.rollingUpdate?.maxSurge ?? '25%';
+  return typeof s === 'string' && s.endsWith('%')
+    ? Math.ceil((replicas * Number.parseFloat(s)) / 100)
+    : Number(s);
+}
+
+/**
+ * The most connections each database role can see: for every Deployment that logs in as the role, its
+ * largest pod count (the HPA's maxReplicas, else spec.replicas) plus maxSurge during a rollout, times
+ * its pool (INTAKE_DB_POOL_SIZE, else intake's default). It must stay under the role's connectionLimit
+ * in the CloudNativePG Cluster, and all roles together under max_connections; otherwise a scale-up in
+ * the middle of a rollout fails with "too many connections" exactly when load is highest.
+ */
+export const connectionBudget: Policy = (objects) => {
+  const defaultPool = loadConfig({}, 'api').dbPoolSize;
+  const clusters = objects.filter((o) => o.kind === 'Cluster');
+  const limits = new Map<string, number>();
+  for (const c of clusters)
+    for (const r of c.spec?.managed?.roles ?? []) limits.set(r.name, r.connectionLimit ?? -1);
+  const use = new Map<string, { total: number; parts: string[] }>();
+  const out: string[] = [];
+  for (const p of podOwners(objects).filter((x) => x.owner.kind === 'Deployment')) {
+    const d = p.owner;
+    for (const c of p.spec.containers ?? []) {
+      const url = c.env?.find((e: Any) => e.name === 'DATABASE_URL')?.value;
+      if (!url) continue;
+      const role = decodeURIComponent(new URL(url).username);
+      const limit = limits.get(role);
+      if (limit === undefined || limit < 0) {
+        out.push(`${ref(d)}: logs in as ${role}, which is not a managed role with a connectionLimit`);
+        continue;
+      }
+      const pool = Number(c.env?.find((e: Any) => e.name === 'INTAKE_DB_POOL_SIZE')?.value ?? defaultPool);
+      const hpa = objects.find(
+        (o) =>
+          o.kind === 'HorizontalPodAutoscaler' &&
+          o.spec?.scaleTargetRef?.kind === 'Deployment' &&
+          o.spec?.scaleTargetRef?.name === d.metadata.name,
+      );
+      const replicas = hpa ? Number(hpa.spec.maxReplicas) : Number(d.spec?.replicas ?? 1);
+      const pods = replicas + surgePods(d, replicas);
+      const u = use.get(role) ?? { total: 0, parts: [] };
+      u.total += pods * pool;
+      u.parts.push(`${d.metadata.name} ${pods} pods × pool ${pool}`);
+      use.set(role, u);
+    }
+  }
+  for (const [role, u] of use) {
+    const limit = limits.get(role)!;
+    if (u.total >= limit)
+      out.push(
+        `role ${role}: ${u.parts.join(' + ')} = ${u.total} connections, not under its connectionLimit ${limit}`,
+      );
+  }
+  const all = [...use.values()].reduce((a, u) => a + u.total, 0);
+  for (const c of clusters) {
+    const max = Number(c.spec?.postgresql?.parameters?.max_connections ?? 100);
+    if (all >= max)
+      out.push(`${ref(c)}: the roles together may open ${all} connections, max_connections is ${max}`);
+  }
+  return out;
+};
+
+/**
+ * Every CloudNativePG Cluster archives WAL and keeps base backups in object storage (with a retention
+ * policy and credentials from a Secret), has a ScheduledBackup, and exposes its metrics to Prometheus.
+ */
+export const databaseBackups: Policy = (objects) =>
+  objects
+    .filter((o) => o.kind === 'Cluster')
+    .flatMap((c) => {
+      const store = c.spec?.backup?.barmanObjectStore;
+      const out: string[] = [];
+      if (!/^(s3|gs|https?):\/\/./.test(String(store?.destinationPath ?? '')))
+        out.push(`${ref(c)}: no object store for WAL archiving and base backups (backup.barmanObjectStore)`);
+      if (store && !store.s3Credentials && !store.azureCredentials && !store.googleCredentials)
+        out.push(`${ref(c)}: the object store has no credentials`);
+      if (!c.spec?.backup?.retentionPolicy) out.push(`${ref(c)}: backups have no retentionPolicy`);
+      if (
+        !objects.some(
+          (o) =>
+            o.kind === 'ScheduledBackup' && o.spec?.cluster?.name === c.metadata.name && !o.spec?.suspend,
+        )
+      )
+        out.push(`${ref(c)}: no ScheduledBackup takes base backups of it`);
+      if (c.spec?.monitoring?.enablePodMonitor !== true)
+        out.push(`${ref(c)}: monitoring.enablePodMonitor is not true (Prometheus would not scrape it)`);
+      return out;
+    });
+
+/** The Prometheus job of every scrape target the manifests create. */
+export function scrapeJobs(objects: K8sObject[]): string[] {
+  const ns = namespaceOf(objects);
+  const services = objects.filter((o) => o.kind === 'Service');
+  return [
+    // A ServiceMonitor's job is the name of each Service it selects that has the endpoint's port.
+    ...objects
+      .filter((o) => o.kind === 'ServiceMonitor')
+      .flatMap((m) =>
+        services
+          .filter((s) => selectorMatches(m.spec?.selector, s.metadata.labels ?? {}))
+          .filter((s) =>
+            (m.spec?.endpoints ?? []).some((e: Any) =>
+              (s.spec?.ports ?? []).some((p: Any) => p.name === e.port),
+            ),
+          )
+          .map((s) => s.metadata.name),
+      ),
+    // CloudNativePG's PodMonitor is named after the Cluster; a PodMonitor's job is <namespace>/<name>.
+    ...objects
+      .filter((o) => o.kind === 'Cluster' && o.spec?.monitoring?.enablePodMonitor === true)
+      .map((c) => `${ns}/${c.metadata.name}`),
+  ];
+}
+
+/** `up{job="x"}` / `up{job=~"re"}` selectors in an expression: whether each is inside absent(). */
+function upSelectors(expr: string): Array<{ absent: boolean; matches: (job: string) => boolean }> {
+  return [...expr.matchAll(/(absent\(\s*)?up\{[^}]*job(=~|=)"([^"]+)"[^}]*\}/g)].map((m) => ({
+    absent: Boolean(m[1]),
+    matches:
+      m[2] === '=' ? (job: string) => job === m[3] : (job: string) => new RegExp(`^(?:${m[3]})$`).test(job),
+  }));
+}
+
+/**
+ * Every scrape job has an alert on `up == 0` (a target failing) and one on `absent(up{…})` (no target
+ * at all), in the rendered PrometheusRule: a job that silently disappears takes its alerts with it.
+ */
+export const scrapedJobsAlerted: Policy = (objects) => {
+  const alerts = objects
+    .filter((o) => o.kind === 'PrometheusRule')
+    .flatMap((r) => (r.spec?.groups ?? []).flatMap((g: Any) => g.rules ?? []))
+    .filter((r: Any) => r.alert);
+  const selectors = alerts.flatMap((a: Any) => upSelectors(String(a.expr)));
+  return scrapeJobs(objects).flatMap((job) => [
+    ...(selectors.some((s) => !s.absent && s.matches(job)) ? [] : [`job ${job}: no alert on up == 0`]),
+    ...(selectors.some((s) => s.absent && s.matches(job)) ? [] : [`job ${job}: no absent(up) alert`]),
+  ]);
+};
+
+export const CLUSTER_POLICIES: Record<string, Policy> = {
+  clusterScopedNames,
+  connectionBudget,
+  databaseBackups,
+  scrapedJobsAlerted,
+};
+
+/**
+ * The Secrets an overlay needs from outside: every Secret its objects refer to (pods' env, envFrom and
+ * volumes; the CloudNativePG Cluster's role passwords, backup credentials, superuser), minus those it
+ * generates and those an operator makes from the manifests (CloudNativePG's `<cluster>-app`,
+ * cert-manager's Ingress TLS Secrets).
+ */
+export function expectedSecrets(objects: K8sObject[]): string[] {
+  const refs = new Set<string>();
+  for (const p of podOwners(objects)) {
+    for (const c of [...(p.spec.initContainers ?? []), ...(p.spec.containers ?? [])]) {
+      for (const e of c.env ?? []) if (e.valueFrom?.secretKeyRef) refs.add(e.valueFrom.secretKeyRef.name);
+      for (const f of c.envFrom ?? []) if (f.secretRef) refs.add(f.secretRef.name);
+    }
+    for (const v of p.spec.volumes ?? []) {
+      if (v.secret) refs.add(v.secret.secretName);
+      for (const s of v.projected?.sources ?? []) if (s.secret) refs.add(s.secret.name);
+    }
+  }
+  const made = new Set(objects.filter((o) => o.kind === 'Secret').map((o) => o.metadata.name));
+  for (const c of objects.filter((o) => o.kind === 'Cluster')) {
+    made.add(`${c.metadata.name}-app`);
+    for (const r of c.spec?.managed?.roles ?? []) if (r.passwordSecret) refs.add(r.passwordSecret.name);
+    const s3 = c.spec?.backup?.barmanObjectStore?.s3Credentials ?? {};
+    for (const k of Object.values<Any>(s3)) if (k?.name) refs.add(k.name);
+    if (c.spec?.superuserSecret) refs.add(c.spec.superuserSecret.name);
+  }
+  for (const i of objects.filter((o) => o.kind === 'Ingress'))
+    for (const t of i.spec?.tls ?? []) made.add(t.secretName);
+  return [...refs].filter((n) => !made.has(n)).sort();
+}
