@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { userInfo } from 'node:os';
+import { join, resolve } from 'node:path';
 import { type ApiKey, parseApiKeys } from './auth/api-keys.ts';
 
 /**
@@ -83,10 +84,45 @@ export interface Config {
    * refuse a schema older than their build so that only the migration Job changes it.
    */
   migrateOnStart: boolean;
+  /**
+   * `INTAKE_PII_MASTER_KEY` (or `_FILE`): 32 bytes, base64. Read and validated for the commands that
+   * protect or reveal personal data (start, api, doctor, pii, keys), so a bad key fails before anything
+   * starts; undefined when not set (outside production privacy/master-key.ts then generates a dev key)
+   * or not needed.
+   */
+  piiMasterKey: Buffer | undefined;
+  /** For `doctor`, which reports it as a failed check: why the PII master key could not be used. */
+  piiMasterKeyProblem: string | undefined;
+  /** `INTAKE_ACTOR` (default the OS user): who an operator command is recorded as in the audit log. */
+  actor: string;
+  /**
+   * `INTAKE_HEAPSNAPSHOT_SIGNAL` (default SIGUSR2) writes a heap snapshot into `INTAKE_HEAPSNAPSHOT_DIR`
+   * (default `<data dir>/heapsnapshots`): docs/memory-leaks.md.
+   */
+  heapSnapshot: { signal: NodeJS.Signals; dir: string };
+  /**
+   * `intake smoke`: `INTAKE_SMOKE_URL` (default `http://127.0.0.1:<PORT>`) and the API key it sends,
+   * `INTAKE_SMOKE_KEY` (or `_FILE`).
+   */
+  smoke: { url: string; key: string | undefined };
+  /**
+   * The secret files this process is configured to read (`NAME_FILE` settings and NATS_CREDS_FILE), by
+   * setting name: `doctor` checks each is mounted and not empty.
+   */
+  secretFiles: Record<string, string>;
 }
 
 /** The CLI commands that load a configuration. */
-export type Command = 'start' | 'api' | 'worker' | 'migrate' | 'doctor' | 'pii' | 'keys';
+export type Command =
+  | 'start'
+  | 'api'
+  | 'worker'
+  | 'migrate'
+  | 'doctor'
+  | 'smoke'
+  | 'pii'
+  | 'keys'
+  | 'dead-letters';
 
 /**
  * What each command needs from the environment, so a process is never refused for a setting it does
@@ -95,19 +131,42 @@ export type Command = 'start' | 'api' | 'worker' | 'migrate' | 'doctor' | 'pii' 
  *   can be read; `doctor` reports a missing file or key set as failed checks) or `unused` (not read at
  *   all, even when `INTAKE_API_KEYS_FILE` is set);
  * - `queue`: whether NATS settings and credentials are read and validated (else `natsUrl` is unset).
- * Every command here uses the database, so `DATABASE_URL` is mandatory in production for all. The PII
- * master key is loaded by the code that uses it (privacy/master-key.ts): the API, `doctor`,
- * `pii` and `keys rotate`; never by `worker` or `migrate`.
+ * - `piiKey`: the PII master key, `required` (read and validated: the API, `pii`, `keys`), `read` (`doctor`
+ *   reports a missing or bad key as a failed check) or `unused` (`worker`, `migrate`, `dead-letters` move
+ *   ciphertext without reading it);
+ * - `database`: whether the command uses PostgreSQL (`DATABASE_URL` mandatory in production).
  */
-export const COMMAND_NEEDS: Record<Command, { apiKeys: 'required' | 'read' | 'unused'; queue: boolean }> = {
-  start: { apiKeys: 'required', queue: true },
-  api: { apiKeys: 'required', queue: true },
-  worker: { apiKeys: 'unused', queue: true },
-  migrate: { apiKeys: 'unused', queue: false },
-  doctor: { apiKeys: 'read', queue: true },
-  pii: { apiKeys: 'unused', queue: true }, // export and erasure count messages still queued
-  keys: { apiKeys: 'unused', queue: false },
+export const COMMAND_NEEDS: Record<
+  Command,
+  {
+    apiKeys: 'required' | 'read' | 'unused';
+    queue: boolean;
+    piiKey: 'required' | 'read' | 'unused';
+    database: boolean;
+  }
+> = {
+  start: { apiKeys: 'required', queue: true, piiKey: 'required', database: true },
+  api: { apiKeys: 'required', queue: true, piiKey: 'required', database: true },
+  worker: { apiKeys: 'unused', queue: true, piiKey: 'unused', database: true },
+  migrate: { apiKeys: 'unused', queue: false, piiKey: 'unused', database: true },
+  doctor: { apiKeys: 'read', queue: true, piiKey: 'read', database: true },
+  smoke: { apiKeys: 'unused', queue: false, piiKey: 'unused', database: false },
+  pii: { apiKeys: 'unused', queue: true, piiKey: 'required', database: true }, // export/erase count queued messages
+  keys: { apiKeys: 'unused', queue: false, piiKey: 'required', database: true },
+  'dead-letters': { apiKeys: 'unused', queue: true, piiKey: 'unused', database: true }, // replay publishes
 };
+
+/** Settings read from mounted files, checked by `doctor`. */
+const SECRET_FILE_SETTINGS = [
+  'INTAKE_API_KEYS_FILE',
+  'INTAKE_PII_MASTER_KEY_FILE',
+  'INTAKE_SMOKE_KEY_FILE',
+  'DATABASE_URL_FILE',
+  'NATS_USER_FILE',
+  'NATS_PASSWORD_FILE',
+  'NATS_TOKEN_FILE',
+  'NATS_CREDS_FILE',
+];
 
 export interface NatsConfig {
   /** `NATS_STREAM` (default `INTAKE`) and `NATS_SUBJECT` (default `intake.messages`). */
@@ -298,16 +357,81 @@ export function loadConfig(env: Env = process.env, command: Command = 'start'): 
     apiKeys: [],
     defaultRateLimit: undefined,
     migrateOnStart,
+    piiMasterKey: undefined,
+    piiMasterKeyProblem: undefined,
+    actor: env.INTAKE_ACTOR || osUser(),
+    heapSnapshot: {
+      signal: (env.INTAKE_HEAPSNAPSHOT_SIGNAL || 'SIGUSR2') as NodeJS.Signals,
+      dir: resolve(env.INTAKE_HEAPSNAPSHOT_DIR || join(env.INTAKE_DATA_DIR || './.intake', 'heapsnapshots')),
+    },
+    smoke: { url: env.INTAKE_SMOKE_URL || '', key: undefined },
+    secretFiles: Object.fromEntries(
+      SECRET_FILE_SETTINGS.flatMap((name) => (env[name] ? [[name, env[name]!]] : [])),
+    ),
   };
+  cfg.smoke.url ||= `http://127.0.0.1:${cfg.port}`;
+  if (!/^https?:\/\//.test(cfg.smoke.url))
+    problems.push(`INTAKE_SMOKE_URL=${JSON.stringify(cfg.smoke.url)} is not valid: set http(s)://host:port`);
+  try {
+    cfg.smoke.key = readSecret(env, 'INTAKE_SMOKE_KEY');
+  } catch (err) {
+    problems.push(
+      `INTAKE_SMOKE_KEY_FILE cannot be read (${(err as Error).message}): point it at a readable file`,
+    );
+  }
+  if (!['SIGUSR1', 'SIGUSR2'].includes(cfg.heapSnapshot.signal))
+    problems.push(
+      `INTAKE_HEAPSNAPSHOT_SIGNAL=${cfg.heapSnapshot.signal} is not valid: set SIGUSR1 or SIGUSR2`,
+    );
+  if (needs.piiKey !== 'unused') {
+    const keyProblems: string[] = [];
+    cfg.piiMasterKey = readPiiMasterKey(env, keyProblems);
+    if (production && cfg.piiMasterKey === undefined && keyProblems.length === 0)
+      keyProblems.push(
+        'INTAKE_PII_MASTER_KEY (or INTAKE_PII_MASTER_KEY_FILE) is required when NODE_ENV=production',
+      );
+    if (needs.piiKey === 'required') problems.push(...keyProblems);
+    else cfg.piiMasterKeyProblem = keyProblems[0];
+  }
   if (needs.queue) readNatsAuth(env, cfg, problems);
   if (needs.apiKeys !== 'unused') readApiKeys(env, cfg, problems, int, needs.apiKeys === 'required');
-  if (production && !cfg.databaseUrl) {
+  if (needs.database && production && !cfg.databaseUrl) {
     problems.push(
       'DATABASE_URL is required when NODE_ENV=production: set it to postgres://user:pass@host:5432/db',
     );
   }
   if (problems.length) throw new ConfigError(problems);
   return cfg;
+}
+
+/** The PII master key from the environment: 32 bytes in base64, or undefined when not set. */
+function readPiiMasterKey(env: Env, problems: string[]): Buffer | undefined {
+  let given: string | undefined;
+  try {
+    given = readSecret(env, 'INTAKE_PII_MASTER_KEY');
+  } catch (err) {
+    problems.push(
+      `INTAKE_PII_MASTER_KEY_FILE cannot be read (${(err as Error).message}): point it at a readable file`,
+    );
+    return undefined;
+  }
+  if (given === undefined) return undefined;
+  const key = Buffer.from(given, 'base64');
+  if (key.length !== 32 || !/^[A-Za-z0-9+/]+={0,2}$/.test(given)) {
+    problems.push(
+      'INTAKE_PII_MASTER_KEY must be 32 random bytes in base64: generate one with `openssl rand -base64 32`',
+    );
+    return undefined;
+  }
+  return key;
+}
+
+function osUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return `uid-${process.getuid?.() ?? 'unknown'}`; // a container user without a passwd entry
+  }
 }
 
 function readNatsAuth(env: Env, cfg: Config, problems: string[]): void {

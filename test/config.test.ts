@@ -61,6 +61,11 @@ describe('each command needs only what it uses', () => {
     INTAKE_API_KEYS_FILE: '/nonexistent/api-keys',
     INTAKE_PII_MASTER_KEY_FILE: '/nonexistent/master-key',
   };
+  /** The same, in a pod that mounts the PII key (the API's). */
+  const withKey = <T extends { INTAKE_PII_MASTER_KEY_FILE?: string }>(env: T) => {
+    const { INTAKE_PII_MASTER_KEY_FILE: _, ...rest } = env;
+    return { ...rest, INTAKE_PII_MASTER_KEY: Buffer.alloc(32, 7).toString('base64') };
+  };
 
   test('migrate: only the database; API key and NATS settings are not read', () => {
     const c = loadConfig({ ...prod, NATS_USER: 'half-a-credential' }, 'migrate');
@@ -78,8 +83,8 @@ describe('each command needs only what it uses', () => {
 
   for (const command of ['api', 'start'] as const) {
     test(`${command}: API keys are required in production and their file must be readable`, () => {
-      assert.throws(() => loadConfig(prod, command), /INTAKE_API_KEYS_FILE cannot be read/);
-      const { INTAKE_API_KEYS_FILE: _, ...noKeys } = prod;
+      assert.throws(() => loadConfig(withKey(prod), command), /INTAKE_API_KEYS_FILE cannot be read/);
+      const { INTAKE_API_KEYS_FILE: _, ...noKeys } = withKey(prod);
       assert.throws(
         () => loadConfig(noKeys, command),
         new RegExp(
@@ -104,10 +109,35 @@ describe('each command needs only what it uses', () => {
 
   for (const command of ['pii', 'keys'] as const) {
     test(`${command}: the database; API keys are not read`, () => {
-      assert.deepEqual(loadConfig(prod, command).apiKeys, []);
+      assert.deepEqual(loadConfig(withKey(prod), command).apiKeys, []);
       assert.throws(() => loadConfig({ NODE_ENV: 'production' }, command), /DATABASE_URL is required/);
     });
   }
+
+  test('the PII master key: checked before anything starts by the commands that use it, reported by doctor', () => {
+    for (const command of ['start', 'api', 'pii', 'keys'] as const) {
+      assert.throws(() => loadConfig(prod, command), /INTAKE_PII_MASTER_KEY_FILE cannot be read/, command);
+      assert.throws(
+        () => loadConfig({ ...withKey(prod), INTAKE_PII_MASTER_KEY: 'c2hvcnQ=' }, command),
+        /INTAKE_PII_MASTER_KEY must be 32 random bytes in base64/,
+      );
+      const { INTAKE_PII_MASTER_KEY: _, ...noKey } = withKey(prod);
+      assert.throws(
+        () => loadConfig(noKey, command),
+        /INTAKE_PII_MASTER_KEY .* is required when NODE_ENV=production/,
+      );
+      assert.equal(
+        loadConfig(withKey(prod), command === 'start' || command === 'api' ? 'pii' : command).piiMasterKey
+          ?.length,
+        32,
+      );
+    }
+    for (const command of ['worker', 'migrate', 'dead-letters'] as const) {
+      assert.equal(loadConfig(prod, command).piiMasterKey, undefined, `${command} never reads the key`);
+    }
+    const doctor = loadConfig(prod, 'doctor');
+    assert.match(doctor.piiMasterKeyProblem ?? '', /INTAKE_PII_MASTER_KEY_FILE cannot be read/);
+  });
 
   test('INTAKE_MIGRATE_ON_START: on for start, off for api and worker, and either can be overridden', () => {
     assert.equal(loadConfig({ DATABASE_URL: prod.DATABASE_URL }, 'start').migrateOnStart, true);

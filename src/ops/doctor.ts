@@ -28,7 +28,7 @@ export async function runDoctor(config: Config, databaseUrl: string, log: Logger
     'ok',
     `valid (${config.production ? 'production' : 'development'}; queue ${config.natsUrl ? 'nats' : 'postgres'})`,
   );
-  checks.push(secretFiles());
+  checks.push(secretFiles(config.secretFiles));
   if (config.apiKeys.length === 0) {
     add('api keys', config.production ? 'fail' : 'warn', 'none configured: authentication is off');
   } else {
@@ -92,6 +92,7 @@ export async function runDoctor(config: Config, databaseUrl: string, log: Logger
       );
 
       try {
+        if (config.piiMasterKeyProblem) throw new Error(config.piiMasterKeyProblem);
         const keys = new DataKeys(db, await loadMasterKey(config, log));
         const r = await db.query<{ id: string }>(
           'SELECT id FROM intake.data_keys WHERE wrapped IS NOT NULL ORDER BY created_at DESC LIMIT 1',
@@ -217,28 +218,15 @@ function streamUsageCheck(info: StreamInfo, config: Config, usage: number, hasRo
   };
 }
 
-/** Settings intake reads from mounted Secret files (`NAME_FILE`), and the .creds file of NATS. */
-const SECRET_FILES = [
-  'INTAKE_API_KEYS_FILE',
-  'INTAKE_PII_MASTER_KEY_FILE',
-  'DATABASE_URL_FILE',
-  'NATS_USER_FILE',
-  'NATS_PASSWORD_FILE',
-  'NATS_TOKEN_FILE',
-  'NATS_CREDS_FILE',
-];
-
 /**
  * Every Secret file this process is configured to read is mounted and not empty. In Kubernetes each is
  * a key of a Secret the overlay expects (deploy/k8s/overlays/<env>/expected-secrets); a missing one
  * means the Secret or the key was not created, or the volume is not mounted in this pod.
  */
-function secretFiles(env: NodeJS.ProcessEnv = process.env): Check {
+function secretFiles(files: Record<string, string>): Check {
   const mounted: string[] = [];
   const missing: string[] = [];
-  for (const name of SECRET_FILES) {
-    const file = env[name];
-    if (!file) continue;
+  for (const [name, file] of Object.entries(files)) {
     try {
       if (readFileSync(file, 'utf8').trim() === '') missing.push(`${name}=${file} is empty`);
       else mounted.push(name);

@@ -222,7 +222,7 @@ export async function drainLogs(timeoutMs: number): Promise<number> {
  */
 export function createLogger(options: { level?: string; name?: string } = {}): Logger {
   const opts: LoggerOptions = {
-    level: options.level ?? process.env.LOG_LEVEL ?? 'info',
+    level: options.level ?? 'info',
     base: { service: options.name ?? 'intake' },
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },

@@ -2,25 +2,17 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type Config, ConfigError, readSecret } from '../config.ts';
+import { type Config, ConfigError } from '../config.ts';
 import type { Logger } from '../ops/logger.ts';
 
 /**
- * The PII master key: `INTAKE_PII_MASTER_KEY` (base64, 32 bytes) or `INTAKE_PII_MASTER_KEY_FILE`.
- * Outside production a missing key is generated once into the data directory (mode 0600) so a laptop
- * run works with zero set-up; in production a missing key stops start-up.
+ * The PII master key: `INTAKE_PII_MASTER_KEY` (base64, 32 bytes) or `INTAKE_PII_MASTER_KEY_FILE`, read
+ * and validated by config.ts. Outside production a missing key is generated once into the data
+ * directory (mode 0600) so a laptop run works with zero set-up; in production config.ts has already
+ * refused to start without one.
  */
-export async function loadMasterKey(config: Config, log: Logger, env = process.env): Promise<Buffer> {
-  const given = readSecret(env, 'INTAKE_PII_MASTER_KEY');
-  if (given !== undefined) {
-    const key = Buffer.from(given, 'base64');
-    if (key.length !== 32) {
-      throw new ConfigError([
-        'INTAKE_PII_MASTER_KEY must be 32 random bytes in base64: generate one with `openssl rand -base64 32`',
-      ]);
-    }
-    return key;
-  }
+export async function loadMasterKey(config: Config, log: Logger): Promise<Buffer> {
+  if (config.piiMasterKey) return config.piiMasterKey;
   if (config.production) {
     throw new ConfigError([
       'INTAKE_PII_MASTER_KEY (or INTAKE_PII_MASTER_KEY_FILE) is required when NODE_ENV=production',
