@@ -83,7 +83,8 @@ const config = loadConfig({
   NATS_CONSUMER: `bench_${suffix}`,
 });
 const log = createLogger({ level: 'warn' });
-const { producer, consumer } = await openNatsQueue(config, log);
+const queue = await openNatsQueue(config, log, { roles: ['api'] });
+const { producer } = queue;
 const nc = await connect({ servers: natsUrl, noAsyncTraces: true });
 const js = jetstream(nc);
 const jsm = await jetstreamManager(nc);
@@ -119,8 +120,7 @@ try {
     }),
   );
 } finally {
-  await producer.close();
-  await consumer.close();
+  await queue.close();
   await jsm.streams.delete(config.nats.stream).catch(() => {});
   await jsm.streams.delete(`KV_${config.nats.stream}-idempotency`).catch(() => {});
   await nc.close();

@@ -55,15 +55,14 @@ export async function operatorCommand(config: Config, log: Logger, argv: string[
       }
     } else {
       // Export counts and erasure removes the subject's queued messages too.
-      const queue = await openQueue(config, db.url, pool, log);
+      const queue = await openQueue(config, db.url, pool, log, { roles: ['api'] });
       try {
         out =
           action === 'export'
             ? await exportSubject(pool, queue.producer, protector, arg!, actor)
             : { erased: await eraseSubject(pool, queue.producer, protector, arg!, actor) };
       } finally {
-        await queue.producer.close();
-        await queue.consumer.close();
+        await queue.close();
       }
     }
     console.log(JSON.stringify(out, null, 2));

@@ -73,8 +73,9 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
     });
     cleanup.push(() => pool.end());
 
-    const { producer, consumer } = await openQueue(config, databaseUrl, pool, log, { metrics, roles });
-    cleanup.push(() => producer.close());
+    const queue = await openQueue(config, databaseUrl, pool, log, { metrics, roles });
+    cleanup.push(() => queue.close());
+    const { producer, consumer } = queue;
 
     let worker: Worker | undefined;
     const maintenance = new Maintenance(log, metrics);
@@ -84,12 +85,12 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
       'queue-depth',
       5_000,
       async () => {
-        const d = await (roles.includes('worker') ? consumer.depth() : producer.depth());
+        const d = await (consumer ?? producer).depth();
         if (d !== undefined) metrics.queueDepth.set(d);
       },
       { now: true },
     );
-    if (roles.includes('worker')) {
+    if (consumer) {
       await ensurePartitions(pool).catch((err) => log.warn({ err }, 'could not pre-create partitions yet'));
       worker = new Worker(
         consumer,
@@ -178,11 +179,10 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
       lifecycle.closing = true;
       return closeHttp(app, config.shutdownTimeoutMs);
     });
-    shutdown.add('queue producer', () => producer.close());
+    // Requests in flight (and so their publishes) ended with the HTTP server; the worker finishes its
+    // batch; then the queue hands back what was pulled and not processed, and closes its connections.
     shutdown.add('worker', async () => worker?.stop());
-    shutdown.add('queue consumer', () =>
-      consumer === (producer as unknown) ? Promise.resolve() : consumer.close(),
-    );
+    shutdown.add('queue', () => queue.close());
     shutdown.add('database pool', () => pool.end());
     // Even after a second Ctrl-C: a postmaster left running would refuse the next start.
     if (stopEmbedded) shutdown.add('embedded postgres', stopEmbedded, { evenIfAborted: true });

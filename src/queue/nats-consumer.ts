@@ -212,7 +212,7 @@ export class NatsConsumer implements QueueConsumer {
   /**
    * Hands back what was pulled but not processed (parked envelopes, and all that the last pull request
    * brings until it ends, at most FETCH_EXPIRES_MS) with nak, so another worker gets them now rather
-   * than after ack_wait; then lets go of the connection. Call after the worker stopped. Idempotent.
+   * than after ack_wait. The connection is the link's. Call after the worker stopped. Idempotent.
    */
   close(): Promise<void> {
     this.closed ??= this.shutdown();
@@ -236,7 +236,6 @@ export class NatsConsumer implements QueueConsumer {
       }
       this.messages?.stop();
     }
-    await this.link.release();
   }
 }
 

@@ -178,9 +178,9 @@ export class NatsPublisher implements QueueProducer {
     return this.link.depth();
   }
 
-  /** Waits for accepted publishes to be acknowledged (or fail), then lets go of the connection. */
+  /** Waits for accepted publishes to be acknowledged (or fail); the connection is the link's. */
   close(): Promise<void> {
-    this.closed ??= this.batcher.idle().then(() => this.link.release());
+    this.closed ??= this.batcher.idle();
     return this.closed;
   }
 

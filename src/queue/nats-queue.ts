@@ -18,7 +18,7 @@ import { idempotencyBucket, NatsProvisionError, probeSubject, provisionQueue } f
 import { NatsPublisher } from './nats-publisher.ts';
 import { NatsStreamMonitor, streamHasRoom } from './nats-stream-monitor.ts';
 import { SUBJECT_SCAN_DEFAULTS, type SubjectScanOptions } from './nats-subject-scan.ts';
-import type { QueueConsumer, QueueProducer } from './queue.ts';
+import type { OpenedQueue } from './queue.ts';
 
 /** What a process does with the queue, beyond the configuration. */
 export interface NatsQueueOptions {
@@ -49,7 +49,7 @@ export async function openNatsQueue(
   config: Config,
   log: Logger,
   opts: NatsQueueOptions = {},
-): Promise<{ producer: QueueProducer; consumer: QueueConsumer }> {
+): Promise<OpenedQueue> {
   const roles = opts.roles ?? ['api', 'worker'];
   const link = new NatsLink(config, log.child({ component: 'nats' }), {
     publishes: roles.includes('api'),
@@ -83,12 +83,26 @@ export async function openNatsQueue(
     },
     link.log,
   );
-  const consumer = new NatsConsumer(link, {
-    stream: config.nats.stream,
-    consumer: config.nats.consumer,
-    ackWaitMs: config.nats.ackWaitMs,
-  });
-  return { producer, consumer };
+  const consumer = roles.includes('worker')
+    ? new NatsConsumer(link, {
+        stream: config.nats.stream,
+        consumer: config.nats.consumer,
+        ackWaitMs: config.nats.ackWaitMs,
+      })
+    : undefined;
+  let closed: Promise<void> | undefined;
+  return {
+    producer,
+    consumer,
+    close: () => {
+      closed ??= (async () => {
+        await producer.close();
+        await consumer?.close();
+        await link.close();
+      })();
+      return closed;
+    },
+  };
 }
 
 /** How long start-up waits for NATS before it goes on unready. */
@@ -128,7 +142,6 @@ export class NatsLink {
   /** The message stream is at its own max_msgs/max_bytes (a publish was refused, or usage says so). */
   private streamFull = false;
   private closing = false;
-  private users = 2; // publisher and consumer each release once
   private readonly abort = new AbortController();
   private resolveFirst!: () => void;
   private rejectFirst!: (err: unknown) => void;
@@ -234,15 +247,13 @@ export class NatsLink {
       });
   }
 
-  /** Called by the publisher and the consumer; the connection closes after the second call. */
-  async release(): Promise<void> {
-    if (--this.users > 0) return;
-    this.closed ??= this.close();
-    await this.closed;
+  /** Flushes pending acks, then closes the connection. Idempotent. */
+  close(): Promise<void> {
+    this.closed ??= this.closeOnce();
+    return this.closed;
   }
 
-  /** Flushes pending acks, then closes the connection. Idempotent. */
-  async close(): Promise<void> {
+  private async closeOnce(): Promise<void> {
     this.closing = true;
     this.abort.abort();
     for (const t of this.timers) clearInterval(t);

@@ -4,7 +4,7 @@ import type { Metrics } from '../ops/metrics.ts';
 import { createPool, type Pool } from '../store/pool.ts';
 import { PgQueueConsumer } from './pg-consumer.ts';
 import { PgQueueProducer } from './pg-producer.ts';
-import type { QueueConsumer, QueueProducer } from './queue.ts';
+import type { OpenedQueue } from './queue.ts';
 
 /**
  * The queue the configuration names: NATS JetStream when NATS_URL is set, else the Postgres-backed
@@ -16,7 +16,7 @@ export async function openQueue(
   pool: Pool,
   log: Logger,
   opts: { metrics?: Metrics; roles?: Array<'api' | 'worker'> } = {},
-): Promise<{ producer: QueueProducer; consumer: QueueConsumer }> {
+): Promise<OpenedQueue> {
   if (config.natsUrl) {
     const { openNatsQueue } = await import('./nats-queue.ts');
     // Every process exports stream usage and depth; workers also trim what they acknowledged.
@@ -43,5 +43,15 @@ export async function openQueue(
     },
     log,
   );
-  return { producer, consumer: new PgQueueConsumer(pool) };
+  const consumer =
+    opts.roles === undefined || opts.roles.includes('worker') ? new PgQueueConsumer(pool) : undefined;
+  return {
+    producer,
+    consumer,
+    // The producer's pool is its own; the consumer's is the caller's.
+    close: async () => {
+      await producer.close();
+      await consumer?.close();
+    },
+  };
 }

@@ -46,6 +46,7 @@ export interface QueueProducer {
   forgetSubject(tx: Queryable, pseudonym: string): Promise<number>;
   /** Messages waiting or in flight, when the queue can tell cheaply (metrics, with or without workers). */
   depth(): Promise<number | undefined>;
+  /** Waits for the publishes already accepted to settle (OpenedQueue.close calls it). */
   close(): Promise<void>;
 }
 
@@ -89,6 +90,23 @@ export interface QueueConsumer {
   receive(opts: { max: number; maxWaitMs: number; signal: AbortSignal }): Promise<Batch | null>;
   /** Messages waiting or in flight, when the queue can tell cheaply (metrics, loss accounting). */
   depth(): Promise<number | undefined>;
+  /** Hands back what was pulled and not processed (OpenedQueue.close calls it after the worker stopped). */
+  close(): Promise<void>;
+}
+
+/**
+ * The queue as a process opened it for its roles (open-queue.ts): the producer always (publishing,
+ * readiness, GDPR counts), the consumer only for the worker role, and one close() that stops both in
+ * order and lets go of their connections.
+ */
+export interface OpenedQueue {
+  producer: QueueProducer;
+  /** Present for the worker role. */
+  consumer: QueueConsumer | undefined;
+  /**
+   * Waits for publishes in flight, hands back what the consumer pulled and did not process, then closes
+   * the connections. Call after the HTTP server and the worker stopped. Idempotent.
+   */
   close(): Promise<void>;
 }
 

@@ -103,7 +103,7 @@ describe('embedded default, end to end', () => {
     const { load, exit } = await loadThenSignal(p, () => p.killGroup('SIGINT'));
     assert.equal(exit.code, 0, 'clean exit: the embedded PostgreSQL outlived the drain');
     assert.ok(
-      !p.logs.some((l) => l.step === 'worker' || l.step === 'queue producer'),
+      !p.logs.some((l) => l.step === 'worker' || l.step === 'queue'),
       'no shutdown step failed',
     );
     const p2 = await start(dir);

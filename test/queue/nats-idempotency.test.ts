@@ -11,6 +11,7 @@ import { openNatsQueue } from '../../src/queue/nats-queue.ts';
 import {
   IdempotencyKeyInFlightError,
   IdempotencyKeyReusedError,
+  type OpenedQueue,
   type PublishRequest,
   QueueFullError,
   type QueueProducer,
@@ -29,7 +30,7 @@ import { type NatsServer, startNatsServer, uniqueStream } from '../helpers/nats.
 let server: NatsServer;
 let nc: NatsConnection;
 let kv: KV;
-const producers: QueueProducer[] = [];
+const opened: OpenedQueue[] = [];
 const names = uniqueStream('idem');
 /** publish timeout 500 ms: a claim counts as in flight for 500 ms + the margin (docs). */
 const TIMEOUT_MS = 500;
@@ -46,6 +47,7 @@ function open(env: Record<string, string> = {}, n = names) {
       ...env,
     }),
     quietLog,
+    { roles: ['api'] },
   );
 }
 
@@ -53,13 +55,12 @@ before(async () => {
   server = await startNatsServer();
   const q = await open();
   producer = q.producer;
-  producers.push(q.producer);
-  await q.consumer.close();
+  opened.push(q);
   nc = await connect({ servers: server.url });
   kv = await new Kvm(jetstream(nc)).open(idempotencyBucket(names.stream));
 });
 after(async () => {
-  for (const p of producers) await p.close();
+  for (const q of opened) await q.close();
   await nc?.close();
   await server?.stop();
 });
@@ -172,8 +173,7 @@ test('a value in the old format (a plain id) reads as done, fingerprint unknown,
 test('a publish the stream refuses gives the key back: a later retry is not told "in flight"', async () => {
   const full = uniqueStream('idemfull');
   const q = await open({ NATS_MAX_MSGS: '1' }, full);
-  producers.push(q.producer);
-  await q.consumer.close();
+  opened.push(q);
   await q.producer.publish([{ message: queuedMessage(1, { sender: 'idem' }) }]);
   const refused = await q.producer.publish([req('k7', 'f7')]).catch((e: unknown) => e);
   assert.ok(refused instanceof QueueFullError, `got ${String(refused)}`);

@@ -4,9 +4,9 @@ import { loadConfig } from '../../src/config.ts';
 import { openNatsQueue } from '../../src/queue/nats-queue.ts';
 import {
   IdempotencyKeyInFlightError,
+  type OpenedQueue,
   PublishOutcomeUnknownError,
   type PublishRequest,
-  type QueueConsumer,
   type QueueProducer,
   QueueUnavailableError,
 } from '../../src/queue/queue.ts';
@@ -27,7 +27,7 @@ let server: NatsServer;
 let proxy: NatsFreezeProxy;
 let db: TestDatabase;
 let producer: QueueProducer;
-let consumer: QueueConsumer;
+let queue: OpenedQueue;
 const names = uniqueStream('outcome');
 const dir = tempDir('nats-outcome');
 const procs: IntakeProcess[] = [];
@@ -49,12 +49,12 @@ before(async () => {
     INTAKE_PUBLISH_TIMEOUT_MS: '3000',
     NATS_PUBLISH_CONCURRENCY: '1',
   });
-  ({ producer, consumer } = await openNatsQueue(config, quietLog));
+  queue = await openNatsQueue(config, quietLog, { roles: ['api'] });
+  producer = queue.producer;
 });
 after(async () => {
   server?.nodes[0]?.signal('SIGCONT');
-  await consumer?.close();
-  await producer?.close();
+  await queue?.close();
   for (const p of procs) await p.stop(5000);
   await proxy?.close();
   await server?.stop();

@@ -66,8 +66,12 @@ test('a batch a worker stored but never acknowledged is redelivered and still st
     ids.push(r.json.id as string);
   }
   // A worker that dies between COMMIT and ack: store the batch, then vanish without acknowledging.
-  const { producer, consumer } = await openNatsQueue(loadConfig(env), quietLog);
-  const batch = await consumer.receive({ max: 1000, maxWaitMs: 300, signal: new AbortController().signal });
+  const queue = await openNatsQueue(loadConfig(env), quietLog);
+  const batch = await queue.consumer!.receive({
+    max: 1000,
+    maxWaitMs: 300,
+    signal: new AbortController().signal,
+  });
   assert.ok(batch && batch.deliveries.length > 0);
   assert.ok(batch.deliveries.every((d) => d.attempt === 1));
   await withDb(db.url, (c) =>
@@ -76,8 +80,7 @@ test('a batch a worker stored but never acknowledged is redelivered and still st
       batch.deliveries.map((d) => d.message),
     ),
   );
-  await consumer.close();
-  await producer.close();
+  await queue.close();
 
   worker = await startRole('worker', env, procs);
   await assertAllStoredOnce(db.url, ids);

@@ -4,7 +4,7 @@ import { pino } from 'pino';
 import { loadConfig } from '../../src/config.ts';
 import type { QueuedMessage } from '../../src/contract/queued-message.ts';
 import { openNatsQueue } from '../../src/queue/nats-queue.ts';
-import type { QueueConsumer, QueueProducer } from '../../src/queue/queue.ts';
+import type { OpenedQueue, QueueProducer } from '../../src/queue/queue.ts';
 import { quietLog, waitFor } from '../helpers/db.ts';
 import { queuedMessage } from '../helpers/messages.ts';
 import { type NatsServer, startNatsServer, uniqueStream } from '../helpers/nats.ts';
@@ -17,7 +17,7 @@ import { withJsm } from './support.ts';
  */
 let server: NatsServer;
 let producer: QueueProducer;
-let consumer: QueueConsumer;
+let queue: OpenedQueue;
 const names = uniqueStream('subjects');
 const config = () =>
   loadConfig({
@@ -29,11 +29,11 @@ const config = () =>
 
 before(async () => {
   server = await startNatsServer();
-  ({ producer, consumer } = await openNatsQueue(config(), quietLog));
+  queue = await openNatsQueue(config(), quietLog);
+  producer = queue.producer;
 });
 after(async () => {
-  await consumer?.close();
-  await producer?.close();
+  await queue?.close();
   await server?.stop();
 });
 
@@ -64,7 +64,11 @@ test('with no worker running, the count per subject is exact', async () => {
 });
 
 test('messages the writer consumer acknowledged no longer count; those it holds still do', async () => {
-  const batch = await consumer.receive({ max: 4, maxWaitMs: 200, signal: new AbortController().signal });
+  const batch = await queue.consumer!.receive({
+    max: 4,
+    maxWaitMs: 200,
+    signal: new AbortController().signal,
+  });
   assert.ok(batch);
   const got = (p: string) => batch.deliveries.filter((d) => d.message.ip?.pseudonym === p).length;
   // Delivered, not yet acknowledged: still queued (the worker may not have stored them).
@@ -88,7 +92,6 @@ test('beyond the scan bound the count is a lower bound, and a warning says so', 
       JSON.stringify(lines),
     );
   } finally {
-    await q.consumer.close();
-    await q.producer.close();
+    await q.close();
   }
 });
