@@ -13,7 +13,7 @@ import { createIpProtector, type IpProtector } from './privacy/ip-protector.ts';
 import { loadMasterKey } from './privacy/master-key.ts';
 import { openQueue } from './queue/open-queue.ts';
 import { startEmbeddedPostgres } from './store/embedded-postgres.ts';
-import { expectedVersion, migrate } from './store/migrate.ts';
+import { assertSchemaCurrent, migrate } from './store/migrate.ts';
 import { dropExpiredPartitions, ensurePartitions } from './store/partitions.ts';
 import { createPool, type Pool } from './store/pool.ts';
 import { pruneIdempotencyKeys } from './store/queue-table.ts';
@@ -59,11 +59,7 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
       stopEmbedded = pg.stop;
       cleanup.push(pg.stop);
     }
-    if (!config.databaseUrl || config.migrateOnStart) {
-      await migrate(databaseUrl, log);
-    } else {
-      await assertSchemaCurrent(databaseUrl);
-    }
+    if (!config.databaseUrl || config.migrateOnStart) await migrate(databaseUrl, log);
 
     const pool = createPool({
       connectionString: databaseUrl,
@@ -72,6 +68,8 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
       onError: (err) => log.warn({ err }, 'idle database connection lost'),
     });
     cleanup.push(() => pool.end());
+    // api and worker refuse a database older than their build: only the migration Job changes it.
+    await assertSchemaCurrent(pool);
 
     const queue = await openQueue(config, databaseUrl, pool, log, { metrics, roles });
     cleanup.push(() => queue.close());
@@ -217,25 +215,6 @@ const WITHOUT_PII_KEY: IpProtector = ((noKey: () => never) => ({
   throw new Error('this process has no API role and holds no PII key');
 });
 
-async function assertSchemaCurrent(databaseUrl: string): Promise<void> {
-  const { default: pg } = await import('pg');
-  const client = new pg.Client({ connectionString: databaseUrl });
-  await client.connect();
-  try {
-    const r = await client
-      .query<{ v: string }>('SELECT max(version)::text AS v FROM intake.schema_version')
-      .catch(() => ({ rows: [{ v: '0' }] }));
-    const have = Number(r.rows[0]?.v ?? 0);
-    const want = await expectedVersion();
-    if (have < want) {
-      throw new Error(
-        `database schema is at version ${have}, this build needs ${want}: run \`intake migrate\` first`,
-      );
-    }
-  } finally {
-    await client.end();
-  }
-}
 
 async function maintainPartitions(pool: Pool, retentionDays: number, log: Logger): Promise<void> {
   const created = await ensurePartitions(pool);

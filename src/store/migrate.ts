@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import Postgrator from 'postgrator';
 import type { Logger } from '../ops/logger.ts';
+import type { Queryable } from './pool.ts';
 
 const MIGRATIONS = fileURLToPath(new URL('../../sql/migrations/*.do.*.sql', import.meta.url));
 const GRANTS = fileURLToPath(new URL('../../sql/grants.sql', import.meta.url));
@@ -46,4 +47,27 @@ export async function expectedVersion(): Promise<number> {
   });
   const ms = await postgrator.getMigrations();
   return Math.max(0, ...ms.map((m) => Number(m.version)));
+}
+
+/**
+ * The schema version the database is at (0 when intake was never migrated there). One function for
+ * the start-up check (runtime.ts) and `intake doctor`.
+ */
+export async function schemaVersion(db: Queryable): Promise<number> {
+  const r = await db
+    .query<{ v: number }>('SELECT coalesce(max(version::int), 0) AS v FROM intake.schema_version')
+    .catch((err: { code?: string }) => {
+      if (err.code === '42P01') return { rows: [{ v: 0 }] }; // undefined_table: never migrated
+      throw err;
+    });
+  return r.rows[0]!.v;
+}
+
+/** Throws, saying what to run, when the database is older than this build. */
+export async function assertSchemaCurrent(db: Queryable): Promise<void> {
+  const have = await schemaVersion(db);
+  const want = await expectedVersion();
+  if (have < want) {
+    throw new Error(`database schema is at version ${have}, this build needs ${want}: run \`intake migrate\` first`);
+  }
 }
