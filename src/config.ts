@@ -47,6 +47,12 @@ export interface Config {
    * own, NATS_IDEMPOTENCY_TTL_HOURS.
    */
   idempotencyTtlHours: number;
+  /**
+   * `INTAKE_QUEUE_LEASE_MS` (default 30000): how long a batch a worker took from the Postgres queue stays
+   * invisible to other workers; a worker that dies leaves it to be taken again after this (NATS has
+   * NATS_ACK_WAIT_MS).
+   */
+  queueLeaseMs: number;
   /** `INTAKE_WORKER_BATCH_SIZE` (default 1000) and `INTAKE_WORKER_MAX_WAIT_MS` (default 50). */
   workerBatchSize: number;
   workerMaxWaitMs: number;
@@ -340,6 +346,7 @@ export function loadConfig(env: Env = process.env, command: Command = 'start'): 
     maxPendingPublishes: int('INTAKE_MAX_PENDING_PUBLISHES', 20_000, 1, 1_000_000),
     queueMaxMessages: int('INTAKE_QUEUE_MAX_MESSAGES', 1_000_000, 1, 1_000_000_000),
     idempotencyTtlHours: int('INTAKE_IDEMPOTENCY_TTL_HOURS', 24, 1, 24 * 90),
+    queueLeaseMs: int('INTAKE_QUEUE_LEASE_MS', 30_000, 1000, 3_600_000),
     workerBatchSize: int('INTAKE_WORKER_BATCH_SIZE', 1000, 1, 10_000),
     workerMaxWaitMs: int('INTAKE_WORKER_MAX_WAIT_MS', 50, 1, 60_000),
     workerMaxAttempts: int('INTAKE_WORKER_MAX_ATTEMPTS', 5, 1, 100),

@@ -215,7 +215,6 @@ const WITHOUT_PII_KEY: IpProtector = ((noKey: () => never) => ({
   throw new Error('this process has no API role and holds no PII key');
 });
 
-
 async function maintainPartitions(pool: Pool, retentionDays: number, log: Logger): Promise<void> {
   const created = await ensurePartitions(pool);
   const dropped = await dropExpiredPartitions(pool, retentionDays);

@@ -44,7 +44,9 @@ export async function openQueue(
     log,
   );
   const consumer =
-    opts.roles === undefined || opts.roles.includes('worker') ? new PgQueueConsumer(pool) : undefined;
+    opts.roles === undefined || opts.roles.includes('worker')
+      ? new PgQueueConsumer(pool, { leaseMs: config.queueLeaseMs })
+      : undefined;
   return {
     producer,
     consumer,

@@ -68,6 +68,8 @@ export async function assertSchemaCurrent(db: Queryable): Promise<void> {
   const have = await schemaVersion(db);
   const want = await expectedVersion();
   if (have < want) {
-    throw new Error(`database schema is at version ${have}, this build needs ${want}: run \`intake migrate\` first`);
+    throw new Error(
+      `database schema is at version ${have}, this build needs ${want}: run \`intake migrate\` first`,
+    );
   }
 }

@@ -102,10 +102,7 @@ describe('embedded default, end to end', () => {
     const p = await start(dir, { detached: true });
     const { load, exit } = await loadThenSignal(p, () => p.killGroup('SIGINT'));
     assert.equal(exit.code, 0, 'clean exit: the embedded PostgreSQL outlived the drain');
-    assert.ok(
-      !p.logs.some((l) => l.step === 'worker' || l.step === 'queue'),
-      'no shutdown step failed',
-    );
+    assert.ok(!p.logs.some((l) => l.step === 'worker' || l.step === 'queue'), 'no shutdown step failed');
     const p2 = await start(dir);
     await assertAllStoredOnce(p2, load.accepted);
     await p2.stop();
