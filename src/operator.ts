@@ -12,7 +12,7 @@ import { createPool } from './store/pool.ts';
 import { writeAudit } from './store/subjects.ts';
 
 /**
- * `intake pii reveal|export|erase` and `intake keys rotate`: the operator's side of SPEC §5. Output is
+ * `intake pii reveal|export|erase` and `intake keys rotate`: the operator's side of docs/contract.md §5. Output is
  * JSON on stdout; every action is audited with the actor `cli:<os user>` (override with INTAKE_ACTOR).
  */
 export async function operatorCommand(config: Config, log: Logger, argv: string[]): Promise<number> {

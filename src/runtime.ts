@@ -33,7 +33,7 @@ export interface Running {
   /** `http://host:port` the server listens on. */
   url: string;
   databaseUrl: string;
-  /** Staged graceful shutdown (SPEC §7); idempotent. */
+  /** Staged graceful shutdown (docs/architecture.md); idempotent. */
   shutdown(reason: string): Promise<void>;
   /** The same shutdown's steps, for the process exit path (signals, deadline, abort). */
   shutdownSteps: Shutdown;

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 
-/** The three things a key may be allowed to do (SPEC §2). */
+/** The three things a key may be allowed to do (docs/contract.md §2). */
 /**
  * What a key may do: `ingest` messages, `read` stored ones, `privacy` (reveal, export, erase personal
  * data), `admin` (list, replay and discard dead letters).

@@ -1,5 +1,5 @@
 /**
- * Token buckets per client (SPEC §2: rate limits per key). Written here because @fastify/rate-limit
+ * Token buckets per client (docs/contract.md §2: rate limits per key). Written here because @fastify/rate-limit
  * counts fixed windows, which allows 2× the limit across a window edge, has no burst setting and charges
  * per request; a token bucket charged per message is a few lines. Memory is bounded: one bucket per
  * configured key (plus one shared anonymous bucket), never per remote address.

@@ -2,7 +2,7 @@ import type { Ajv, ErrorObject } from 'ajv';
 import { MAX_TS } from './message-schema.ts';
 
 /**
- * Custom Ajv keywords for the rules of SPEC §1 that JSON Schema cannot state. Each one checks its value
+ * Custom Ajv keywords for the rules of docs/contract.md §1 that JSON Schema cannot state. Each one checks its value
  * completely and reports one clear message; `validator.ts` then drops Ajv's generic errors at the same
  * path, so a client reads "looks like milliseconds" rather than "must match a schema in anyOf".
  */

@@ -1,7 +1,7 @@
 import { type Static, Type } from '@sinclair/typebox';
 
 /**
- * The message contract of SPEC §1 as one JSON Schema: Ajv validates with it, TypeScript types come from
+ * The message contract of docs/contract.md §1 as one JSON Schema: Ajv validates with it, TypeScript types come from
  * it and the OpenAPI document is generated from it. What plain JSON Schema cannot express (a timestamp
  * that is an integer or a digit string in range, "at least one non-null field", nesting depth, values
  * PostgreSQL cannot store) is carried by the `x-*` keywords implemented in `keywords.ts`.

@@ -10,7 +10,7 @@ export interface Violation {
 
 /** The Ajv instance every schema of intake is compiled with (Fastify uses it too, see http/app.ts). */
 export function createAjv(): Ajv {
-  // allErrors: a rejection lists every violation (SPEC §1). No coercion, no removal of unknown keys:
+  // allErrors: a rejection lists every violation (docs/contract.md §1). No coercion, no removal of unknown keys:
   // Fastify's defaults would strip extra fields silently, which the contract forbids.
   const ajv = new Ajv({
     allErrors: true,

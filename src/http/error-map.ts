@@ -15,7 +15,7 @@ import { type ErrorCode, ProblemError } from './problem.ts';
 /**
  * The one place where an error becomes an HTTP answer: intake's own ProblemErrors as they are, the
  * queue's typed errors, Fastify's framework errors (each code mapped explicitly, never by status
- * alone), the body stream's errors and the database's. Anything unknown is a 500 that is logged; SPEC
+ * alone), the body stream's errors and the database's. Anything unknown is a 500 that is logged; docs/contract.md §2
  * says no input may cause one, and the tests hold every input class to that.
  */
 export interface MappedProblem {

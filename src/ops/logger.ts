@@ -217,7 +217,7 @@ export async function drainLogs(timeoutMs: number): Promise<number> {
 /**
  * Structured JSON logs to stdout (one object per line), as every intake process writes them.
  * Paths that could carry personal data or message bodies are censored here as a last line of defence:
- * code must not log them in the first place (SPEC §5, §7). Exact paths only: wildcard redaction ran on
+ * code must not log them in the first place (docs/contract.md §5, docs/logging.md). Exact paths only: wildcard redaction ran on
  * every line and cost more CPU than anything else in the access log.
  */
 export function createLogger(options: { level?: string; name?: string } = {}): Logger {

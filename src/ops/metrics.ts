@@ -2,7 +2,7 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 import { droppedLogLines } from './logger.ts';
 
 /**
- * Every metric intake exports (SPEC §7). One registry per process, built here so names and labels are
+ * Every metric intake exports (docs/alerting.md). One registry per process, built here so names and labels are
  * defined in one place. Loss accounting: received = accepted + duplicate + rejected (by reason:
  * invalid, forbidden, queue_unavailable); accepted = stored + dead-lettered + still queued + erased in
  * flight. A batch counts each of its messages.

@@ -2,7 +2,7 @@ import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:cr
 import type { Queryable } from '../store/pool.ts';
 
 /**
- * Data keys (SPEC §5): random 256-bit keys that encrypt personal data, stored in PostgreSQL only
+ * Data keys (docs/contract.md §5): random 256-bit keys that encrypt personal data, stored in PostgreSQL only
  * wrapped by a key-encryption key derived from the master key. One key per UTC day, created by
  * whichever API replica needs it first (the id is the day, so concurrent creators agree), or on demand
  * by `intake keys rotate`. Destroying a key erases its wrapped bytes: the data it protected is gone

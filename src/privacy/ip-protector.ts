@@ -4,7 +4,7 @@ import type { DataKeys } from './data-keys.ts';
 import { randomBytesPooled } from './random-pool.ts';
 
 /**
- * Replaces personal data (SPEC §5) at the edge by a keyed pseudonym and a ciphertext:
+ * Replaces personal data (docs/contract.md §5) at the edge by a keyed pseudonym and a ciphertext:
  * - pseudonym = HMAC-SHA-256(pseudonym key, value): deterministic, so equal IPs group and a subject's
  *   rows are found for export and erasure without decrypting anything; the key is derived from the
  *   master key and never stored;

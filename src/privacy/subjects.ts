@@ -16,7 +16,7 @@ import type { IpProtector } from './ip-protector.ts';
 import { revealFields } from './message-fields.ts';
 
 /**
- * GDPR operations on a data subject, identified by IP (SPEC §5). The IP is turned into its pseudonym
+ * GDPR operations on a data subject, identified by IP (docs/contract.md §5). The IP is turned into its pseudonym
  * at once; only the pseudonym reaches SQL and the audit log. Every operation is audited.
  */
 

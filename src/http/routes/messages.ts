@@ -22,7 +22,7 @@ import { decodeCursor, encodeCursor, MessageListQuery, parseTime } from './curso
 /** What an ingest route can refuse with, besides auth (docs/errors.md). */
 const INGEST_PROBLEMS = problemResponses(400, ...AUTH_PROBLEMS, 409, 413, 415, 422, 503);
 
-/** Ingest (POST) and read (GET) of messages: SPEC §2. */
+/** Ingest (POST) and read (GET) of messages: docs/contract.md §2. */
 export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
   const { metrics, ingest } = deps;
 

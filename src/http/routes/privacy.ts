@@ -13,7 +13,7 @@ const IpParams = Type.Object({
 });
 const IdParams = Type.Object({ id: Type.String({ maxLength: 200, description: 'A message id (UUIDv7)' }) });
 
-/** GDPR endpoints (SPEC §2, §5): export, erasure and reveal, all under the `privacy` scope, all audited. */
+/** GDPR endpoints (docs/contract.md §2, §5): export, erasure and reveal, all under the `privacy` scope, all audited. */
 export async function privacyRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
   const ip = (v: string) => {
     if (!IPV4.test(v))
