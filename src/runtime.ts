@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Config } from './config.ts';
-import { buildApp, Lifecycle } from './http/app.ts';
+import { buildApp } from './http/app.ts';
+import { Lifecycle } from './http/app-deps.ts';
 import { closeHttp } from './http/close-server.ts';
 import { Ingest } from './ingest/ingest.ts';
 import type { Logger } from './ops/logger.ts';

@@ -1,5 +1,5 @@
 import { v7 as uuidv7 } from 'uuid';
-import { randomBytesPooled } from '../privacy/random-pool.ts';
+import { randomBytesPooled } from './random-pool.ts';
 
 /**
  * A new message id: UUIDv7, monotonic within this process (a counter orders ids made in the same

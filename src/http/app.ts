@@ -1,14 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Ajv } from 'ajv';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
-import { type AuthOptions, registerAuth } from '../auth/authenticate.ts';
+import { registerAuth } from '../auth/authenticate.ts';
 import { createAjv } from '../contract/validator.ts';
-import type { Ingest } from '../ingest/ingest.ts';
-import type { Logger } from '../ops/logger.ts';
-import type { Metrics } from '../ops/metrics.ts';
-import type { IpProtector } from '../privacy/ip-protector.ts';
-import type { QueueProducer } from '../queue/queue.ts';
-import type { Pool } from '../store/pool.ts';
+import type { AppDeps } from './app-deps.ts';
 import { answerClientError } from './client-error.ts';
 import { registerConnectionHandling } from './connections.ts';
 import { registerContentEncoding } from './content-encoding.ts';
@@ -22,38 +17,6 @@ import { healthRoutes } from './routes/health.ts';
 import { messageRoutes } from './routes/messages.ts';
 import { privacyRoutes } from './routes/privacy.ts';
 import { checkingIntervalMs } from './server-timeouts.ts';
-
-/** What the HTTP edge needs from the rest of intake. Built by runtime.ts; tests build their own. */
-export interface AppDeps {
-  queue: QueueProducer;
-  /** The write path of the ingest routes (id, PII protection, publish under the deadline). */
-  ingest: Ingest;
-  /** Read side (GET routes). */
-  db: Pool;
-  metrics: Metrics;
-  log: Logger;
-  ipProtector: IpProtector;
-  /** Readiness of the parts behind the API (queue reachable, not draining). */
-  lifecycle: Lifecycle;
-  auth: AuthOptions;
-  /** `all` for the API; `ops` (health, metrics) for a worker-only process. */
-  routes: 'all' | 'ops';
-  options: {
-    bodyLimit: number;
-    requestTimeoutMs: number;
-    headersTimeoutMs: number;
-    lingeringTimeMs: number;
-    lingeringTimeoutMs: number;
-  };
-}
-
-/** Shared shutdown state, read by /readyz and every response. */
-export class Lifecycle {
-  /** Set when SIGTERM arrives: /readyz answers 503 so load balancers stop sending new work. */
-  draining = false;
-  /** Set when the listener closes: each response then carries `Connection: close`. */
-  closing = false;
-}
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
 

@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync } from 'node:crypto';
 import type { ProtectedValue } from '../contract/queued-message.ts';
+import { randomBytesPooled } from '../contract/random-pool.ts';
 import type { DataKeys } from './data-keys.ts';
-import { randomBytesPooled } from './random-pool.ts';
 
 /**
  * Replaces personal data (docs/contract.md §5) at the edge by a keyed pseudonym and a ciphertext:

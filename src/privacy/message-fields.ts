@@ -1,12 +1,12 @@
+import { isProtected, PROTECTED_MARK as MARK } from '../contract/protected-fields.ts';
 import type { IpProtector } from './ip-protector.ts';
 
 /**
  * Fields inside `message` declared personal data by configuration (`INTAKE_PII_MESSAGE_FIELDS`, top-level
  * keys of `message`) get the IP's treatment: at the edge the value is replaced by
  * `{"$pii": {pseudonym, ciphertext, key_id}}` (the ciphertext holds the JSON of the value), the read API
- * shows `"redacted"`, and reveal/export decrypt it.
+ * shows `"redacted"` (contract/protected-fields.ts), and reveal/export decrypt it.
  */
-const MARK = '$pii';
 
 export function protectFields(
   protector: IpProtector,
@@ -19,21 +19,6 @@ export function protectFields(
     if (!Object.hasOwn(message, f) || message[f] === null) continue;
     out ??= { ...message };
     out[f] = { [MARK]: protector.protect(JSON.stringify(message[f])) };
-  }
-  return out ?? message;
-}
-
-function isProtected(v: unknown): v is { [MARK]: { ciphertext: string; key_id: string } } {
-  return typeof v === 'object' && v !== null && MARK in v && Object.keys(v).length === 1;
-}
-
-/** For the read API: protected values become "redacted". */
-export function redactFields(message: Record<string, unknown>): Record<string, unknown> {
-  let out: Record<string, unknown> | undefined;
-  for (const [k, v] of Object.entries(message)) {
-    if (!isProtected(v)) continue;
-    out ??= { ...message };
-    out[k] = 'redacted';
   }
   return out ?? message;
 }

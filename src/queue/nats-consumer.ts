@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import type { QueuedMessage } from '../contract/queued-message.ts';
 import { decodeEnvelope } from './nats-envelope.ts';
-import type { NatsLink } from './nats-queue.ts';
+import type { NatsLink } from './nats-link.ts';
 import type { Batch, Delivery, Outcome, QueueConsumer } from './queue.ts';
 
 /**

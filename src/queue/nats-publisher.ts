@@ -7,7 +7,7 @@ import { GroupCommit } from './group-commit.ts';
 import { encodeEnvelope, envelopeMsgId, splitBySize } from './nats-envelope.ts';
 import { isNoResponders, isRefusal, notAccepted } from './nats-errors.ts';
 import { type Claim, IdempotencyClaims } from './nats-idempotency.ts';
-import type { NatsLink } from './nats-queue.ts';
+import type { NatsLink } from './nats-link.ts';
 import { countQueuedForSubject, type SubjectScanOptions } from './nats-subject-scan.ts';
 import {
   IdempotencyKeyInFlightError,

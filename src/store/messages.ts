@@ -1,7 +1,7 @@
 import type { StoredMessage } from '../contract/api-schemas.ts';
 import { uuidv7Time } from '../contract/message-id.ts';
+import { redactFields } from '../contract/protected-fields.ts';
 import type { QueuedMessage } from '../contract/queued-message.ts';
-import { redactFields } from '../privacy/message-fields.ts';
 import type { Queryable } from './pool.ts';
 
 /** SQL of the intake.messages table: the worker's batch insert and the read API's queries. */

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { DiscardPolicy, RetentionPolicy, StorageType } from '@nats-io/jetstream';
+import { runDoctor } from '../../src/commands/doctor-checks.ts';
 import { loadConfig } from '../../src/config.ts';
-import { runDoctor } from '../../src/ops/doctor.ts';
 import { createTestDatabase, quietLog, type TestDatabase, waitFor } from '../helpers/db.ts';
 import type { IntakeProcess } from '../helpers/intake-process.ts';
 import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../helpers/nats.ts';

@@ -7,10 +7,10 @@ import {
   Replayed,
 } from '../../contract/api-schemas.ts';
 import { isMessageId } from '../../contract/message-id.ts';
+import { redactFields } from '../../contract/protected-fields.ts';
 import { discardDeadLetters, type ReplayOptions, replayDeadLetters } from '../../ingest/replay.ts';
-import { redactFields } from '../../privacy/message-fields.ts';
 import { type DeadLetter, getDeadLetter, listDeadLetters } from '../../store/dead-letters.ts';
-import type { AppDeps } from '../app.ts';
+import type { AppDeps } from '../app-deps.ts';
 import { AUTH_PROBLEMS, jsonResponse, problemResponses, ref } from '../openapi.ts';
 import { ProblemError } from '../problem.ts';
 import { decodeCursor, encodeCursor, parseTime } from './cursor.ts';

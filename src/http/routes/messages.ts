@@ -13,7 +13,7 @@ import { IncomingBatch, IncomingMessage, MAX_BATCH } from '../../contract/messag
 import { compileValidator, createAjv, toViolations, type Violation } from '../../contract/validator.ts';
 import type { IngestContext } from '../../ingest/ingest.ts';
 import { getMessage, queryMessages } from '../../store/messages.ts';
-import type { AppDeps } from '../app.ts';
+import type { AppDeps } from '../app-deps.ts';
 import { MAX_NDJSON_LINES, NdjsonBody } from '../ndjson.ts';
 import { AUTH_PROBLEMS, jsonResponse, problemResponses, rateLimitHeaders, ref } from '../openapi.ts';
 import { ProblemError } from '../problem.ts';

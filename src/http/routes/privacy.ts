@@ -4,7 +4,7 @@ import { Erasure, StoredMessage, SubjectExport } from '../../contract/api-schema
 import { IPV4 } from '../../contract/keywords.ts';
 import { isMessageId } from '../../contract/message-id.ts';
 import { eraseSubject, exportSubject, revealMessage } from '../../privacy/subjects.ts';
-import type { AppDeps } from '../app.ts';
+import type { AppDeps } from '../app-deps.ts';
 import { AUTH_PROBLEMS, jsonResponse, problemResponses, ref } from '../openapi.ts';
 import { ProblemError } from '../problem.ts';
 

@@ -2,10 +2,10 @@ import { readFileSync } from 'node:fs';
 import type { StreamInfo } from '@nats-io/jetstream';
 import pg from 'pg';
 import type { Config } from '../config.ts';
+import type { Logger } from '../ops/logger.ts';
 import { DataKeys } from '../privacy/data-keys.ts';
 import { loadMasterKey } from '../privacy/master-key.ts';
 import { expectedVersion } from '../store/migrate.ts';
-import type { Logger } from './logger.ts';
 
 /**
  * `intake doctor`: the pre-deployment checks (docs/deployment.md). Each check answers ok, warn or fail
