@@ -6,7 +6,7 @@ import { createTestDatabase, type TestDatabase, waitFor } from '../helpers/db.ts
 import type { IntakeProcess } from '../helpers/intake-process.ts';
 import { startLoad } from '../helpers/load.ts';
 import { type NatsServer, natsEnv, startNatsCluster, uniqueStream } from '../helpers/nats.ts';
-import { assertAllStoredOnce, startRole, tempDir } from './support.ts';
+import { assertAllStoredOnce, startRole, tempDir } from '../helpers/nats-roles.ts';
 
 /**
  * A 3-node JetStream cluster on loopback with the stream at replicas 3, as in production. The node that

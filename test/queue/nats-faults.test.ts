@@ -12,7 +12,7 @@ import {
   startRole,
   storedCount,
   tempDir,
-} from './support.ts';
+} from '../helpers/nats-roles.ts';
 
 /**
  * Faults on the JetStream pipeline with real processes: a worker SIGKILLed mid-batch, NATS killed and

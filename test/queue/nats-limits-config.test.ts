@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import { ConfigError, loadConfig } from '../../src/config.ts';
 import { applyDeferredLimits, messageStreamConfig, provisionQueue } from '../../src/queue/nats-provision.ts';
 import { type NatsServer, startNatsServer, uniqueStream } from '../helpers/nats.ts';
-import { withJsm } from './support.ts';
+import { withJsm } from '../helpers/nats-roles.ts';
 
 /**
  * The stream limits as configured (NATS_MAX_BYTES, NATS_MAX_MSGS, NATS_TRIM_AT_PERCENT), and the one

@@ -15,7 +15,7 @@ import type { IntakeProcess } from '../helpers/intake-process.ts';
 import { queuedMessage } from '../helpers/messages.ts';
 import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../helpers/nats.ts';
 import { type NatsFreezeProxy, startFreezeProxy } from '../helpers/nats-proxy.ts';
-import { startRole, tempDir, withDb } from './support.ts';
+import { startRole, tempDir, withDb } from '../helpers/nats-roles.ts';
 
 /**
  * The answer to a publish must be true (issue 8, item 4, NATS half). A publish that reached the server

@@ -6,7 +6,7 @@ import { quietLog, waitFor } from '../helpers/db.ts';
 import { freePort, type IntakeProcess } from '../helpers/intake-process.ts';
 import { startLoad } from '../helpers/load.ts';
 import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../helpers/nats.ts';
-import { assertAllStoredOnce, startRole, storedCount, tempDir, withDb } from './support.ts';
+import { assertAllStoredOnce, startRole, storedCount, tempDir, withDb } from '../helpers/nats-roles.ts';
 
 /**
  * PostgreSQL stopped for 10 s under load, on a private embedded PostgreSQL with a fixed port so it can

@@ -16,7 +16,7 @@ import {
   tempDir,
   total,
   withDb,
-} from './support.ts';
+} from '../helpers/nats-roles.ts';
 
 /**
  * The pipeline through JetStream with real processes: `intake api` and `intake worker` with NATS_URL,

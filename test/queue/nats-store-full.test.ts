@@ -5,7 +5,16 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { createTestDatabase, type TestDatabase, waitFor } from '../helpers/db.ts';
 import type { IntakeProcess } from '../helpers/intake-process.ts';
 import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../helpers/nats.ts';
-import { assertAllStoredOnce, message, post, scrape, startRole, tempDir, total, withDb } from './support.ts';
+import {
+  assertAllStoredOnce,
+  message,
+  post,
+  scrape,
+  startRole,
+  tempDir,
+  total,
+  withDb,
+} from '../helpers/nats-roles.ts';
 
 /**
  * The server's JetStream file store at its limit (issue 8, item 2): every publish fails, so /readyz must

@@ -17,7 +17,7 @@ import {
   total,
   withDb,
   withJsm,
-} from './support.ts';
+} from '../helpers/nats-roles.ts';
 
 /**
  * A stream with a size limit and a lagging worker (issue 8, item 1). With `discard: old` the server

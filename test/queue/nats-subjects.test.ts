@@ -8,7 +8,7 @@ import type { OpenedQueue, QueueProducer } from '../../src/queue/queue.ts';
 import { quietLog, waitFor } from '../helpers/db.ts';
 import { queuedMessage } from '../helpers/messages.ts';
 import { type NatsServer, startNatsServer, uniqueStream } from '../helpers/nats.ts';
-import { withJsm } from './support.ts';
+import { withJsm } from '../helpers/nats-roles.ts';
 
 /**
  * GDPR counts on the NATS queue (issue 8, item 5): how many messages of one data subject (IP pseudonym)
