@@ -200,7 +200,9 @@ describe('client through faults on the NATS queue', () => {
     assert.equal(failed, undefined, `a send failed for good: ${failed}`);
     assert.equal(results.length, N);
     assert.ok(unanswered > 0, 'the outages hit requests in flight (else this test proves nothing)');
-    console.log(`# ${unanswered} attempts got no answer intake stands by and were retried; ${N} messages sent`);
+    console.log(
+      `# ${unanswered} attempts got no answer intake stands by and were retried; ${N} messages sent`,
+    );
     const ids = results.map((r) => r.id);
     assert.equal(new Set(ids).size, N, 'one id per message, even for those retried after an unknown outcome');
     await assertAllStoredOnce(db.url, ids, 120_000, procs);
