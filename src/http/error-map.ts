@@ -240,7 +240,6 @@ function reasonFor(code: ErrorCode): string {
     case 'RATE_LIMITED':
       return 'rate_limited';
     case 'QUEUE_UNAVAILABLE':
-    case 'DRAINING':
       return 'queue_unavailable';
     default:
       return 'invalid';

@@ -29,7 +29,6 @@ export const ERRORS = {
     title: 'The queue did not confirm in time: the message may have been accepted',
   },
   DATABASE_UNAVAILABLE: { status: 503, title: 'The database cannot be reached right now' },
-  DRAINING: { status: 503, title: 'The server is shutting down' },
   INTERNAL: { status: 500, title: 'Internal error' },
 } as const;
 

@@ -1,0 +1,43 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+
+/**
+ * The configuration a user reads is the configuration the code reads: every variable config.ts reads is
+ * documented in README.md's table or docs/production.md's (NATS), and every variable those tables name is
+ * read by config.ts. `NAME_FILE` variants are covered by the README's rule for secrets.
+ */
+const NAME = /\b(?:(?:INTAKE|NATS)_[A-Z0-9_]*[A-Z0-9]|DATABASE_URL|PORT|HOST|LOG_LEVEL|NODE_ENV)\b/g;
+const code = readFileSync('src/config.ts', 'utf8');
+const readme = readFileSync('README.md', 'utf8');
+const production = readFileSync('docs/production.md', 'utf8');
+
+/** The rows of a markdown table under a heading: the names in its first column. */
+function tableNames(doc: string, heading: string): Set<string> {
+  const section = doc.slice(doc.indexOf(heading)).split(/\n## /)[0]!;
+  const rows = section.split('\n').filter((l) => l.startsWith('| `'));
+  return new Set(rows.flatMap((r) => r.split('|')[1]!.match(NAME) ?? []));
+}
+
+const names = new Set([...code.matchAll(NAME)].map((m) => m[0]));
+/** X_FILE is X read from a file when X is a setting too (NATS_CREDS_FILE is a setting of its own). */
+const read = new Set([...names].filter((n) => !(n.endsWith('_FILE') && names.has(n.slice(0, -5)))));
+const documented = new Set([
+  ...tableNames(readme, '## Configuration'),
+  ...tableNames(production, '## Settings'),
+]);
+
+test('every setting config.ts reads is documented', () => {
+  const missing = [...read].filter((n) => !documented.has(n)).sort();
+  assert.deepEqual(missing, [], 'add a row to README.md#configuration (NATS_*: docs/production.md#settings)');
+});
+
+test('every documented setting is read', () => {
+  const stale = [...documented].filter((n) => !read.has(n)).sort();
+  assert.deepEqual(stale, [], 'a documented variable config.ts no longer reads');
+});
+
+test('the tables were found', () => {
+  assert.ok(documented.size > 30, `only ${documented.size} documented names found`);
+  assert.ok(read.size > 30, `only ${read.size} names read`);
+});
