@@ -30,7 +30,7 @@ declare module 'fastify' {
 
 /**
  * Bearer API keys with scopes, optional sender restrictions and per-key token buckets. With no keys
- * configured, auth is off (runtime.ts refuses that in production and warns loudly otherwise).
+ * configured, auth is off: config.ts refuses that in production, and runtime.ts logs a warning otherwise.
  */
 export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
   const byHash = new Map(opts.keys.map((k) => [k.hash, k]));

@@ -1,6 +1,7 @@
 // Entry point of the pod watcher (bin/pod-watcher.js; `node dist/pod-watcher/main.js` in the image).
 // Exit codes: 0 after SIGTERM/SIGINT, 1 when leadership is lost or startup fails (Kubernetes restarts the
-// pod, which then campaigns again from a clean state, as client-go controllers do), 2 on bad configuration,
+// pod, which then campaigns again from a clean state, as client-go controllers do), 78 on bad configuration
+// (as intake: EX_CONFIG),
 // 70 when the shutdown passed its deadline (src/ops/process-exit.ts).
 import { createLogger } from '../ops/logger.ts';
 import { ExitCode, exitProcess, handleSignals } from '../ops/process-exit.ts';
@@ -18,7 +19,7 @@ async function main(): Promise<void> {
     config = loadConfig(process.env);
   } catch (err) {
     if (err instanceof ConfigError) {
-      return exitProcess(ExitCode.usage, {
+      return exitProcess(ExitCode.config, {
         name: 'pod-watcher',
         line: `pod-watcher: invalid configuration: ${err.message}`,
       });
