@@ -1,5 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream';
+import {
+  type Consumer,
+  type ConsumerMessages,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  JetStreamError,
+  type JsMsg,
+} from '@nats-io/jetstream';
 import type { QueuedMessage } from '../contract/queued-message.ts';
 import { decodeEnvelope } from './nats-envelope.ts';
 import type { NatsLink } from './nats-link.ts';
@@ -118,7 +125,7 @@ export class NatsConsumer implements QueueConsumer {
         // Disconnected, heartbeats missed (leader lost), consumer deleted: a batch being collected is
         // still returned, and the next call starts a fresh request.
         this.link.log.warn({ err }, 'NATS consumer read failed; retrying');
-        if (/not found|deleted/i.test((err as Error).message)) this.link.reprovision();
+        if (isGone(err)) this.link.reprovision();
         this.pendingNext = undefined;
         this.iter = undefined;
         this.messages = undefined;
@@ -256,4 +263,16 @@ async function raceUntil<T>(p: Promise<T>, signal: AbortSignal, until: number): 
     signal.removeEventListener('abort', onAbort);
     ac.abort();
   }
+}
+
+/**
+ * The stream or the consumer no longer exists (deleted by an operator, lost with a server's store): the
+ * lookup of the consumer answers the API codes ConsumerNotFound / StreamNotFound, and a pull that was
+ * waiting when it went away ends with a 409 status error ("Consumer Deleted", "Stream Deleted"). Read from
+ * the client's typed errors, never from message text.
+ */
+function isGone(err: unknown): boolean {
+  if (err instanceof JetStreamApiError)
+    return err.code === JetStreamApiCodes.ConsumerNotFound || err.code === JetStreamApiCodes.StreamNotFound;
+  return err instanceof JetStreamError && (err as JetStreamError & { code?: number }).code === 409;
 }
