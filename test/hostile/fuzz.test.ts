@@ -306,7 +306,9 @@ test(`${COUNT} hostile requests: no 5xx but 503, alive, bounded memory, every 20
   try {
     await Promise.all(
       Array.from({ length: 16 }, async () => {
-        while (sent < COUNT && Date.now() - started < 50_000) {
+        // Count-bounded: all COUNT requests are sent (about 27 s on a quiet 2-core machine), with a stop at
+        // 4 minutes so a hung server cannot hold CI; the assertion below then names the shortfall.
+        while (sent < COUNT && Date.now() - started < 240_000) {
           sent++;
           await send(next());
         }
@@ -322,7 +324,7 @@ test(`${COUNT} hostile requests: no 5xx but 503, alive, bounded memory, every 20
       `client-side errors ${clientErrors}, unsendable ${unsendable}, RSS ${startRss.toFixed(0)} → max ${maxRss.toFixed(0)} MiB, ${accepted.length} accepted`,
   );
   assert.equal(proc.child.exitCode, null, `intake exited: ${proc.stderr.join('').slice(-2000)}`);
-  assert.ok(sent >= Math.min(COUNT, 10_000), `only ${sent} requests in ${seconds} s`);
+  assert.equal(sent, COUNT, `only ${sent} of ${COUNT} requests sent in ${seconds} s`);
   assert.deepEqual(bad.slice(0, 10), [], `${bad.length} answers were a 5xx other than 503`);
   // Connections the server closes on purpose (431, malformed requests) can surface as client errors;
   // a crash or a hang would make many.
