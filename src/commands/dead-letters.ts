@@ -1,5 +1,5 @@
-import { discardDeadLetters, type ReplayOptions, replayDeadLetters } from '../ingest/replay.ts';
-import { type DeadLetter, getDeadLetter, listDeadLetters } from '../store/dead-letters.ts';
+import type { ReplayOptions } from '../ingest/replay.ts';
+import type { DeadLetter } from '../store/dead-letters.ts';
 import { type CommandGroup, type CommandSpec, checks, type Values } from './command.ts';
 import { announce, type Session, withSession } from './session.ts';
 
@@ -28,6 +28,7 @@ const PAGE = 1000;
 
 /** The dead letters named (those that exist), or every one when --all; plus the ids not found. */
 async function select(s: Session, values: Values, positionals: string[]) {
+  const { getDeadLetter, listDeadLetters } = await import('../store/dead-letters.ts');
   if (values.all) {
     const found: DeadLetter[] = [];
     for (;;) {
@@ -65,6 +66,7 @@ const list: CommandSpec = {
   positionals: [],
   config: 'dead-letters',
   async run({ config, log, values }) {
+    const { listDeadLetters } = await import('../store/dead-letters.ts');
     return withSession(config!, log, async (s) => {
       const rows = await listDeadLetters(s.pool, { limit: Number(values.limit ?? 100) });
       for (const d of rows) {
@@ -102,6 +104,7 @@ function operation(kind: 'replay' | 'discard'): CommandSpec {
     validate: idsOrAll,
     async run({ config, log, values, positionals }) {
       const dry = values['dry-run'] === true;
+      const { discardDeadLetters, replayDeadLetters } = await import('../ingest/replay.ts');
       return withSession(config!, log, async (s) => {
         const { found, missing } = await select(s, values, positionals);
         for (const id of missing)

@@ -1,6 +1,5 @@
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config.ts';
-import { createLogger } from '../ops/logger.ts';
 import { ExitCode } from '../ops/process-exit.ts';
 import {
   type CommandGroup,
@@ -128,6 +127,7 @@ export async function dispatch(argv: string[], env: NodeJS.ProcessEnv): Promise<
     }
     config = loadConfig(effective, spec.config); // ConfigError: exit 78 (src/cli.ts)
   }
+  const { createLogger } = await import('../ops/logger.ts');
   const log = createLogger({ level: config?.logLevel ?? (env.LOG_LEVEL || 'info') });
   return spec.run({ values: parsed.values, positionals: parsed.positionals, config, log });
 }
@@ -254,7 +254,7 @@ export function globalUsage(group?: CommandGroup): string {
     group ? wrap(group.summary) : 'intake: HTTP → durable queue → idempotent batch writer → PostgreSQL.',
     '',
     group ? 'subcommands:' : 'commands (without one, `intake` runs `start`):',
-    ...specs.map((s) => row(s.name, s.summary, 20)),
+    ...specs.map((s) => row(s.name, s.summary, 22)),
     '',
     `run 'intake ${group ? `${group.name} ` : ''}<${group ? 'subcommand' : 'command'}> --help' for its flags and arguments; all of them: docs/cli.md`,
     ...(group
@@ -343,7 +343,7 @@ export function renderCliDocs(): string {
     '|---|---|',
     ...EXIT_CODES.map(([c, what]) => `| ${c} | ${what} |`),
     '',
-    'A server (`start`, `api`, `worker`) stopped by SIGTERM exits 0 once drained; see docs/production.md for its other codes.',
+    'A server (`start`, `api`, `worker`) stopped by SIGTERM exits 0 once drained, 70 when the drain passed INTAKE_SHUTDOWN_TIMEOUT_MS, 128 + the signal number after a second signal.',
     '',
     '## Commands',
     '',

@@ -1,5 +1,3 @@
-import { formatChecks, runDoctor } from '../ops/doctor.ts';
-import { resolveDatabase } from '../store/connect.ts';
 import type { CommandSpec } from './command.ts';
 
 /** `intake doctor`: the pre-deployment checks (src/ops/doctor.ts). Read-only. */
@@ -19,6 +17,8 @@ export const doctorCommand: CommandSpec = {
   positionals: [],
   config: 'doctor',
   async run({ config, log, values }) {
+    const { formatChecks, runDoctor } = await import('../ops/doctor.ts');
+    const { resolveDatabase } = await import('../store/connect.ts');
     const db = await resolveDatabase(config!, log);
     try {
       const checks = await runDoctor(config!, db.url, log);

@@ -1,5 +1,4 @@
 import { generateKey, SCOPES, type Scope } from '../auth/api-keys.ts';
-import { writeAudit } from '../store/subjects.ts';
 import type { CommandGroup, CommandSpec } from './command.ts';
 import { announce, withSession } from './session.ts';
 
@@ -67,6 +66,7 @@ const rotate: CommandSpec = {
         console.log(JSON.stringify({ dry_run: true, active: current.rows[0]?.id ?? null }, null, 2));
         return 0;
       }
+      const { writeAudit } = await import('../store/subjects.ts');
       const { dataKeys } = await s.keys();
       const id = await dataKeys.rotate();
       await writeAudit(s.pool, s.actor, 'rotate-key', null, { key: id });

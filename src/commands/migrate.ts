@@ -1,5 +1,3 @@
-import { resolveDatabase } from '../store/connect.ts';
-import { migrate } from '../store/migrate.ts';
 import type { CommandSpec } from './command.ts';
 
 /** `intake migrate`: the schema change, as the Kubernetes migration Job runs it. */
@@ -14,6 +12,8 @@ export const migrateCommand: CommandSpec = {
   positionals: [],
   config: 'migrate',
   async run({ config, log }) {
+    const { resolveDatabase } = await import('../store/connect.ts');
+    const { migrate } = await import('../store/migrate.ts');
     const db = await resolveDatabase(config!, log);
     try {
       const { from, to } = await migrate(db.url, log);

@@ -1,5 +1,3 @@
-import { eraseSubject, exportSubject, revealMessage } from '../privacy/subjects.ts';
-import { countSubjectDeadLetters, subjectMessageIds } from '../store/subjects.ts';
 import { type CommandGroup, type CommandSpec, checks } from './command.ts';
 import { announce, withSession } from './session.ts';
 
@@ -29,6 +27,7 @@ const reveal: CommandSpec = {
   config: 'pii',
   async run({ config, log, positionals }) {
     const id = positionals[0]!.toLowerCase();
+    const { revealMessage } = await import('../privacy/subjects.ts');
     return withSession(config!, log, async (s) => {
       const out = await revealMessage(s.pool, (await s.keys()).protector, id, s.actor);
       if (!out) {
@@ -49,6 +48,7 @@ const exportCmd: CommandSpec = {
   positionals: [ip],
   config: 'pii',
   async run({ config, log, positionals }) {
+    const { exportSubject } = await import('../privacy/subjects.ts');
     return withSession(config!, log, async (s) => {
       const queue = await s.queue();
       const out = await exportSubject(
@@ -76,6 +76,8 @@ const erase: CommandSpec = {
   async run({ config, log, positionals, values }) {
     const dryRun = values['dry-run'] === true;
     const subject = positionals[0]!;
+    const { eraseSubject } = await import('../privacy/subjects.ts');
+    const { countSubjectDeadLetters, subjectMessageIds } = await import('../store/subjects.ts');
     return withSession(config!, log, async (s) => {
       const { protector } = await s.keys();
       const queue = await s.queue();

@@ -1,8 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeHeapSnapshot } from 'node:v8';
-import { handleSignals } from '../ops/process-exit.ts';
-import { type Role, startIntake } from '../runtime.ts';
+import type { Role } from '../runtime.ts';
 import { type CommandSpec, checks, type OptionSpec } from './command.ts';
 
 /** `intake start|api|worker`: the long-running processes. Their flags override the settings of the same name. */
@@ -32,6 +31,9 @@ function serve(name: 'start' | 'api' | 'worker', roles: Role[], summary: string,
     positionals: [],
     config: name,
     async run({ config, log }) {
+      // Loaded here, not at the top: `--help` and usage errors load none of the server.
+      const { startIntake } = await import('../runtime.ts');
+      const { handleSignals } = await import('../ops/process-exit.ts');
       const running = await startIntake(config!, roles, log);
       handleSignals({ name: 'intake', log, shutdown: running.shutdownSteps });
       process.on(config!.heapSnapshot.signal, () => {

@@ -1,13 +1,9 @@
 import type { Config } from '../config.ts';
 import type { Logger } from '../ops/logger.ts';
-import { DataKeys } from '../privacy/data-keys.ts';
-import { createIpProtector, type IpProtector } from '../privacy/ip-protector.ts';
-import { loadMasterKey } from '../privacy/master-key.ts';
-import { openQueue } from '../queue/open-queue.ts';
+import type { DataKeys } from '../privacy/data-keys.ts';
+import type { IpProtector } from '../privacy/ip-protector.ts';
 import type { OpenedQueue } from '../queue/queue.ts';
-import { resolveDatabase } from '../store/connect.ts';
-import { assertSchemaCurrent } from '../store/migrate.ts';
-import { createPool, type Pool } from '../store/pool.ts';
+import type { Pool } from '../store/pool.ts';
 
 /**
  * What an operator command works with: the database (checked to be at this build's schema, so a
@@ -26,6 +22,10 @@ export async function withSession<T>(
   log: Logger,
   fn: (s: Session) => Promise<T>,
 ): Promise<T> {
+  // Loaded when a command runs, not when it is declared: `--help` loads none of this.
+  const { resolveDatabase } = await import('../store/connect.ts');
+  const { assertSchemaCurrent } = await import('../store/migrate.ts');
+  const { createPool } = await import('../store/pool.ts');
   const db = await resolveDatabase(config, log);
   const pool = createPool({
     connectionString: db.url,
@@ -40,11 +40,15 @@ export async function withSession<T>(
       pool,
       actor: `cli:${config.actor}`,
       async keys() {
+        const { loadMasterKey } = await import('../privacy/master-key.ts');
+        const { DataKeys } = await import('../privacy/data-keys.ts');
+        const { createIpProtector } = await import('../privacy/ip-protector.ts');
         const master = await loadMasterKey(config, log);
         const dataKeys = new DataKeys(pool, master);
         return { dataKeys, protector: createIpProtector(master, dataKeys) };
       },
       async queue() {
+        const { openQueue } = await import('../queue/open-queue.ts');
         queue ??= await openQueue(config, db.url, pool, log, { roles: ['api'] });
         return queue;
       },

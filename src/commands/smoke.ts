@@ -1,4 +1,3 @@
-import { runSmoke } from '../ops/smoke.ts';
 import { type CommandSpec, checks } from './command.ts';
 
 /** `intake smoke`: the post-deployment canary (src/ops/smoke.ts). */
@@ -39,6 +38,7 @@ export const smokeCommand: CommandSpec = {
   positionals: [],
   config: 'smoke',
   async run({ config, values }) {
+    const { runSmoke } = await import('../ops/smoke.ts');
     const url = config!.smoke.url;
     const r = await runSmoke({
       url,
