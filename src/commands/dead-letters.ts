@@ -15,11 +15,64 @@ const ids = {
   variadic: true,
   check: checks.messageId,
 };
-const all = { type: 'boolean' as const, description: 'every dead letter (instead of ids)' };
+const all = {
+  type: 'boolean' as const,
+  description: 'every dead letter (instead of ids), or every one the filters match',
+};
+/** RFC 3339 or Unix seconds, as the admin API takes them (http/routes/cursor.ts). */
+const time = (v: string) => {
+  const d = /^\d{1,12}$/.test(v)
+    ? new Date(Number(v) * 1000)
+    : /^\d/.test(v)
+      ? new Date(v)
+      : new Date(Number.NaN);
+  return Number.isNaN(d.getTime()) || d.getUTCFullYear() > 9999
+    ? `not a time: ${v} (expected RFC 3339, e.g. 2026-12-01T00:00:00Z, or Unix seconds)`
+    : undefined;
+};
+const text = (what: string) => (v: string) =>
+  v.length === 0 || v.length > 256 ? `${what}: 1 to 256 characters` : undefined;
+/** The same filters as GET /v1/dead-letters. */
+const filters = {
+  sender: {
+    type: 'string' as const,
+    value: 'SENDER',
+    description: 'only this sender',
+    check: text('a sender'),
+  },
+  reason: {
+    type: 'string' as const,
+    value: 'TEXT',
+    description: 'only reasons containing this text (case-insensitive)',
+    check: text('a reason'),
+  },
+  since: {
+    type: 'string' as const,
+    value: 'TIME',
+    description: 'failed at or after (RFC 3339 or Unix seconds)',
+    check: time,
+  },
+  until: {
+    type: 'string' as const,
+    value: 'TIME',
+    description: 'failed before (RFC 3339 or Unix seconds)',
+    check: time,
+  },
+};
+const FILTERS = Object.keys(filters) as Array<keyof typeof filters>;
+const filterOf = (values: Values) => ({
+  ...(typeof values.sender === 'string' ? { sender: values.sender } : {}),
+  ...(typeof values.reason === 'string' ? { reason: values.reason } : {}),
+  ...(typeof values.since === 'string' ? { since: toDate(values.since) } : {}),
+  ...(typeof values.until === 'string' ? { until: toDate(values.until) } : {}),
+});
+const toDate = (v: string) => (/^\d{1,12}$/.test(v) ? new Date(Number(v) * 1000) : new Date(v));
 const dryRun = { type: 'boolean' as const, description: 'say what would be done and change nothing' };
 const idsOrAll = (values: Values, positionals: string[]) => {
-  if (values.all && positionals.length) return 'give ids or --all, not both';
-  if (!values.all && !positionals.length) return 'missing <id…> (or --all)';
+  const selecting = values.all === true || FILTERS.some((f) => values[f] !== undefined);
+  if (selecting && positionals.length) return 'give ids, or --all and filters, not both';
+  if (!selecting && !positionals.length)
+    return 'missing <id…> (or --all, --sender, --reason, --since, --until)';
   return undefined;
 };
 
@@ -29,11 +82,12 @@ const PAGE = 1000;
 /** The dead letters named (those that exist), or every one when --all; plus the ids not found. */
 async function select(s: Session, values: Values, positionals: string[]) {
   const { getDeadLetter, listDeadLetters } = await import('../store/dead-letters.ts');
-  if (values.all) {
+  if (!positionals.length) {
     const found: DeadLetter[] = [];
     for (;;) {
       const last = found[found.length - 1];
       const page = await listDeadLetters(s.pool, {
+        ...filterOf(values),
         limit: PAGE,
         ...(last ? { after: { failedAt: last.failed_at, id: last.id } } : {}),
       });
@@ -61,14 +115,18 @@ const list: CommandSpec = {
       description: 'at most N (default 100)',
       check: checks.int(1, 100_000),
     },
-    json: { type: 'boolean', description: 'one JSON object per line, as stored (message not revealed)' },
+    ...filters,
+    json: {
+      type: 'boolean',
+      description: 'one JSON object per line: id, sender, failed_at, attempts, reason',
+    },
   },
   positionals: [],
   config: 'dead-letters',
   async run({ config, log, values }) {
     const { listDeadLetters } = await import('../store/dead-letters.ts');
     return withSession(config!, log, async (s) => {
-      const rows = await listDeadLetters(s.pool, { limit: Number(values.limit ?? 100) });
+      const rows = await listDeadLetters(s.pool, { ...filterOf(values), limit: Number(values.limit ?? 100) });
       for (const d of rows) {
         if (values.json)
           console.log(
@@ -98,7 +156,7 @@ function operation(kind: 'replay' | 'discard'): CommandSpec {
       kind === 'replay'
         ? 'put dead letters back on the queue under their original ids (audited)'
         : 'delete dead letters for good (audited)',
-    options: { all, 'dry-run': dryRun },
+    options: { all, ...filters, 'dry-run': dryRun },
     positionals: [ids],
     config: 'dead-letters',
     validate: idsOrAll,

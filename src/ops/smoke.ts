@@ -90,6 +90,8 @@ export function unreachable(base: string, err: unknown): string {
     case 'UND_ERR_CONNECT_TIMEOUT':
       return `cannot connect to ${base}: connection timed out — ${hint}`;
     default:
+      if (e?.cause?.message === 'bad port')
+        return `cannot connect to ${base}: fetch refuses port ${new URL(base).port} (reserved for another protocol) — pass --url`;
       return `cannot connect to ${base}: ${code ?? e?.cause?.message ?? e?.message ?? String(err)} — ${hint}`;
   }
 }

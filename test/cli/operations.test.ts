@@ -132,6 +132,14 @@ describe('state-changing commands say what they do; --dry-run changes nothing', 
       .map((l) => JSON.parse(l));
     assert.deepEqual(rows.map((r) => r.id).sort(), [a.id, b.id].sort());
     assert.equal(rows[0].attempts, 5);
+    const filtered = await intake('dead-letters', 'list', '--reason', 'SECOND', '--json');
+    assert.deepEqual(
+      filtered.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).id),
+      [b.id],
+    );
 
     const dry = await intake('dead-letters', 'replay', a.id, '--dry-run');
     assert.equal(dry.code, 0, dry.stderr);

@@ -87,7 +87,7 @@ function missingOrExtra(name: string): { args: string[]; names: RegExp } {
   if (requiredFlag) return { args: [], names: new RegExp(`missing --${requiredFlag[0]}`) };
   const required = spec.positionals.find((p) => p.required);
   if (required) return { args: [], names: new RegExp(`missing <${required.name}>`) };
-  if (spec.validate) return { args: [], names: /missing <id…> \(or --all\)/ };
+  if (spec.validate) return { args: [], names: /missing <id…> \(or --all, --sender/ };
   if (spec.positionals.some((p) => p.variadic))
     return { args: ['keys', 'nosuch'], names: /unknown subcommand "nosuch"/ };
   return { args: ['extra'], names: /unexpected argument "extra" \(takes no arguments\)/ };
