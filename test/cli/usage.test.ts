@@ -203,4 +203,14 @@ describe('every command with --help, an unknown flag, a missing argument and a b
     assert.match(flagFirst!.stderr, /^intake: unknown flag --port before the command/);
     assert.deepEqual(readdirSync(dataDir), []);
   });
+
+  test('a bad setting exits 78 with the setting named, before anything starts', async () => {
+    const saved = env;
+    env = { ...env, INTAKE_PII_MASTER_KEY: 'too-short' };
+    const r = await intake(['keys', 'rotate']);
+    env = saved;
+    assert.equal(r.code, 78, r.stderr);
+    assert.match(r.stderr, /INTAKE_PII_MASTER_KEY must be 32 random bytes in base64/);
+    assert.deepEqual(readdirSync(dataDir), []);
+  });
 });
