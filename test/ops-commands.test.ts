@@ -66,7 +66,7 @@ describe('intake doctor and intake smoke', () => {
   });
 
   test('smoke proves a canary is stored end to end', async () => {
-    const r = await intake(['smoke', '--url', app.url], {});
+    const r = await intake(['smoke', '--url', app.url, '--json'], {});
     assert.equal(r.code, 0, r.out);
     const res = JSON.parse(r.out) as { ok: boolean; id: string; storedMs: number };
     assert.equal(res.ok, true);
@@ -78,7 +78,7 @@ describe('intake doctor and intake smoke', () => {
   });
 
   test('smoke fails when nothing answers', async () => {
-    const r = await intake(['smoke', '--url', 'http://127.0.0.1:1', '--timeout-ms', '2000'], {});
+    const r = await intake(['smoke', '--url', 'http://127.0.0.1:1', '--timeout-ms', '2000', '--json'], {});
     assert.equal(r.code, 1);
     assert.equal(JSON.parse(r.out).ok, false);
   });

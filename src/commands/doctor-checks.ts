@@ -5,7 +5,7 @@ import type { Config } from '../config.ts';
 import type { Logger } from '../ops/logger.ts';
 import { DataKeys } from '../privacy/data-keys.ts';
 import { loadMasterKey } from '../privacy/master-key.ts';
-import { expectedVersion } from '../store/migrate.ts';
+import { expectedVersion, schemaVersion } from '../store/migrate.ts';
 
 /**
  * `intake doctor`: the pre-deployment checks (docs/deployment.md). Each check answers ok, warn or fail
@@ -51,10 +51,7 @@ export async function runDoctor(config: Config, databaseUrl: string, log: Logger
   }
   try {
     const want = await expectedVersion();
-    const have = await db
-      .query<{ v: number }>('SELECT coalesce(max(version::int), 0) AS v FROM intake.schema_version')
-      .then((r) => r.rows[0]!.v)
-      .catch(() => 0);
+    const have = await schemaVersion(db);
     if (have === want) add('migrations', 'ok', `schema at version ${have}`);
     else if (have < want)
       add(

@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto';
+import { IntakeClient, IntakeError } from '../client/client.ts';
 
 /**
  * `intake smoke`: the post-deployment proof (docs/deployment.md). Sends one canary message through the
- * public API and waits until it can be read back from PostgreSQL, proving API → queue → worker → store
- * end to end. The canary's sender is `intake-smoke` so dashboards and queries can exclude it.
+ * public API with the client library (src/client) and waits until it can be read back from PostgreSQL,
+ * proving API → queue → worker → store end to end. The canary's sender is `intake-smoke` so dashboards
+ * and queries can exclude it. Failures are described in intake's words, never as a bare "fetch failed".
  */
 export interface SmokeResult {
   ok: boolean;
@@ -13,40 +15,48 @@ export interface SmokeResult {
   error?: string;
 }
 
+/** One attempt's deadline for each request. */
+const REQUEST_TIMEOUT_MS = 5000;
+
 export async function runSmoke(opts: { url: string; key?: string; timeoutMs: number }): Promise<SmokeResult> {
-  const headers: Record<string, string> = { 'content-type': 'application/json' };
-  if (opts.key) headers.authorization = `Bearer ${opts.key}`;
+  const base = opts.url.replace(/\/+$/, '');
+  const headers: Record<string, string> = opts.key ? { authorization: `Bearer ${opts.key}` } : {};
   const canary = randomUUID();
   const started = Date.now();
-  try {
-    const ready = await fetch(`${opts.url}/readyz`, { signal: AbortSignal.timeout(5000) });
-    if (ready.status !== 200) return { ok: false, error: `/readyz answered ${ready.status}` };
-    const res = await fetch(`${opts.url}/v1/messages`, {
-      method: 'POST',
-      headers: { ...headers, 'idempotency-key': `smoke-${canary}` },
-      body: JSON.stringify({
-        ts: Math.floor(Date.now() / 1000),
-        sender: 'intake-smoke',
-        message: { canary },
-      }),
-      signal: AbortSignal.timeout(10_000),
+  const get = (path: string) =>
+    fetch(base + path, { headers, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) }).catch((err) => {
+      throw new Error(unreachable(base, err));
     });
-    if (res.status !== 202)
-      return { ok: false, error: `POST /v1/messages answered ${res.status}: ${await res.text()}` };
-    const { id } = (await res.json()) as { id: string };
+  try {
+    const ready = await get('/readyz');
+    if (ready.status !== 200)
+      return { ok: false, error: `${base}/readyz answered ${ready.status}: not ready` };
+    const client = new IntakeClient({
+      url: base,
+      ...(opts.key ? { apiKey: opts.key } : {}),
+      timeoutMs: REQUEST_TIMEOUT_MS,
+      retry: { attempts: 3, baseMs: 200 },
+    });
+    const { id } = await client
+      .send({ ts: Math.floor(Date.now() / 1000), sender: 'intake-smoke', message: { canary } })
+      .catch((err) => {
+        throw new Error(
+          err instanceof IntakeError && err.status === undefined
+            ? unreachable(base, err.cause)
+            : `POST /v1/messages refused the canary: ${(err as Error).message}`,
+        );
+      });
     const acceptedMs = Date.now() - started;
     while (Date.now() - started < opts.timeoutMs) {
-      const got = await fetch(`${opts.url}/v1/messages/${id}`, {
-        headers,
-        signal: AbortSignal.timeout(5000),
-      });
+      const got = await get(`/v1/messages/${id}`);
       if (got.status === 200) {
         const body = (await got.json()) as { message?: { canary?: string } };
         if (body.message?.canary !== canary)
           return { ok: false, id, error: 'stored record does not match the canary' };
         return { ok: true, id, acceptedMs, storedMs: Date.now() - started };
       }
-      if (got.status !== 404) return { ok: false, id, error: `GET answered ${got.status}` };
+      if (got.status !== 404)
+        return { ok: false, id, error: `GET /v1/messages/${id} answered ${got.status}` };
       await new Promise((r) => setTimeout(r, 200));
     }
     return {
@@ -57,5 +67,31 @@ export async function runSmoke(opts: { url: string; key?: string; timeoutMs: num
     };
   } catch (err) {
     return { ok: false, error: (err as Error).message };
+  }
+}
+
+/** Why a request to `base` got no answer, as an operator can act on it. */
+export function unreachable(base: string, err: unknown): string {
+  const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
+  const code = e?.cause?.code ?? (e as { code?: string })?.code;
+  const hint = 'is intake running? pass --url';
+  if (e?.name === 'TimeoutError' || e?.name === 'AbortError')
+    return `cannot connect to ${base}: no answer within ${REQUEST_TIMEOUT_MS} ms — ${hint}`;
+  switch (code) {
+    case 'ECONNREFUSED':
+      return `cannot connect to ${base}: connection refused — ${hint}`;
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `cannot connect to ${base}: host ${new URL(base).hostname} not found — pass --url`;
+    case 'ECONNRESET':
+    case 'UND_ERR_SOCKET':
+      return `cannot connect to ${base}: the connection was closed before an answer — ${hint}`;
+    case 'ETIMEDOUT':
+    case 'UND_ERR_CONNECT_TIMEOUT':
+      return `cannot connect to ${base}: connection timed out — ${hint}`;
+    default:
+      if (e?.cause?.message === 'bad port')
+        return `cannot connect to ${base}: fetch refuses port ${new URL(base).port} (reserved for another protocol) — pass --url`;
+      return `cannot connect to ${base}: ${code ?? e?.cause?.message ?? e?.message ?? String(err)} — ${hint}`;
   }
 }

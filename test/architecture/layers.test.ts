@@ -18,7 +18,7 @@ const LAYERS: string[][] = [
   ['privacy', 'queue'],
   ['worker', 'ingest'],
   ['http'],
-  ['runtime.ts', 'operator.ts', 'pod-watcher'],
+  ['runtime.ts', 'pod-watcher'],
   ['commands', 'cli.ts'],
 ];
 

@@ -63,6 +63,6 @@ test('intake pii reveal / export / erase and keys rotate, each audited with the 
   );
   await assert.rejects(
     run(process.execPath, [BIN, 'pii', 'export', 'not-an-ip'], { env }),
-    /not a dotted-decimal IPv4/,
+    /not an IP address: not-an-ip \(expected dotted-decimal IPv4/,
   );
 });

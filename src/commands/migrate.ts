@@ -1,0 +1,28 @@
+import type { CommandSpec } from './command.ts';
+
+/** `intake migrate`: the schema change, as the Kubernetes migration Job runs it. */
+export const migrateCommand: CommandSpec = {
+  name: 'migrate',
+  summary: 'apply database migrations and exit',
+  description:
+    'Applies the numbered SQL migrations in sql/migrations and re-applies sql/grants.sql, then exits. ' +
+    'Safe to run from many replicas at once (an advisory lock serialises them). Without DATABASE_URL it ' +
+    'migrates the embedded PostgreSQL under INTAKE_DATA_DIR.',
+  options: {},
+  positionals: [],
+  config: 'migrate',
+  async run({ config, log }) {
+    const { resolveDatabase } = await import('../store/connect.ts');
+    const { migrate } = await import('../store/migrate.ts');
+    const db = await resolveDatabase(config!, log);
+    try {
+      const { from, to } = await migrate(db.url, log);
+      console.log(
+        from === to ? `schema up to date (version ${to})` : `schema migrated from version ${from} to ${to}`,
+      );
+    } finally {
+      await db.close();
+    }
+    return 0;
+  },
+};

@@ -1,0 +1,73 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeHeapSnapshot } from 'node:v8';
+import type { Role } from '../runtime.ts';
+import { type CommandSpec, checks, type OptionSpec } from './command.ts';
+
+/** `intake start|api|worker`: the long-running processes. Their flags override the settings of the same name. */
+const listen: Record<string, OptionSpec> = {
+  port: {
+    type: 'string',
+    value: 'PORT',
+    description: 'port to listen on (default: the PORT setting, else 8080)',
+    setting: 'PORT',
+    check: checks.int(0, 65535),
+  },
+  host: {
+    type: 'string',
+    value: 'HOST',
+    description: 'address to listen on (default: the HOST setting, else 0.0.0.0)',
+    setting: 'HOST',
+    check: checks.host,
+  },
+};
+
+function serve(name: 'start' | 'api' | 'worker', roles: Role[], summary: string, description: string) {
+  return {
+    name,
+    summary,
+    description,
+    options: listen,
+    positionals: [],
+    config: name,
+    async run({ config, log }) {
+      // Loaded here, not at the top: `--help` and usage errors load none of the server.
+      const { startIntake } = await import('../runtime.ts');
+      const { handleSignals } = await import('../ops/process-exit.ts');
+      const running = await startIntake(config!, roles, log);
+      handleSignals({ name: 'intake', log, shutdown: running.shutdownSteps });
+      process.on(config!.heapSnapshot.signal, () => {
+        const dir = config!.heapSnapshot.dir;
+        mkdirSync(dir, { recursive: true });
+        const file = writeHeapSnapshot(join(dir, `intake-${process.pid}-${Date.now()}.heapsnapshot`));
+        log.warn({ file }, 'heap snapshot written');
+      });
+      return -1; // keeps running until a signal
+    },
+  } satisfies CommandSpec;
+}
+
+export const serveCommands: CommandSpec[] = [
+  serve(
+    'start',
+    ['api', 'worker'],
+    'API and worker in one process (the default command)',
+    'Serves the HTTP API and writes queued messages to PostgreSQL in one process. Without DATABASE_URL it ' +
+      'starts an embedded PostgreSQL under INTAKE_DATA_DIR; it applies migrations first unless ' +
+      'INTAKE_MIGRATE_ON_START=false. SIGTERM drains and exits 0.',
+  ),
+  serve(
+    'api',
+    ['api'],
+    'HTTP API only',
+    'Serves the HTTP API (ingest, read, privacy, admin). Refuses a database schema older than this build: ' +
+      'run `intake migrate` first.',
+  ),
+  serve(
+    'worker',
+    ['worker'],
+    'queue → PostgreSQL writer only (serves /livez, /readyz, /metrics)',
+    'Takes messages from the queue and writes them to PostgreSQL in batches. Its HTTP port serves only ' +
+      '/livez, /readyz and /metrics.',
+  ),
+];
