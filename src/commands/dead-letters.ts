@@ -4,7 +4,7 @@ import { type CommandGroup, type CommandSpec, checks, type Values } from './comm
 import { announce, type Session, withSession } from './session.ts';
 
 /**
- * `intake dead-letters list|replay|discard`: the dead-letter queue from a shell, on the database
+ * `intake dead-letters list|show|replay|discard`: the dead-letter queue from a shell, on the database
  * directly, through the same functions as the admin API (/v1/dead-letters): a replay goes back on the
  * queue under its original id and is audited, a discard is audited; the actor is `cli:<INTAKE_ACTOR>`.
  */
@@ -149,6 +149,29 @@ const list: CommandSpec = {
   },
 };
 
+const show: CommandSpec = {
+  name: 'dead-letters show',
+  summary: 'one dead letter as the admin API shows it (personal data redacted), with why it failed',
+  options: {},
+  positionals: [
+    { name: 'id', description: 'the message id of a dead letter', required: true, check: checks.messageId },
+  ],
+  config: 'dead-letters',
+  async run({ config, log, positionals }) {
+    const { deadLetterView, getDeadLetter } = await import('../store/dead-letters.ts');
+    return withSession(config!, log, async (s) => {
+      const id = positionals[0]!.toLowerCase();
+      const d = await getDeadLetter(s.pool, id);
+      if (!d) {
+        console.error(`intake dead-letters show: no dead letter ${id} (replayed or discarded already?)`);
+        return 1;
+      }
+      console.log(JSON.stringify(deadLetterView(d), null, 2));
+      return 0;
+    });
+  },
+};
+
 function operation(kind: 'replay' | 'discard'): CommandSpec {
   return {
     name: `dead-letters ${kind}`,
@@ -203,6 +226,6 @@ function operation(kind: 'replay' | 'discard'): CommandSpec {
 
 export const deadLetterCommands: CommandGroup = {
   name: 'dead-letters',
-  summary: 'list, replay or discard messages that could not be stored',
-  subcommands: [list, operation('replay'), operation('discard')],
+  summary: 'list, show, replay or discard messages that could not be stored',
+  subcommands: [list, show, operation('replay'), operation('discard')],
 };

@@ -1,3 +1,6 @@
+import type { Static } from '@sinclair/typebox';
+import type { DeadLetter as DeadLetterView } from '../contract/api-schemas.ts';
+import { redactFields } from '../contract/protected-fields.ts';
 import type { QueuedMessage } from '../contract/queued-message.ts';
 import type { Queryable } from './pool.ts';
 
@@ -89,4 +92,21 @@ export async function deleteDeadLetters(db: Queryable, ids: string[]): Promise<s
 export async function countDeadLetters(db: Queryable): Promise<number> {
   const r = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM intake.dead_letters');
   return r.rows[0]!.n;
+}
+
+/** The dead letter as the API shows it: the message as a stored record would read, plus why it failed. */
+export function deadLetterView(d: DeadLetter): Static<typeof DeadLetterView> {
+  const m = d.payload;
+  return {
+    id: d.id,
+    sender: m.sender,
+    ts: m.ts,
+    message: redactFields(m.message),
+    priority: m.priority,
+    ...(m.ip ? { 'sent-from-ip': 'redacted' as const } : {}),
+    received_at: m.received_at,
+    failed_at: d.failed_at,
+    attempts: d.attempts,
+    reason: d.reason,
+  };
 }

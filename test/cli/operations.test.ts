@@ -141,6 +141,20 @@ describe('state-changing commands say what they do; --dry-run changes nothing', 
       [b.id],
     );
 
+    const shown = await intake('dead-letters', 'show', b.id);
+    assert.equal(shown.code, 0, shown.stderr);
+    const view = JSON.parse(shown.stdout);
+    assert.deepEqual(
+      [view.id, view.reason, view.attempts, view.message],
+      [b.id, 'test: second', 5, { n: 2 }],
+    );
+    const unknown = await intake('dead-letters', 'show', newMessageId());
+    assert.equal(unknown.code, 1);
+    assert.match(
+      unknown.stderr,
+      /^intake dead-letters show: no dead letter [0-9a-f-]{36} \(replayed or discarded already\?\)/,
+    );
+
     const dry = await intake('dead-letters', 'replay', a.id, '--dry-run');
     assert.equal(dry.code, 0, dry.stderr);
     assert.match(dry.stderr, new RegExp(`^dry run: would replay 1 dead letters: ${a.id}; nothing changed`));

@@ -71,6 +71,7 @@ const BAD_VALUE: Record<string, { args: string[]; names: RegExp }> = {
   'pii export': { args: ['abc'], names: /not an IP address: abc/ },
   'pii erase': { args: ['::1'], names: /not an IPv4 address: ::1/ },
   'dead-letters list': { args: ['--limit', '0'], names: /--limit: not a whole number from 1 to 100000: 0/ },
+  'dead-letters show': { args: ['not-an-id'], names: /not a message id: not-an-id/ },
   'dead-letters replay': { args: ['123'], names: /not a message id: 123/ },
   'dead-letters discard': {
     args: ['0190a6b2-0000-4000-8000-000000000000'],

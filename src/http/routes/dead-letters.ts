@@ -7,9 +7,8 @@ import {
   Replayed,
 } from '../../contract/api-schemas.ts';
 import { isMessageId } from '../../contract/message-id.ts';
-import { redactFields } from '../../contract/protected-fields.ts';
 import { discardDeadLetters, type ReplayOptions, replayDeadLetters } from '../../ingest/replay.ts';
-import { type DeadLetter, getDeadLetter, listDeadLetters } from '../../store/dead-letters.ts';
+import { type DeadLetter, deadLetterView, getDeadLetter, listDeadLetters } from '../../store/dead-letters.ts';
 import type { AppDeps } from '../app-deps.ts';
 import { AUTH_PROBLEMS, jsonResponse, problemResponses, ref } from '../openapi.ts';
 import { ProblemError } from '../problem.ts';
@@ -91,7 +90,7 @@ export async function deadLetterRoutes(app: FastifyInstance, deps: AppDeps): Pro
       });
       const last = rows[rows.length - 1];
       return {
-        items: rows.map(view),
+        items: rows.map(deadLetterView),
         next_cursor: rows.length === limit && last ? encodeCursor(last.failed_at, last.id) : null,
       };
     },
@@ -108,7 +107,7 @@ export async function deadLetterRoutes(app: FastifyInstance, deps: AppDeps): Pro
         response: { 200: jsonResponse('The dead letter', ref(DeadLetterView)), ...problems },
       },
     },
-    async (req) => view(await find(req.params.id)),
+    async (req) => deadLetterView(await find(req.params.id)),
   );
 
   app.post<{ Params: Static<typeof IdParams> }>(
@@ -163,21 +162,4 @@ export async function deadLetterRoutes(app: FastifyInstance, deps: AppDeps): Pro
       return { discarded };
     },
   );
-}
-
-/** The dead letter as the API shows it: the message as a stored record would read, plus why it failed. */
-function view(d: DeadLetter): Static<typeof DeadLetterView> {
-  const m = d.payload;
-  return {
-    id: d.id,
-    sender: m.sender,
-    ts: m.ts,
-    message: redactFields(m.message),
-    priority: m.priority,
-    ...(m.ip ? { 'sent-from-ip': 'redacted' as const } : {}),
-    received_at: m.received_at,
-    failed_at: d.failed_at,
-    attempts: d.attempts,
-    reason: d.reason,
-  };
 }
