@@ -41,7 +41,12 @@ describe('the exit path keeps its deadline', { concurrency: true }, () => {
     assert.ok(exit, 'exited');
     assert.deepEqual(exit, { code: 70, signal: null });
     assert.ok(ms >= TIMEOUT_MS - 50, `not before the deadline (${ms} ms)`);
-    const lines = p.err.text().trim().split('\n');
+    // On a loaded machine stdout may also fall behind: the count of dropped lines is then its own line.
+    const lines = p.err
+      .text()
+      .trim()
+      .split('\n')
+      .filter((l) => !/^stuck: \d+ log lines dropped: stdout did not take them in time$/.test(l));
     assert.deepEqual(lines, [
       'stuck: shutdown passed its 1000 ms deadline: abandoned step "stuck step"; skipped "last step"; exit code 70',
     ]);
