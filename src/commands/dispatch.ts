@@ -162,7 +162,9 @@ export async function dispatch(argv: string[], env: NodeJS.ProcessEnv): Promise<
     config = loadConfig(effective, spec.config); // ConfigError: exit 78 (src/cli.ts)
   }
   const { createLogger } = await import('../ops/logger.ts');
-  const log = createLogger({ level: config?.logLevel ?? (env.LOG_LEVEL || 'info') });
+  // Services log to stdout; a one-shot command's stdout is its result, so its log lines go to stderr.
+  const serves = ['start', 'api', 'worker'].includes(spec.name);
+  const log = createLogger({ level: config?.logLevel ?? (env.LOG_LEVEL || 'info'), fd: serves ? 1 : 2 });
   return spec.run({ values: parsed.values, positionals: parsed.positionals, config, log });
 }
 

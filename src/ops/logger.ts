@@ -139,7 +139,7 @@ const writers = new Map<number, number>();
  *   terminal then costs lines, not the process.
  * - A regular file never blocks for long, and is written as it is.
  */
-function stdoutSink(): StdoutSink {
+function stdoutSink(logFd: 1 | 2 = 1): StdoutSink {
   if (!sink) {
     for (const [fd, stream] of [
       [1, () => process.stdout],
@@ -147,9 +147,9 @@ function stdoutSink(): StdoutSink {
     ] as const) {
       if (isPipe(fd)) stream().on('error', ignoreReaderGone);
     }
-    const fd = stdioWriter(1);
+    const fd = stdioWriter(logFd);
     // A terminal that could not be opened again is written synchronously, as console.log does.
-    sink = new StdoutSink(fd, fd === 1 && isatty(1));
+    sink = new StdoutSink(fd, fd === logFd && isatty(logFd));
   }
   return sink;
 }
@@ -220,7 +220,11 @@ export async function drainLogs(timeoutMs: number): Promise<number> {
  * code must not log them in the first place (docs/contract.md §5, docs/logging.md). Exact paths only: wildcard redaction ran on
  * every line and cost more CPU than anything else in the access log.
  */
-export function createLogger(options: { level?: string; name?: string } = {}): Logger {
+/**
+ * `fd` 2 sends the log lines to stderr: for one-shot commands, whose stdout is their result (`doctor
+ * --json | jq`). Services log to stdout. One sink per process: the first logger created chooses.
+ */
+export function createLogger(options: { level?: string; name?: string; fd?: 1 | 2 } = {}): Logger {
   const opts: LoggerOptions = {
     level: options.level ?? 'info',
     base: { service: options.name ?? 'intake' },
@@ -239,5 +243,5 @@ export function createLogger(options: { level?: string; name?: string } = {}): L
       censor: '[redacted]',
     },
   };
-  return pino(opts, stdoutSink());
+  return pino(opts, stdoutSink(options.fd));
 }

@@ -22,6 +22,13 @@ let db: pg.Client;
 let env: NodeJS.ProcessEnv;
 
 function intake(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return intakeWith(env, ...args);
+}
+
+function intakeWith(
+  env: NodeJS.ProcessEnv,
+  ...args: string[]
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(process.execPath, [BIN, ...args], { env, timeout: 60_000 }, (err, stdout, stderr) =>
       resolve({ code: err ? ((err as { code?: number }).code ?? -1) : 0, stdout, stderr }),
@@ -244,6 +251,17 @@ describe('settings, smoke and doctor', () => {
       unknownHost.stderr,
       /cannot connect to http:\/\/intake\.invalid:8080: host intake\.invalid not found/,
     );
+  });
+
+  test("one-shot commands log to stderr: doctor --json's stdout is only its report, whatever the log level", async () => {
+    // Without DATABASE_URL doctor starts the embedded PostgreSQL, which logs at info and debug.
+    const { DATABASE_URL: _, ...embedded } = env;
+    const r = await intakeWith({ ...embedded, LOG_LEVEL: 'debug' }, 'doctor', '--json');
+    assert.ok(r.stdout.trim().startsWith('{'), r.stdout.slice(0, 200));
+    const report = JSON.parse(r.stdout) as { checks: unknown[] };
+    assert.ok(report.checks.length > 3);
+    const logLines = r.stderr.split('\n').filter((l) => l.startsWith('{"level"'));
+    assert.ok(logLines.length > 0, `the log lines went to stderr: ${r.stderr.slice(0, 300)}`);
   });
 
   test('doctor --json is parseable and says the same as the text', async () => {
