@@ -2,9 +2,8 @@ import { readFileSync } from 'node:fs';
 import type { StreamInfo } from '@nats-io/jetstream';
 import pg from 'pg';
 import type { Config } from '../config.ts';
-import type { Logger } from '../ops/logger.ts';
 import { DataKeys } from '../privacy/data-keys.ts';
-import { loadMasterKey } from '../privacy/master-key.ts';
+import { devKeyFile, findMasterKey } from '../privacy/master-key.ts';
 import { expectedVersion, schemaVersion } from '../store/migrate.ts';
 
 /**
@@ -18,7 +17,7 @@ export interface Check {
   detail: string;
 }
 
-export async function runDoctor(config: Config, databaseUrl: string, log: Logger): Promise<Check[]> {
+export async function runDoctor(config: Config, databaseUrl: string): Promise<Check[]> {
   const checks: Check[] = [];
   const add = (name: string, status: Check['status'], detail: string) =>
     checks.push({ name, status, detail });
@@ -90,7 +89,10 @@ export async function runDoctor(config: Config, databaseUrl: string, log: Logger
 
       try {
         if (config.piiMasterKeyProblem) throw new Error(config.piiMasterKeyProblem);
-        const keys = new DataKeys(db, await loadMasterKey(config, log));
+        // Read-only: a missing development key is reported, not generated (intake start generates it).
+        const master = await findMasterKey(config);
+        if (!master) throw new NoMasterKey(devKeyFile(config));
+        const keys = new DataKeys(db, master);
         const r = await db.query<{ id: string }>(
           'SELECT id FROM intake.data_keys WHERE wrapped IS NOT NULL ORDER BY created_at DESC LIMIT 1',
         );
@@ -101,7 +103,13 @@ export async function runDoctor(config: Config, databaseUrl: string, log: Logger
           add('pii keys', 'ok', 'master key present; no data key yet (created by the API on start)');
         }
       } catch (err) {
-        add('pii keys', 'fail', (err as Error).message);
+        if (err instanceof NoMasterKey)
+          add(
+            'pii keys',
+            'warn',
+            `no INTAKE_PII_MASTER_KEY and no development key yet (${err.file}): intake start generates one`,
+          );
+        else add('pii keys', 'fail', (err as Error).message);
       }
     }
   } finally {
@@ -247,4 +255,10 @@ function secretFiles(files: Record<string, string>): Check {
 export function formatChecks(checks: Check[]): string {
   const mark = { ok: 'ok  ', warn: 'WARN', fail: 'FAIL' } as const;
   return checks.map((c) => `${mark[c.status]}  ${c.name.padEnd(16)} ${c.detail}`).join('\n');
+}
+
+class NoMasterKey extends Error {
+  constructor(readonly file: string) {
+    super('no master key');
+  }
 }

@@ -21,7 +21,7 @@ export const doctorCommand: CommandSpec = {
     const { resolveDatabase } = await import('../store/connect.ts');
     const db = await resolveDatabase(config!, log);
     try {
-      const checks = await runDoctor(config!, db.url, log);
+      const checks = await runDoctor(config!, db.url);
       const ok = !checks.some((c) => c.status === 'fail');
       console.log(values.json ? JSON.stringify({ ok, checks }, null, 2) : formatChecks(checks));
       return ok ? 0 : 1;

@@ -12,14 +12,14 @@ import type { Logger } from '../ops/logger.ts';
  * refused to start without one.
  */
 export async function loadMasterKey(config: Config, log: Logger): Promise<Buffer> {
-  if (config.piiMasterKey) return config.piiMasterKey;
+  const existing = await findMasterKey(config);
+  if (existing) return existing;
   if (config.production) {
     throw new ConfigError([
       'INTAKE_PII_MASTER_KEY (or INTAKE_PII_MASTER_KEY_FILE) is required when NODE_ENV=production',
     ]);
   }
-  const file = join(config.dataDir, 'pii-master.key');
-  if (existsSync(file)) return Buffer.from((await readFile(file, 'utf8')).trim(), 'base64');
+  const file = devKeyFile(config);
   await mkdir(config.dataDir, { recursive: true });
   const key = randomBytes(32);
   await writeFile(file, key.toString('base64'), { mode: 0o600, flag: 'wx' }).catch(async (err) => {
@@ -30,4 +30,16 @@ export async function loadMasterKey(config: Config, log: Logger): Promise<Buffer
     'no INTAKE_PII_MASTER_KEY set: generated a development key (never do this in production)',
   );
   return Buffer.from((await readFile(file, 'utf8')).trim(), 'base64');
+}
+
+/** Where a development master key is kept, outside production. */
+export const devKeyFile = (config: Config) => join(config.dataDir, 'pii-master.key');
+
+/** The configured master key, or the development one already generated; never creates one (doctor). */
+export async function findMasterKey(config: Config): Promise<Buffer | undefined> {
+  if (config.piiMasterKey) return config.piiMasterKey;
+  const file = devKeyFile(config);
+  if (!config.production && existsSync(file))
+    return Buffer.from((await readFile(file, 'utf8')).trim(), 'base64');
+  return undefined;
 }

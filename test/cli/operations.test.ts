@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -262,6 +265,22 @@ describe('settings, smoke and doctor', () => {
     assert.ok(report.checks.length > 3);
     const logLines = r.stderr.split('\n').filter((l) => l.startsWith('{"level"'));
     assert.ok(logLines.length > 0, `the log lines went to stderr: ${r.stderr.slice(0, 300)}`);
+  });
+
+  test('doctor is read-only: with no master key it warns instead of generating one', async () => {
+    const fresh = mkdtempSync(join(tmpdir(), 'intake-doctor-'));
+    try {
+      const r = await intakeWith({ ...env, INTAKE_DATA_DIR: fresh }, 'doctor', '--json');
+      const report = JSON.parse(r.stdout) as {
+        checks: Array<{ name: string; status: string; detail: string }>;
+      };
+      const pii = report.checks.find((c) => c.name === 'pii keys')!;
+      assert.equal(pii.status, 'warn');
+      assert.match(pii.detail, /no development key yet .*intake start generates one/);
+      assert.deepEqual(readdirSync(fresh), [], 'doctor wrote nothing into the data directory');
+    } finally {
+      rmSync(fresh, { recursive: true, force: true });
+    }
   });
 
   test('doctor --json is parseable and says the same as the text', async () => {

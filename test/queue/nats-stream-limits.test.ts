@@ -3,7 +3,7 @@ import { after, before, test } from 'node:test';
 import { DiscardPolicy, RetentionPolicy, StorageType } from '@nats-io/jetstream';
 import { runDoctor } from '../../src/commands/doctor-checks.ts';
 import { loadConfig } from '../../src/config.ts';
-import { createTestDatabase, quietLog, type TestDatabase, waitFor } from '../helpers/db.ts';
+import { createTestDatabase, type TestDatabase, waitFor } from '../helpers/db.ts';
 import type { IntakeProcess } from '../helpers/intake-process.ts';
 import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../helpers/nats.ts';
 import {
@@ -130,7 +130,7 @@ test('published past the limit with no worker: every 202 stored exactly once, no
     15_000,
     200,
   ).catch((err: Error) => err);
-  const doctor = await runDoctor(loadConfig(env), db.url, quietLog);
+  const doctor = await runDoctor(loadConfig(env), db.url);
   whileFull = { ready, metrics, doctor };
 
   const worker = await startRole('worker', env, procs);
