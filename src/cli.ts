@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -5,6 +6,7 @@ import { writeHeapSnapshot } from 'node:v8';
 import { generateKey, SCOPES, type Scope } from './auth/api-keys.ts';
 import { type Command, ConfigError, loadConfig } from './config.ts';
 import { operatorCommand } from './operator.ts';
+import { followPrimarySignals, runApiCluster } from './ops/api-cluster.ts';
 import { formatChecks, runDoctor } from './ops/doctor.ts';
 import { createLogger } from './ops/logger.ts';
 import { ExitCode, exitProcess, handleSignals } from './ops/process-exit.ts';
@@ -71,8 +73,12 @@ async function main(argv: string[]): Promise<number> {
     }
   }
 
+  if (command === 'api' && config.apiWorkers > 1 && cluster.isPrimary) {
+    return runApiCluster(config.apiWorkers, log);
+  }
   const running = await startIntake(config, roles[command]!, log);
   handleSignals({ name: 'intake', log, shutdown: running.shutdownSteps });
+  followPrimarySignals();
   const snapshotSignal = (process.env.INTAKE_HEAPSNAPSHOT_SIGNAL || 'SIGUSR2') as NodeJS.Signals;
   process.on(snapshotSignal, () => {
     const dir = process.env.INTAKE_HEAPSNAPSHOT_DIR || join(config.dataDir, 'heapsnapshots');
