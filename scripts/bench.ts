@@ -14,6 +14,8 @@
  *   npm run bench -- [--rounds 3] [--seconds 8] [--connections 100] [--prefill 50000] [--out FILE]
  *   npm run bench -- --quick          (CI: 1 round, 2 s each, small pre-fill; under 2 minutes)
  *   npm run bench -- --queues pg      (only one queue)
+ *   npm run bench -- --api-workers 2  (also single POSTs on the Postgres queue with INTAKE_API_WORKERS=2;
+ *                                      1 skips that run)
  */
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -21,7 +23,7 @@ import { gzipSync } from 'node:zlib';
 import { ADMIN_URL } from '../test/helpers/db.ts';
 import { rawHttp, storeBaselines } from './bench/baselines.ts';
 import { type LoadResult, type LoadSpec, runLoad } from './bench/load.ts';
-import { CpuMeter, PgBackendCpu, rssBytes } from './bench/proc.ts';
+import { CpuMeter, holdsListener, PgBackendCpu, rssBytes, withChildren } from './bench/proc.ts';
 import { type QueueKind, Stack } from './bench/stack.ts';
 
 const { values } = parseArgs({
@@ -32,6 +34,7 @@ const { values } = parseArgs({
     connections: { type: 'string' },
     prefill: { type: 'string' },
     queues: { type: 'string' },
+    'api-workers': { type: 'string' },
     out: { type: 'string' },
   },
 });
@@ -39,9 +42,10 @@ const quick = values.quick!;
 const rounds = Number(values.rounds ?? (quick ? 1 : 3));
 const seconds = Number(values.seconds ?? (quick ? 2 : 8));
 const connections = Number(values.connections ?? (quick ? 20 : 100));
-const prefill = Number(values.prefill ?? (quick ? 5000 : 50_000));
+const prefill = Number(values.prefill ?? (quick ? 4000 : 50_000));
 const insertRows = Math.min(prefill, quick ? 500 : 3000);
 const queues = (values.queues ?? 'pg,nats').split(',') as QueueKind[];
+const apiWorkers = Number(values['api-workers'] ?? 2);
 const outFile = values.out ?? 'bench-results.json';
 
 const one = {
@@ -107,13 +111,18 @@ async function phase(
 ): Promise<Phase> {
   const before = await stack.stored();
   const pgCpu = new PgBackendCpu(ADMIN_URL, stack.db.name);
-  const pids = [stack.api!.child.pid!, stack.worker!.child.pid!, stack.natsPid ?? 0];
+  // The API's CPU includes its cluster workers (INTAKE_API_WORKERS) when it has any.
+  const apiPids = withChildren(stack.api!.child.pid!);
+  const pids = [stack.worker!.child.pid!, stack.natsPid ?? 0, ...apiPids];
   const cpu = new CpuMeter(pids);
   await pgCpu.start();
   const rss = { api: 0, worker: 0 };
   const sampler = setInterval(() => {
-    rss.api = Math.max(rss.api, rssBytes(pids[0]!) ?? 0);
-    rss.worker = Math.max(rss.worker, rssBytes(pids[1]!) ?? 0);
+    rss.api = Math.max(
+      rss.api,
+      apiPids.reduce((sum, pid) => sum + (rssBytes(pid) ?? 0), 0),
+    );
+    rss.worker = Math.max(rss.worker, rssBytes(pids[0]!) ?? 0);
   }, 250);
   cpu.start();
   const from = new Date();
@@ -130,13 +139,13 @@ async function phase(
   clearInterval(sampler);
   const messages = load.ok * shape.messages;
   await stack.waitStored(before + messages);
-  const [api, worker, nats] = cpu.read();
+  const [worker, nats, ...api] = cpu.read();
   const pg = await pgCpu.stop();
   const per = (ms: number) => (ms * 1000) / messages;
   return {
     load,
     msgsPerSec: messages / load.seconds,
-    cpu: { api: per(api!), worker: per(worker!), nats: per(nats!), pg: per(pg) },
+    cpu: { api: per(api.reduce((a, b) => a + b, 0)), worker: per(worker!), nats: per(nats!), pg: per(pg) },
     rss,
     lag: opts.lag ? await stack.lag(from, new Date(to.getTime() + 1)) : undefined,
   };
@@ -168,7 +177,7 @@ async function queueRound(kind: QueueKind, f: Figures): Promise<void> {
       headers: shapes.single.headers,
       bodyBase64: shapes.single.body.toString('base64'),
       connections,
-      seconds: Math.min(seconds, 3),
+      seconds: quick ? 1 : 3,
     });
     const single = await phase(stack, shapes.single);
     record(f, `${kind}.single`, single);
@@ -180,16 +189,51 @@ async function queueRound(kind: QueueKind, f: Figures): Promise<void> {
     f[`${kind}.half_max.lag_p99_ms`] = half.lag!.p99;
     f[`${kind}.half_max.rss_mb.api`] = half.rss.api / 2 ** 20;
     f[`${kind}.half_max.rss_mb.worker`] = half.rss.worker / 2 ** 20;
+    console.error(`${kind}: worker draining a pre-filled queue`);
+    await drain(stack, f);
   } finally {
     await stack.stop();
   }
 }
 
-/** The worker alone: the API fills the queue first, then a worker is started and drains it. */
-async function drainRound(kind: QueueKind, f: Figures): Promise<void> {
-  const stack = await Stack.create(kind);
+/** Single POSTs with INTAKE_API_WORKERS processes serving the API (Postgres queue). */
+async function apiWorkersRound(f: Figures): Promise<void> {
+  const stack = await Stack.create('pg', { INTAKE_API_WORKERS: String(apiWorkers) });
   try {
     await stack.startApi();
+    await stack.startWorker();
+    // Every API process listening (readiness answers as soon as the first one is), then warm-up.
+    const listening = () => {
+      const kids = withChildren(stack.api!.child.pid!).slice(1);
+      return kids.length === apiWorkers && kids.every((pid) => holdsListener(pid, stack.api!.port));
+    };
+    const deadline = Date.now() + 60_000;
+    while (!listening()) {
+      if (Date.now() > deadline) throw new Error(`not all ${apiWorkers} API processes listen after 60 s`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await runLoad({
+      url: `${stack.api!.url}${shapes.single.path}`,
+      headers: shapes.single.headers,
+      bodyBase64: shapes.single.body.toString('base64'),
+      connections,
+      seconds: quick ? 1 : 3,
+    });
+    record(f, `pg.api_workers_${apiWorkers}.single`, await phase(stack, shapes.single));
+  } finally {
+    await stack.stop();
+  }
+}
+
+/**
+ * The worker alone, on the same stack after the loaded phases: the worker is stopped, the API fills the
+ * queue, then a new worker is started and drains it.
+ */
+async function drain(stack: Stack, f: Figures): Promise<void> {
+  const kind = stack.kind;
+  await stack.worker!.stop();
+  const already = await stack.stored();
+  {
     const per = 1000;
     const body = JSON.stringify({ messages: Array.from({ length: per }, () => one) });
     let sent = 0;
@@ -205,7 +249,7 @@ async function drainRound(kind: QueueKind, f: Figures): Promise<void> {
       }
     };
     await Promise.all([post(), post(), post(), post()]);
-    const total = sent;
+    const total = already + sent;
     const pgCpu = new PgBackendCpu(ADMIN_URL, stack.db.name);
     await pgCpu.start();
     await stack.startWorker();
@@ -215,7 +259,7 @@ async function drainRound(kind: QueueKind, f: Figures): Promise<void> {
     let c0 = 0;
     for (;;) {
       c0 = await stack.stored();
-      if (c0 > 0) break;
+      if (c0 > already) break;
       await new Promise((r) => setTimeout(r, 5));
     }
     t0 = performance.now();
@@ -224,9 +268,7 @@ async function drainRound(kind: QueueKind, f: Figures): Promise<void> {
     const rows = total - c0;
     f[`${kind}.drain.rows_per_s`] = rows / ((t1 - t0) / 1000);
     f[`${kind}.drain.cpu_us_per_row.worker`] = (cpu.read()[0]! * 1000) / rows;
-    f[`${kind}.drain.cpu_us_per_row.postgres`] = ((await pgCpu.stop()) * 1000) / total;
-  } finally {
-    await stack.stop();
+    f[`${kind}.drain.cpu_us_per_row.postgres`] = ((await pgCpu.stop()) * 1000) / sent;
   }
 }
 
@@ -243,8 +285,12 @@ for (let round = 1; round <= rounds; round++) {
   for (const kind of queues) {
     console.error(`round ${round}/${rounds}: intake on ${kind}`);
     await queueRound(kind, f);
-    console.error(`round ${round}/${rounds}: worker draining a pre-filled ${kind} queue`);
-    await drainRound(kind, f);
+  }
+  if (apiWorkers > 1 && queues.includes('pg')) {
+    console.error(`round ${round}/${rounds}: intake on pg, INTAKE_API_WORKERS=${apiWorkers}`);
+    await apiWorkersRound(f);
+    f[`ratio.pg.api_workers_${apiWorkers}_vs_1`] =
+      f[`pg.api_workers_${apiWorkers}.single.msgs_per_s`]! / f['pg.single.msgs_per_s']!;
   }
   console.error(`round ${round}/${rounds}: store baselines`);
   const b = await storeBaselines(prefill, insertRows);
@@ -332,7 +378,7 @@ writeFileSync(
   outFile,
   `${JSON.stringify(
     {
-      options: { quick, rounds, seconds, connections, prefill, insertRows, queues },
+      options: { quick, rounds, seconds, connections, prefill, insertRows, queues, apiWorkers },
       seconds_total: (Date.now() - started) / 1000,
       rounds: all,
       summary,

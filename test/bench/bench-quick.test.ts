@@ -47,6 +47,9 @@ test('the quick bench completes and reports every figure as a finite number', ()
         `${q}.drain.cpu_us_per_row.worker`,
       ]),
       'nats.single.cpu_us_per_msg.nats',
+      'pg.api_workers_2.single.msgs_per_s',
+      'pg.api_workers_2.single.cpu_us_per_msg.api',
+      'ratio.pg.api_workers_2_vs_1',
     ];
     for (const name of expected) assert.ok(result.summary[name], `figure ${name} is reported`);
     for (const [name, s] of Object.entries(result.summary)) {
