@@ -18,6 +18,11 @@ export interface WorkerOptions {
   batchSize: number;
   maxWaitMs: number;
   maxAttempts: number;
+  /**
+   * Receive the next batch while storing the current one (default true). The runtime turns it off for
+   * the Postgres queue, where the overlapping claim costs PostgreSQL more than it saves.
+   */
+  prefetch?: boolean;
 }
 
 export class Worker {
@@ -57,7 +62,7 @@ export class Worker {
         batch = await (next ?? this.receive(signal));
         next = undefined;
         if (!batch) continue;
-        if (!signal.aborted) {
+        if (!signal.aborted && this.opts.prefetch !== false) {
           next = this.receive(signal);
           next.catch(() => {}); // awaited (and its error handled) on the next turn
         }
