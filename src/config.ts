@@ -53,6 +53,11 @@ export interface Config {
    * NATS_ACK_WAIT_MS).
    */
   queueLeaseMs: number;
+  /**
+   * `INTAKE_API_WORKERS` (default 1): processes serving the API's port (node:cluster, the kernel
+   * spreads connections). For `intake api` on a node or pod with more than one core.
+   */
+  apiWorkers: number;
   /** `INTAKE_WORKER_BATCH_SIZE` (default 1000) and `INTAKE_WORKER_MAX_WAIT_MS` (default 50). */
   workerBatchSize: number;
   workerMaxWaitMs: number;
@@ -347,6 +352,7 @@ export function loadConfig(env: Env = process.env, command: Command = 'start'): 
     queueMaxMessages: int('INTAKE_QUEUE_MAX_MESSAGES', 1_000_000, 1, 1_000_000_000),
     idempotencyTtlHours: int('INTAKE_IDEMPOTENCY_TTL_HOURS', 24, 1, 24 * 90),
     queueLeaseMs: int('INTAKE_QUEUE_LEASE_MS', 30_000, 1000, 3_600_000),
+    apiWorkers: int('INTAKE_API_WORKERS', 1, 1, 64),
     workerBatchSize: int('INTAKE_WORKER_BATCH_SIZE', 1000, 1, 10_000),
     workerMaxWaitMs: int('INTAKE_WORKER_MAX_WAIT_MS', 50, 1, 60_000),
     workerMaxAttempts: int('INTAKE_WORKER_MAX_ATTEMPTS', 5, 1, 100),

@@ -32,10 +32,16 @@ function serve(name: 'start' | 'api' | 'worker', roles: Role[], summary: string,
     config: name,
     async run({ config, log }) {
       // Loaded here, not at the top: `--help` and usage errors load none of the server.
+      const { default: cluster } = await import('node:cluster');
+      const { followPrimarySignals, runApiCluster } = await import('../ops/api-cluster.ts');
+      // INTAKE_API_WORKERS > 1: this process only supervises that many API processes on the port.
+      if (name === 'api' && config!.apiWorkers > 1 && cluster.isPrimary)
+        return runApiCluster(config!.apiWorkers, log);
       const { startIntake } = await import('../runtime.ts');
       const { handleSignals } = await import('../ops/process-exit.ts');
       const running = await startIntake(config!, roles, log);
       handleSignals({ name: 'intake', log, shutdown: running.shutdownSteps });
+      followPrimarySignals();
       process.on(config!.heapSnapshot.signal, () => {
         const dir = config!.heapSnapshot.dir;
         mkdirSync(dir, { recursive: true });

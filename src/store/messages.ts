@@ -1,3 +1,7 @@
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
 import type { StoredMessage } from '../contract/api-schemas.ts';
 import { uuidv7Time } from '../contract/message-id.ts';
 import { redactFields } from '../contract/protected-fields.ts';
@@ -69,6 +73,71 @@ export async function insertMessages(
     ],
   );
   return r.rows[0]!;
+}
+
+/**
+ * The worker's write path: the same as insertMessages (idempotent, erasure tombstones respected, same
+ * counts), but the batch goes to the server with COPY into a session temp table and is moved from there
+ * with one INSERT … SELECT … ON CONFLICT DO NOTHING. COPY's text rows cost less to build here and to
+ * parse there than unnest() of nine arrays (bench: worker and PostgreSQL CPU per row).
+ *
+ * Must run inside a transaction (the worker's, under a savepoint): the staged rows are consumed by the
+ * INSERT (DELETE … RETURNING) and the table is emptied at commit (ON COMMIT DELETE ROWS, a truncate, so
+ * it never bloats), which in autocommit would happen between COPY and INSERT.
+ */
+export async function copyMessages(
+  tx: pg.ClientBase,
+  batch: QueuedMessage[],
+): Promise<{ inserted: number; erased: number }> {
+  if (batch.length === 0) return { inserted: 0, erased: 0 };
+  // Cheap when it exists (a catalog look-up); created in the caller's transaction, so a rollback that
+  // undoes it leaves no stale belief behind.
+  await tx.query(
+    `CREATE TEMP TABLE IF NOT EXISTS ${STAGE} (id uuid, received_at timestamptz, ts bigint, sender text,
+       message jsonb, priority int, pseudonym text, ciphertext text, key_id text) ON COMMIT DELETE ROWS`,
+  );
+  await pipeline(Readable.from([copyText(batch)]), tx.query(copyFrom(`COPY pg_temp.${STAGE} FROM STDIN`)));
+  const r = await tx.query<{ inserted: number; erased: number }>(
+    `WITH input AS (DELETE FROM pg_temp.${STAGE} RETURNING *),
+     kept AS (
+       SELECT * FROM input t WHERE t.pseudonym IS NULL OR NOT EXISTS (
+         SELECT 1 FROM intake.erasures e
+         WHERE e.pseudonym = decode(t.pseudonym, 'base64') AND t.received_at <= e.erased_at)),
+     ins AS (
+       INSERT INTO intake.messages (id, received_at, ts, sender, message, priority, ip_pseudonym, ip_ciphertext, ip_key_id)
+       SELECT t.id, t.received_at, t.ts, t.sender, t.message, t.priority,
+              decode(t.pseudonym, 'base64'), decode(t.ciphertext, 'base64'), t.key_id
+       FROM kept t
+       ON CONFLICT DO NOTHING RETURNING 1)
+     SELECT (SELECT count(*) FROM ins)::int AS inserted,
+            ((SELECT count(*) FROM input) - (SELECT count(*) FROM kept))::int AS erased`,
+  );
+  return r.rows[0]!;
+}
+
+const STAGE = 'intake_stage_messages';
+
+/**
+ * COPY text format: tab-separated columns, \N for NULL, backslash, tab, newline and CR escaped. A value
+ * missing from a message from another producer becomes NULL, as it did in unnest()'s arrays.
+ */
+function copyText(batch: QueuedMessage[]): string {
+  let out = '';
+  for (const m of batch) {
+    out += `${field(m.id)}\t${field(m.received_at)}\t${field(m.ts)}\t${field(m.sender)}\t`;
+    out += `${field(JSON.stringify(m.message))}\t${field(m.priority)}\t`;
+    out += `${field(m.ip?.pseudonym)}\t${field(m.ip?.ciphertext)}\t${field(m.ip?.key_id)}\n`;
+  }
+  return out;
+}
+
+const COPY_SPECIAL = /[\\\t\n\r]/;
+const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
+
+function field(v: unknown): string {
+  if (v === null || v === undefined) return '\\N';
+  const s = typeof v === 'string' ? v : typeof v === 'object' ? JSON.stringify(v) : String(v);
+  return COPY_SPECIAL.test(s) ? s.replace(/[\\\t\n\r]/g, (c) => COPY_ESCAPES[c]!) : s;
 }
 
 interface Row {

@@ -1,15 +1,16 @@
+import type pg from 'pg';
 import type { QueuedMessage } from '../contract/queued-message.ts';
 import type { Delivery, Outcome } from '../queue/queue.ts';
 import { insertDeadLetters } from '../store/dead-letters.ts';
 import { isMissingPartition, isTransient } from '../store/errors.ts';
-import { insertMessages } from '../store/messages.ts';
-import type { Queryable } from '../store/pool.ts';
+import { copyMessages } from '../store/messages.ts';
 
 /**
  * Stores a batch inside the caller's transaction and decides each message's outcome. The whole batch
- * goes in one statement; if that fails, the batch is bisected under savepoints until the messages that
- * fail on their own are isolated, so one bad message never holds back the rest. An isolated failure is
- * retried with backoff and, after `maxAttempts` deliveries, written to intake.dead_letters.
+ * goes in at once (COPY into a staging table, one INSERT from it); if that fails, the batch is bisected
+ * under savepoints until the messages that fail on their own are isolated, so one bad message never
+ * holds back the rest. An isolated failure is retried with backoff and, after `maxAttempts`
+ * deliveries, written to intake.dead_letters.
  */
 export interface StoreBatchOptions {
   maxAttempts: number;
@@ -34,7 +35,7 @@ export interface StoreBatchResult {
  * holds the erasure lock shared for the whole transaction.
  */
 export async function storeBatch(
-  tx: Queryable,
+  tx: pg.ClientBase,
   deliveries: Delivery[],
   live: boolean[],
   opts: StoreBatchOptions,
@@ -48,7 +49,7 @@ export async function storeBatch(
     const sp = `sp_${depth}`;
     await tx.query(`SAVEPOINT ${sp}`);
     try {
-      const r = await insertMessages(
+      const r = await copyMessages(
         tx,
         indexes.map((i) => deliveries[i]!.message),
       );

@@ -18,6 +18,11 @@ export interface WorkerOptions {
   batchSize: number;
   maxWaitMs: number;
   maxAttempts: number;
+  /**
+   * Receive the next batch while storing the current one (default true). The runtime turns it off for
+   * the Postgres queue, where the overlapping claim costs PostgreSQL more than it saves.
+   */
+  prefetch?: boolean;
 }
 
 export class Worker {
@@ -47,15 +52,20 @@ export class Worker {
 
   private async run(): Promise<void> {
     const signal = this.abort.signal;
-    while (!signal.aborted) {
+    // The next batch is received while this one is stored: the queue read (a claim on the Postgres
+    // queue, a fetch on JetStream) overlaps the transaction instead of waiting for it. Once stopping,
+    // a batch already received is still stored; none is asked for.
+    let next: Promise<Batch | null> | undefined;
+    while (!signal.aborted || next) {
       let batch: Batch | null = null;
       try {
-        batch = await this.queue.receive({
-          max: this.opts.batchSize,
-          maxWaitMs: this.opts.maxWaitMs,
-          signal,
-        });
+        batch = await (next ?? this.receive(signal));
+        next = undefined;
         if (!batch) continue;
+        if (!signal.aborted && this.opts.prefetch !== false) {
+          next = this.receive(signal);
+          next.catch(() => {}); // awaited (and its error handled) on the next turn
+        }
         await this.process(batch);
         this.failures = 0;
       } catch (err) {
@@ -67,6 +77,10 @@ export class Worker {
         await sleep(delay, undefined, { signal }).catch(() => {});
       }
     }
+  }
+
+  private receive(signal: AbortSignal): Promise<Batch | null> {
+    return this.queue.receive({ max: this.opts.batchSize, maxWaitMs: this.opts.maxWaitMs, signal });
   }
 
   private async process(batch: Batch): Promise<void> {

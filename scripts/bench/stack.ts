@@ -1,0 +1,107 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { createTestDatabase, type TestDatabase } from '../../test/helpers/db.ts';
+import { type IntakeProcess, startIntakeProcess } from '../../test/helpers/intake-process.ts';
+import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../test/helpers/nats.ts';
+
+export type QueueKind = 'pg' | 'nats';
+
+/**
+ * One intake deployment for the bench: a fresh database (and, for NATS, a private nats-server on free
+ * ports, so its PID is known), `api` and `worker` as separate processes as in Kubernetes.
+ *
+ * The bench database gets one extra column, `bench_stored_at DEFAULT clock_timestamp()`, so every row
+ * carries the time it was written: queue→stored lag is bench_stored_at − received_at (the id's time,
+ * set when the API accepted the message).
+ */
+export class Stack {
+  api: IntakeProcess | undefined;
+  worker: IntakeProcess | undefined;
+  apiReadyMs = Number.NaN;
+  workerReadyMs = Number.NaN;
+  /** The bench's own connection; its backend is excluded from PostgreSQL's CPU by application_name. */
+  readonly sql: pg.Pool;
+
+  private constructor(
+    readonly kind: QueueKind,
+    readonly db: TestDatabase,
+    readonly nats: NatsServer | undefined,
+    private readonly env: Record<string, string>,
+    private readonly dir: string,
+  ) {
+    this.sql = new pg.Pool({ connectionString: db.url, max: 1, application_name: 'bench' });
+  }
+
+  static async create(kind: QueueKind, extraEnv: Record<string, string> = {}): Promise<Stack> {
+    const db = await createTestDatabase(`bench_${kind}`);
+    const nats = kind === 'nats' ? await startNatsServer() : undefined;
+    const dir = mkdtempSync(join(tmpdir(), 'intake-bench-'));
+    const env: Record<string, string> = {
+      DATABASE_URL: db.url,
+      INTAKE_DATA_DIR: dir,
+      LOG_LEVEL: 'warn',
+      ...(nats ? natsEnv(nats, uniqueStream('bench')) : {}),
+      ...extraEnv,
+    };
+    const s = new Stack(kind, db, nats, env, dir);
+    await s.sql.query(
+      'ALTER TABLE intake.messages ADD COLUMN bench_stored_at timestamptz DEFAULT clock_timestamp()',
+    );
+    return s;
+  }
+
+  get natsPid(): number | undefined {
+    return this.nats?.nodes[0]?.child?.pid;
+  }
+
+  async startApi(): Promise<void> {
+    const t0 = performance.now();
+    this.api = await startIntakeProcess('api', this.env, { timeoutMs: 60_000 });
+    this.apiReadyMs = performance.now() - t0;
+  }
+
+  async startWorker(): Promise<void> {
+    const t0 = performance.now();
+    this.worker = await startIntakeProcess('worker', this.env, { timeoutMs: 60_000 });
+    this.workerReadyMs = performance.now() - t0;
+  }
+
+  async stored(): Promise<number> {
+    const r = await this.sql.query<{ n: number }>('SELECT count(*)::int AS n FROM intake.messages');
+    return r.rows[0]!.n;
+  }
+
+  /** Waits until `n` rows are stored; returns when (performance.now()). */
+  async waitStored(n: number, timeoutMs = 180_000): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const have = await this.stored();
+      if (have >= n) return performance.now();
+      if (Date.now() > deadline) throw new Error(`${this.kind}: only ${have} of ${n} messages stored`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** Queue→stored lag percentiles (ms) of the rows received in [from, to). */
+  async lag(from: Date, to: Date): Promise<{ p50: number; p99: number }> {
+    const r = await this.sql.query<{ p50: number; p99: number }>(
+      `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY l) AS p50,
+              percentile_cont(0.99) WITHIN GROUP (ORDER BY l) AS p99
+       FROM (SELECT extract(epoch FROM bench_stored_at - received_at) * 1000 AS l
+             FROM intake.messages WHERE received_at >= $1 AND received_at < $2) x`,
+      [from, to],
+    );
+    return { p50: Number(r.rows[0]!.p50), p99: Number(r.rows[0]!.p99) };
+  }
+
+  async stop(): Promise<void> {
+    await this.api?.stop();
+    await this.worker?.stop();
+    await this.sql.end();
+    await this.nats?.stop();
+    await this.db.drop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}

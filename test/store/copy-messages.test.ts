@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { QueuedMessage } from '../../src/contract/queued-message.ts';
+import { copyMessages, getMessage } from '../../src/store/messages.ts';
+import { createPool, withTransaction } from '../../src/store/pool.ts';
+import { createTestDatabase } from '../helpers/db.ts';
+import { queuedMessage } from '../helpers/messages.ts';
+
+/**
+ * The worker's COPY write path stores exactly what the queue held: text with the characters COPY's
+ * format escapes (tab, newline, CR, backslash) and JSON escapes round-trip; a redelivered batch inserts
+ * nothing twice; a message received before its subject's erasure is dropped and counted.
+ */
+test('copyMessages round-trips awkward text, is idempotent and honours erasure tombstones', async (t) => {
+  const db = await createTestDatabase('copy_messages');
+  const pool = createPool({ connectionString: db.url, max: 2, applicationName: 'test', onError: () => {} });
+  t.after(async () => {
+    await pool.end();
+    await db.drop();
+  });
+  await pool.query('SELECT intake.ensure_partitions(1, 1)');
+  const awkward: QueuedMessage = {
+    ...queuedMessage(1, { withIp: true }),
+    sender: 'tab\there\nnew\\line\rcr',
+    message: { text: 'a\tb\nc\\d\re "quoted" \\N ünïcødé 🚀', nested: { list: [1, null, 'x\\ty'] } },
+    priority: null,
+  };
+  const plain = queuedMessage(2);
+  const erased = queuedMessage(3, { withIp: true });
+  await pool.query(
+    "INSERT INTO intake.erasures (pseudonym, erased_at) VALUES (decode($1, 'base64'), now())",
+    [erased.ip!.pseudonym],
+  );
+
+  const first = await withTransaction(pool, (tx) => copyMessages(tx, [awkward, plain, erased]));
+  assert.deepEqual(first, { inserted: 2, erased: 1 });
+  // In the same transaction twice (the bisection under savepoints does this): nothing left staged.
+  const again = await withTransaction(pool, async (tx) => {
+    const a = await copyMessages(tx, [awkward]);
+    const b = await copyMessages(tx, [plain]);
+    return [a, b];
+  });
+  assert.deepEqual(again, [
+    { inserted: 0, erased: 0 },
+    { inserted: 0, erased: 0 },
+  ]);
+
+  const stored = await getMessage(pool, awkward.id, { raw: true });
+  assert.equal(stored?.sender, awkward.sender);
+  assert.deepEqual(stored?.message, awkward.message);
+  assert.equal(stored?.priority, null);
+  assert.equal(stored?.ip?.pseudonym, awkward.ip!.pseudonym);
+  assert.equal(stored?.ip?.ciphertext.toString('base64'), awkward.ip!.ciphertext);
+  assert.equal(stored?.ip?.key_id, awkward.ip!.key_id);
+  assert.equal((await getMessage(pool, plain.id))?.sender, plain.sender);
+  assert.equal(await getMessage(pool, erased.id), undefined);
+});
