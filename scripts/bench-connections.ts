@@ -12,10 +12,10 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import Fastify from 'fastify';
+import { waitFor } from '../harness/db.ts';
+import { freePort } from '../harness/intake-process.ts';
 import { registerConnectionHandling } from '../src/http/connections.ts';
 import { checkingIntervalMs } from '../src/http/server-timeouts.ts';
-import { waitFor } from '../test/helpers/db.ts';
-import { freePort } from '../test/helpers/intake-process.ts';
 
 const { values } = parseArgs({
   options: {

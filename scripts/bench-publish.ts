@@ -15,12 +15,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
+import { freePort } from '../harness/intake-process.ts';
+import { queuedMessage } from '../harness/messages.ts';
 import { loadConfig } from '../src/config.ts';
 import type { QueuedMessage } from '../src/contract/queued-message.ts';
 import { createLogger } from '../src/ops/logger.ts';
 import { openNatsQueue } from '../src/queue/nats-queue.ts';
-import { freePort } from '../test/helpers/intake-process.ts';
-import { queuedMessage } from '../test/helpers/messages.ts';
 
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 20_000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 200);

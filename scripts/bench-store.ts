@@ -5,11 +5,11 @@
  *   node --import tsx scripts/bench-store.ts [--rows 20000]
  */
 import { parseArgs } from 'node:util';
+import { createTestDatabase } from '../harness/db.ts';
+import { queuedMessage } from '../harness/messages.ts';
 import type { Delivery } from '../src/queue/queue.ts';
 import { createPool, withTransaction } from '../src/store/pool.ts';
 import { storeBatch } from '../src/worker/store-batch.ts';
-import { createTestDatabase } from '../test/helpers/db.ts';
-import { queuedMessage } from '../test/helpers/messages.ts';
 
 const { values } = parseArgs({ options: { rows: { type: 'string' } } });
 const rows = Number(values.rows ?? 20_000);

@@ -20,7 +20,7 @@
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { gzipSync } from 'node:zlib';
-import { ADMIN_URL } from '../test/helpers/db.ts';
+import { ADMIN_URL } from '../harness/db.ts';
 import { rawHttp, storeBaselines } from './bench/baselines.ts';
 import { type LoadResult, type LoadSpec, runLoad } from './bench/load.ts';
 import { CpuMeter, holdsListener, PgBackendCpu, rssBytes, withChildren } from './bench/proc.ts';

@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import { createTestDatabase, type TestDatabase } from './helpers/db.ts';
-import { startIntakeProcess } from './helpers/intake-process.ts';
+import { createTestDatabase, type TestDatabase } from '../harness/db.ts';
+import { startIntakeProcess } from '../harness/intake-process.ts';
 
 /**
  * Each command as a real process, started with only what its role needs (the configuration side is in

@@ -4,8 +4,8 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import { createTestDatabase, type TestDatabase } from '../harness/db.ts';
 import { startTestApp, type TestApp } from './helpers/app.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/db.ts';
 
 const run = promisify(execFile);
 const BIN = fileURLToPath(new URL('../bin/intake.js', import.meta.url));

@@ -3,9 +3,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { analyseHeap, type Sample } from '../scripts/memory-trend.ts';
-import { soak } from '../scripts/soak.ts';
-import { createTestDatabase } from './helpers/db.ts';
+import { createTestDatabase } from '../harness/db.ts';
+import { analyseHeap, type Sample } from '../harness/memory-trend.ts';
+import { soak } from '../harness/soak.ts';
 
 const opts = { warmupS: 10, windowS: 10, maxSlope: 20_000, maxGrowth: 8 * 1024 * 1024 };
 const MiB = 1024 * 1024;

@@ -3,10 +3,10 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
+import { createTestDatabase } from '../../harness/db.ts';
+import { freePort } from '../../harness/intake-process.ts';
+import { queuedMessage } from '../../harness/messages.ts';
 import type { QueuedMessage } from '../../src/contract/queued-message.ts';
-import { createTestDatabase } from '../../test/helpers/db.ts';
-import { freePort } from '../../test/helpers/intake-process.ts';
-import { queuedMessage } from '../../test/helpers/messages.ts';
 import { type LoadResult, runLoad } from './load.ts';
 import { CpuMeter } from './proc.ts';
 

@@ -2,9 +2,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { createTestDatabase, type TestDatabase } from '../../test/helpers/db.ts';
-import { type IntakeProcess, startIntakeProcess } from '../../test/helpers/intake-process.ts';
-import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../test/helpers/nats.ts';
+import { createTestDatabase, type TestDatabase } from '../../harness/db.ts';
+import { type IntakeProcess, startIntakeProcess } from '../../harness/intake-process.ts';
+import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../harness/nats.ts';
 
 export type QueueKind = 'pg' | 'nats';
 

@@ -32,6 +32,13 @@ function files(dir: string): string[] {
   });
 }
 
+function mjsFiles(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const p = join(dir, name);
+    return statSync(p).isDirectory() ? mjsFiles(p) : p.endsWith('.mjs') ? [p] : [];
+  });
+}
+
 /** The part of src/ a file belongs to: its top-level folder, or the file itself. */
 const partOf = (file: string) => relative(SRC, file).split(/[\\/]/)[0]!;
 
@@ -82,6 +89,26 @@ describe('architecture: one direction of flow (docs/architecture.md)', () => {
     };
     for (const f of all) if (!colour.has(f)) visit(f, [f]);
     assert.deepEqual(loops, []);
+  });
+
+  it('outside src/: tests and scripts share harness/, and neither imports the other', () => {
+    // harness/ starts real databases, NATS servers and intake processes for both; it imports neither.
+    const rules: Array<[string, string[]]> = [
+      ['scripts', ['test']],
+      ['test', ['scripts']],
+      ['harness', ['test', 'scripts']],
+      [SRC, ['test', 'scripts', 'harness']],
+    ];
+    const wrong: string[] = [];
+    for (const [dir, forbidden] of rules) {
+      for (const f of files(dir).concat(dir === SRC ? [] : mjsFiles(dir))) {
+        for (const t of imports(f)) {
+          const top = t.split(/[\\/]/)[0]!;
+          if (forbidden.includes(top)) wrong.push(`${f} -> ${t}`);
+        }
+      }
+    }
+    assert.deepEqual(wrong, []);
   });
 
   it('the checker reads the real imports', () => {

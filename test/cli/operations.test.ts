@@ -6,12 +6,12 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { waitFor } from '../../harness/db.ts';
+import { freePort } from '../../harness/intake-process.ts';
 import { newMessageId, uuidv7Time } from '../../src/contract/message-id.ts';
 import type { QueuedMessage } from '../../src/contract/queued-message.ts';
 import { insertDeadLetters } from '../../src/store/dead-letters.ts';
 import { startTestApp, type TestApp } from '../helpers/app.ts';
-import { waitFor } from '../helpers/db.ts';
-import { freePort } from '../helpers/intake-process.ts';
 
 /**
  * Issue 16: what the state-changing commands say and do (--dry-run changes nothing, the real operation

@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { createTestDatabase, type TestDatabase } from '../../harness/db.ts';
 import { allCommands } from '../../src/commands/dispatch.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 
 /**
  * Issue 16: every command, run as an operator would (node bin/intake.js as a subprocess), with --help,

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
+import { createTestDatabase, type TestDatabase, waitFor } from '../../harness/db.ts';
+import { freePort, type IntakeProcess, startIntakeProcess } from '../../harness/intake-process.ts';
+import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../harness/nats.ts';
 import { IntakeClient, IntakeError, type Message } from '../../src/client/index.ts';
-import { createTestDatabase, type TestDatabase, waitFor } from '../helpers/db.ts';
-import { freePort, type IntakeProcess, startIntakeProcess } from '../helpers/intake-process.ts';
-import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../helpers/nats.ts';
 import {
   message as anyMessage,
   assertAllStoredOnce,

@@ -3,9 +3,9 @@ import { execFile, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
+import { waitFor } from '../../harness/db.ts';
+import { freePort } from '../../harness/intake-process.ts';
 import { REPO } from '../deploy/tools.ts';
-import { waitFor } from '../helpers/db.ts';
-import { freePort } from '../helpers/intake-process.ts';
 import { IMAGES, requireImages, state, uniqueName } from './docker.ts';
 
 /**

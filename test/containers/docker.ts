@@ -3,8 +3,8 @@ import { execFile, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import type { TestContext } from 'node:test';
 import { promisify } from 'node:util';
+import { waitFor } from '../../harness/db.ts';
 import { generateKey } from '../../src/auth/api-keys.ts';
-import { waitFor } from '../helpers/db.ts';
 
 /**
  * Helpers for the container suite (`npm run test:containers`, scripts/containers/run-suite.sh), which

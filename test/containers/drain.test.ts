@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
-import { createTestDatabase, type TestDatabase, waitFor } from '../helpers/db.ts';
-import { freePort } from '../helpers/intake-process.ts';
+import { createTestDatabase, type TestDatabase, waitFor } from '../../harness/db.ts';
+import { freePort } from '../../harness/intake-process.ts';
 import { startLoad } from '../helpers/load.ts';
 import { docker, intakeArgs, logs, requireImages, runDetached, state, waitHttp } from './docker.ts';
 

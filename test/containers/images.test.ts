@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
-import { createTestDatabase, type TestDatabase, waitFor } from '../helpers/db.ts';
-import { freePort } from '../helpers/intake-process.ts';
+import { createTestDatabase, type TestDatabase, waitFor } from '../../harness/db.ts';
+import { freePort } from '../../harness/intake-process.ts';
 import { FakeApiServer, kubeconfigFor } from '../pod-watcher/fake-apiserver.ts';
 import {
   dockerOk,

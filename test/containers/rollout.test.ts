@@ -1,10 +1,10 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, type TestContext, test } from 'node:test';
+import { createTestDatabase, type TestDatabase } from '../../harness/db.ts';
+import { type NatsServer, startNatsServer } from '../../harness/nats.ts';
 import { needTool } from '../deploy/tools.ts';
 import { type AppUnderTest, assertZeroDowntime, runZeroDowntime } from '../deploy/zero-downtime.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { type NatsServer, startNatsServer } from '../helpers/nats.ts';
 import { HARDENED, IMAGES, requireImages, testKey, uniqueName } from './docker.ts';
 
 /**

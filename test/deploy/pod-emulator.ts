@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort } from '../helpers/intake-process.ts';
+import { freePort } from '../../harness/intake-process.ts';
 import { type ImageConfig, imageConfig } from './dockerfile.ts';
 import type { K8sObject } from './k8s-render.ts';
 import { REPO } from './tools.ts';

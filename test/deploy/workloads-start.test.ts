@@ -7,10 +7,10 @@ import { join } from 'node:path';
 import { describe, type TestContext, test } from 'node:test';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import { quietLog, waitFor } from '../../harness/db.ts';
+import { startNatsCluster } from '../../harness/nats.ts';
 import { generateKey } from '../../src/auth/api-keys.ts';
 import { startEmbeddedPostgres } from '../../src/store/embedded-postgres.ts';
-import { quietLog, waitFor } from '../helpers/db.ts';
-import { startNatsCluster } from '../helpers/nats.ts';
 import { FakeApiServer, kubeconfigFor } from '../pod-watcher/fake-apiserver.ts';
 import { type K8sObject, OVERLAYS, renderOverlay } from './k8s-render.ts';
 import {

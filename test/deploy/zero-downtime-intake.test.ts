@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
+import { createTestDatabase, type TestDatabase } from '../../harness/db.ts';
 import { needTool, REPO } from './tools.ts';
 import { type AppUnderTest, assertZeroDowntime, runZeroDowntime } from './zero-downtime.ts';
 

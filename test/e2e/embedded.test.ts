@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { waitFor } from '../helpers/db.ts';
-import { type IntakeProcess, startIntakeProcess } from '../helpers/intake-process.ts';
+import { waitFor } from '../../harness/db.ts';
+import { type IntakeProcess, startIntakeProcess } from '../../harness/intake-process.ts';
 import { type LoadResult, startLoad } from '../helpers/load.ts';
 import { assertAllStoredOnce } from '../helpers/stored-once.ts';
 

@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { createTestDatabase, type TestDatabase } from '../../harness/db.ts';
+import { freePort } from '../../harness/intake-process.ts';
 import { ExitCode, WATCHDOG_GRACE_MS } from '../../src/ops/process-exit.ts';
 import { type PipedProcess, type PipeState, spawnWithPipes } from '../helpers/controlled-pipe.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { freePort } from '../helpers/intake-process.ts';
 import { FakeApiServer, kubeconfigFor } from '../pod-watcher/fake-apiserver.ts';
 
 /**

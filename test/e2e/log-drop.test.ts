@@ -5,11 +5,11 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
+import { createTestDatabase, type TestDatabase } from '../../harness/db.ts';
+import { freePort } from '../../harness/intake-process.ts';
 import { LOG_BUFFER_BYTES } from '../../src/ops/logger.ts';
 import { WATCHDOG_GRACE_MS } from '../../src/ops/process-exit.ts';
 import { type PipedProcess, spawnWithPipes } from '../helpers/controlled-pipe.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { freePort } from '../helpers/intake-process.ts';
 import { parseMetrics, sampleValue } from '../pod-watcher/replicas.ts';
 
 /**

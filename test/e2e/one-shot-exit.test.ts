@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { createTestDatabase, type TestDatabase } from '../../harness/db.ts';
+import { freePort } from '../../harness/intake-process.ts';
 import { type PipedProcess, type PipeState, spawnWithPipes } from '../helpers/controlled-pipe.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { freePort } from '../helpers/intake-process.ts';
 
 /**
  * Issue 13 for the one-shot commands: `intake migrate`, `doctor` and `smoke` end by themselves with the

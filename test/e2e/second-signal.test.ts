@@ -3,8 +3,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { waitFor } from '../helpers/db.ts';
-import { type IntakeProcess, startIntakeProcess } from '../helpers/intake-process.ts';
+import { waitFor } from '../../harness/db.ts';
+import { type IntakeProcess, startIntakeProcess } from '../../harness/intake-process.ts';
 import { postmasterPid, stopLeftoverPostgres } from '../helpers/postmaster.ts';
 
 /**

@@ -1,9 +1,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createTestDatabase, quietLog, type TestDatabase } from '../../harness/db.ts';
 import { loadConfig } from '../../src/config.ts';
 import { type Role, type Running, startIntake } from '../../src/runtime.ts';
-import { createTestDatabase, quietLog, type TestDatabase } from './db.ts';
 
 export interface TestApp {
   running: Running;

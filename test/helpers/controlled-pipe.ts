@@ -2,7 +2,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { closeSync, constants, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { waitFor } from './db.ts';
+import { waitFor } from '../../harness/db.ts';
 
 /**
  * A pipe (a named FIFO) whose reading end the test holds, to give a child process as its stdout or

@@ -1,5 +1,5 @@
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
-import type { NatsNode } from './nats.ts';
+import type { NatsNode } from '../../harness/nats.ts';
 
 /**
  * A TCP proxy in front of one real nats-server that can freeze the server (SIGSTOP, by its PID) at an

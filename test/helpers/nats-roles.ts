@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { type JetStreamManager, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import pg from 'pg';
-import { waitFor } from './db.ts';
-import { type IntakeProcess, startIntakeProcess } from './intake-process.ts';
+import { waitFor } from '../../harness/db.ts';
+import { type IntakeProcess, startIntakeProcess } from '../../harness/intake-process.ts';
 
 /** Shared pieces of the NATS queue tests: processes, database checks, metrics, stream state. */
 

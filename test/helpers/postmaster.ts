@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { waitFor } from './db.ts';
+import { waitFor } from '../../harness/db.ts';
 
 /** The PID of the embedded postmaster running on `dataDir` (an INTAKE_DATA_DIR), if one runs. */
 export function postmasterPid(dataDir: string): number | undefined {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { waitFor } from './db.ts';
-import type { IntakeProcess } from './intake-process.ts';
+import { waitFor } from '../../harness/db.ts';
+import type { IntakeProcess } from '../../harness/intake-process.ts';
 
 /** The URL of the embedded PostgreSQL an `intake start` process logged (never the system one). */
 export function embeddedUrl(p: IntakeProcess): string {

@@ -2,6 +2,9 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
+import { createTestDatabase, quietLog, type TestDatabase, waitFor } from '../../harness/db.ts';
+import { queuedMessage } from '../../harness/messages.ts';
+import { natsEnv, startNatsServer, uniqueStream } from '../../harness/nats.ts';
 import { uuidv7Time } from '../../src/contract/message-id.ts';
 import { createMetrics } from '../../src/ops/metrics.ts';
 import { DataKeys } from '../../src/privacy/data-keys.ts';
@@ -13,9 +16,6 @@ import type { Batch, QueueConsumer } from '../../src/queue/queue.ts';
 import { createPool, type Pool } from '../../src/store/pool.ts';
 import { Worker } from '../../src/worker/worker.ts';
 import { startTestApp } from '../helpers/app.ts';
-import { createTestDatabase, quietLog, type TestDatabase, waitFor } from '../helpers/db.ts';
-import { queuedMessage } from '../helpers/messages.ts';
-import { natsEnv, startNatsServer, uniqueStream } from '../helpers/nats.ts';
 
 /**
  * GDPR erasure under concurrency: a message of an erased subject received before the erasure is never

@@ -3,8 +3,8 @@ import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
-import { createTestDatabase, type TestDatabase, waitFor } from '../helpers/db.ts';
-import { type IntakeProcess, startIntakeProcess } from '../helpers/intake-process.ts';
+import { createTestDatabase, type TestDatabase, waitFor } from '../../harness/db.ts';
+import { type IntakeProcess, startIntakeProcess } from '../../harness/intake-process.ts';
 
 /**
  * 10,000 generated hostile requests against a real `intake start` process: mutated messages, wrong

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import pg from 'pg';
+import { waitFor } from '../../harness/db.ts';
 import { startTestApp } from '../helpers/app.ts';
-import { waitFor } from '../helpers/db.ts';
 import { expectProblem } from '../helpers/problem.ts';
 
 /**
@@ -54,7 +54,7 @@ test('Postgres queue at its cap: 503 QUEUE_FULL, depth on the API, every 202 sto
   // A worker comes back: every 202 is stored exactly once, nothing refused is.
   const { startIntake } = await import('../../src/runtime.ts');
   const { loadConfig } = await import('../../src/config.ts');
-  const { quietLog } = await import('../helpers/db.ts');
+  const { quietLog } = await import('../../harness/db.ts');
   const worker = await startIntake(
     loadConfig({ DATABASE_URL: api.db.url, HOST: '127.0.0.1', PORT: '0', INTAKE_DATA_DIR: api.dataDir }),
     ['worker'],

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
+import { waitFor } from '../../harness/db.ts';
 import { generateKey } from '../../src/auth/api-keys.ts';
 import { startTestApp, type TestApp } from '../helpers/app.ts';
-import { waitFor } from '../helpers/db.ts';
 import { expectProblem } from '../helpers/problem.ts';
 
 const ok = { ts: 1530228282, sender: 's', message: { a: 1 } };

@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { startIntakeProcess } from '../../harness/intake-process.ts';
 import { generateKey, hashKey as generateKeyHash } from '../../src/auth/api-keys.ts';
 import { startTestApp, type TestApp } from '../helpers/app.ts';
-import { startIntakeProcess } from '../helpers/intake-process.ts';
 
 const ok = { ts: 1, sender: 'svc-a', message: { a: 1 } };
 

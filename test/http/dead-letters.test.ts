@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
+import { waitFor } from '../../harness/db.ts';
 import { generateKey } from '../../src/auth/api-keys.ts';
 import { startTestApp, type TestApp } from '../helpers/app.ts';
-import { waitFor } from '../helpers/db.ts';
 import { expectProblem } from '../helpers/problem.ts';
 
 interface View {

@@ -1,7 +1,7 @@
 import pg from 'pg';
+import { waitFor } from '../../harness/db.ts';
 import { RawConnection } from '../clients/raw-http.ts';
 import { startTestApp, type TestApp } from '../helpers/app.ts';
-import { waitFor } from '../helpers/db.ts';
 
 /** intake's API in this process (Postgres queue, no worker), with what the connection tests look at. */
 export interface EdgeApp {

@@ -3,10 +3,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
+import { createTestDatabase, type TestDatabase, waitFor } from '../../harness/db.ts';
+import { type IntakeProcess, startIntakeProcess } from '../../harness/intake-process.ts';
 import { generateKey } from '../../src/auth/api-keys.ts';
 import { RawConnection, requestHead } from '../clients/raw-http.ts';
-import { createTestDatabase, type TestDatabase, waitFor } from '../helpers/db.ts';
-import { type IntakeProcess, startIntakeProcess } from '../helpers/intake-process.ts';
 import { type EdgeApp, startEdgeApp } from './edge-app.ts';
 
 /**

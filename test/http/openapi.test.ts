@@ -6,9 +6,9 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import SwaggerParser from '@apidevtools/swagger-parser';
 import openapiTS, { astToString } from 'openapi-typescript';
+import { waitFor } from '../../harness/db.ts';
+import { freePort } from '../../harness/intake-process.ts';
 import { startTestApp, type TestApp } from '../helpers/app.ts';
-import { waitFor } from '../helpers/db.ts';
-import { freePort } from '../helpers/intake-process.ts';
 
 const run = promisify(execFile);
 const REPO = new URL('../../', import.meta.url).pathname;

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import zlib from 'node:zlib';
 import pg from 'pg';
+import { waitFor } from '../../harness/db.ts';
 import { startTestApp, type TestApp } from '../helpers/app.ts';
-import { waitFor } from '../helpers/db.ts';
 import { expectProblem } from '../helpers/problem.ts';
 
 const msg = (n: number, sender = 'proto') => ({ ts: 1530228282, sender, message: { n } });

@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import { createTestDatabase, type TestDatabase, waitFor } from '../helpers/db.ts';
-import { type IntakeProcess, startIntakeProcess } from '../helpers/intake-process.ts';
+import { createTestDatabase, type TestDatabase, waitFor } from '../../harness/db.ts';
+import { type IntakeProcess, startIntakeProcess } from '../../harness/intake-process.ts';
 
 /**
  * Issue 8 item 8: on SIGTERM, keep-alive clients whose request is already written must get an

@@ -3,8 +3,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { createTestDatabase, waitFor } from '../helpers/db.ts';
-import { startIntakeProcess } from '../helpers/intake-process.ts';
+import { createTestDatabase, waitFor } from '../../harness/db.ts';
+import { startIntakeProcess } from '../../harness/intake-process.ts';
 
 /**
  * INTAKE_API_WORKERS=2: `intake api` runs two processes on one port under a supervising primary. Both

@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { createTestDatabase, type TestDatabase } from '../../harness/db.ts';
 import { generateKey } from '../../src/auth/api-keys.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 
 /**
  * `intake doctor` in a production pod checks that every Secret file it is configured to read is

@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { waitFor } from '../../harness/db.ts';
 import { WATCHDOG_GRACE_MS } from '../../src/ops/process-exit.ts';
 import { type PipedProcess, spawnWithPipes } from '../helpers/controlled-pipe.ts';
-import { waitFor } from '../helpers/db.ts';
 
 /**
  * Logs to a terminal whose reader has stopped (a terminal emulator that is suspended, or Ctrl-S): the

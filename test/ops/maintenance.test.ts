@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { pino } from 'pino';
+import { waitFor } from '../../harness/db.ts';
 import { Maintenance } from '../../src/ops/maintenance.ts';
 import { createMetrics } from '../../src/ops/metrics.ts';
-import { waitFor } from '../helpers/db.ts';
 
 test('a failing maintenance job is logged with its name and counted, and keeps its schedule', async () => {
   const lines: Array<Record<string, unknown>> = [];

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { waitFor } from '../../harness/db.ts';
 import { WATCHDOG_GRACE_MS } from '../../src/ops/process-exit.ts';
 import { controlledPipe, type PipedProcess, spawnWithPipes } from '../helpers/controlled-pipe.ts';
-import { waitFor } from '../helpers/db.ts';
 
 /**
  * The exit path of src/ops/process-exit.ts in real processes (test/fixtures/stuck-shutdown.ts) and real

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { quietLog } from '../../harness/db.ts';
 import { ExitCode, exitFor } from '../../src/ops/process-exit.ts';
 import { Shutdown } from '../../src/ops/shutdown.ts';
-import { quietLog } from '../helpers/db.ts';
 
 const never = () => new Promise<void>(() => {});
 

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { TestContext } from 'node:test';
-import { waitFor } from '../helpers/db.ts';
+import { waitFor } from '../../harness/db.ts';
 import { FakeApiServer, type FakeApiServerOptions, kubeconfigFor } from './fake-apiserver.ts';
 
 const repoRoot = new URL('../../', import.meta.url).pathname;

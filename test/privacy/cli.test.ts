@@ -4,8 +4,8 @@ import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import { waitFor } from '../../harness/db.ts';
 import { startTestApp, type TestApp } from '../helpers/app.ts';
-import { waitFor } from '../helpers/db.ts';
 
 const run = promisify(execFile);
 const BIN = fileURLToPath(new URL('../../bin/intake.js', import.meta.url));

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
+import { waitFor } from '../../harness/db.ts';
 import { startTestApp, type TestApp } from '../helpers/app.ts';
-import { waitFor } from '../helpers/db.ts';
 
 interface Record_ {
   id: string;

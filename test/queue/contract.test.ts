@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { createTestDatabase, quietLog, type TestDatabase } from '../../harness/db.ts';
+import { queuedMessage } from '../../harness/messages.ts';
+import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../harness/nats.ts';
 import { loadConfig } from '../../src/config.ts';
 import { openQueue } from '../../src/queue/open-queue.ts';
 import type { Batch, OpenedQueue, Outcome } from '../../src/queue/queue.ts';
 import { createPool, type Pool } from '../../src/store/pool.ts';
-import { createTestDatabase, quietLog, type TestDatabase } from '../helpers/db.ts';
-import { queuedMessage } from '../helpers/messages.ts';
-import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../helpers/nats.ts';
 
 /**
  * The queue contract (src/queue/queue.ts), held by both queues with the same tests: the worker code is

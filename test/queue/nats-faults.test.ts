@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { createTestDatabase, type TestDatabase, waitFor } from '../helpers/db.ts';
-import type { IntakeProcess } from '../helpers/intake-process.ts';
+import { createTestDatabase, type TestDatabase, waitFor } from '../../harness/db.ts';
+import type { IntakeProcess } from '../../harness/intake-process.ts';
+import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../harness/nats.ts';
 import { startLoad } from '../helpers/load.ts';
-import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../helpers/nats.ts';
 import {
   assertAllStoredOnce,
   consumerBacklog,

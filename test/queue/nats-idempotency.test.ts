@@ -4,6 +4,9 @@ import { after, before, test } from 'node:test';
 import { DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { type KV, Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { quietLog, waitFor } from '../../harness/db.ts';
+import { queuedMessage } from '../../harness/messages.ts';
+import { type NatsServer, startNatsServer, uniqueStream } from '../../harness/nats.ts';
 import { loadConfig } from '../../src/config.ts';
 import { decodeEnvelope } from '../../src/queue/nats-envelope.ts';
 import { idempotencyBucket } from '../../src/queue/nats-provision.ts';
@@ -16,9 +19,6 @@ import {
   QueueFullError,
   type QueueProducer,
 } from '../../src/queue/queue.ts';
-import { quietLog, waitFor } from '../helpers/db.ts';
-import { queuedMessage } from '../helpers/messages.ts';
-import { type NatsServer, startNatsServer, uniqueStream } from '../helpers/nats.ts';
 
 /**
  * Idempotency-Key on the NATS queue (issue 8, item 7, NATS half), against a real nats-server. The KV

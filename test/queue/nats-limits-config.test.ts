@@ -3,9 +3,9 @@ import { after, before, test } from 'node:test';
 import { jetstream } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
+import { type NatsServer, startNatsServer, uniqueStream } from '../../harness/nats.ts';
 import { ConfigError, loadConfig } from '../../src/config.ts';
 import { applyDeferredLimits, messageStreamConfig, provisionQueue } from '../../src/queue/nats-provision.ts';
-import { type NatsServer, startNatsServer, uniqueStream } from '../helpers/nats.ts';
 import { withJsm } from '../helpers/nats-roles.ts';
 
 /**

@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { createTestDatabase, quietLog, type TestDatabase, waitFor } from '../../harness/db.ts';
+import type { IntakeProcess } from '../../harness/intake-process.ts';
+import { queuedMessage } from '../../harness/messages.ts';
+import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../harness/nats.ts';
 import { loadConfig } from '../../src/config.ts';
 import { openNatsQueue } from '../../src/queue/nats-queue.ts';
 import {
@@ -10,10 +14,6 @@ import {
   type QueueProducer,
   QueueUnavailableError,
 } from '../../src/queue/queue.ts';
-import { createTestDatabase, quietLog, type TestDatabase, waitFor } from '../helpers/db.ts';
-import type { IntakeProcess } from '../helpers/intake-process.ts';
-import { queuedMessage } from '../helpers/messages.ts';
-import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../helpers/nats.ts';
 import { type NatsFreezeProxy, startFreezeProxy } from '../helpers/nats-proxy.ts';
 import { startRole, tempDir, withDb } from '../helpers/nats-roles.ts';
 

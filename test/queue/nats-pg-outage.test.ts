@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { quietLog, waitFor } from '../../harness/db.ts';
+import { freePort, type IntakeProcess } from '../../harness/intake-process.ts';
+import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../harness/nats.ts';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from '../../src/store/embedded-postgres.ts';
 import { migrate } from '../../src/store/migrate.ts';
-import { quietLog, waitFor } from '../helpers/db.ts';
-import { freePort, type IntakeProcess } from '../helpers/intake-process.ts';
 import { startLoad } from '../helpers/load.ts';
-import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../helpers/nats.ts';
 import { assertAllStoredOnce, startRole, storedCount, tempDir, withDb } from '../helpers/nats-roles.ts';
 
 /**

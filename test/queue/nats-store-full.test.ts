@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { JetStreamApiError, jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { createTestDatabase, type TestDatabase, waitFor } from '../helpers/db.ts';
-import type { IntakeProcess } from '../helpers/intake-process.ts';
-import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../helpers/nats.ts';
+import { createTestDatabase, type TestDatabase, waitFor } from '../../harness/db.ts';
+import type { IntakeProcess } from '../../harness/intake-process.ts';
+import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../harness/nats.ts';
 import {
   assertAllStoredOnce,
   message,

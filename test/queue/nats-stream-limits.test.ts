@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { DiscardPolicy, RetentionPolicy, StorageType } from '@nats-io/jetstream';
+import { createTestDatabase, type TestDatabase, waitFor } from '../../harness/db.ts';
+import type { IntakeProcess } from '../../harness/intake-process.ts';
+import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../harness/nats.ts';
 import { runDoctor } from '../../src/commands/doctor-checks.ts';
 import { loadConfig } from '../../src/config.ts';
-import { createTestDatabase, type TestDatabase, waitFor } from '../helpers/db.ts';
-import type { IntakeProcess } from '../helpers/intake-process.ts';
-import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../helpers/nats.ts';
 import {
   assertAllStoredOnce,
   consumerBacklog,

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { createTestDatabase } from '../../harness/db.ts';
+import { queuedMessage } from '../../harness/messages.ts';
 import type { QueuedMessage } from '../../src/contract/queued-message.ts';
 import { copyMessages, getMessage } from '../../src/store/messages.ts';
 import { createPool, withTransaction } from '../../src/store/pool.ts';
-import { createTestDatabase } from '../helpers/db.ts';
-import { queuedMessage } from '../helpers/messages.ts';
 
 /**
  * The worker's COPY write path stores exactly what the queue held: text with the characters COPY's

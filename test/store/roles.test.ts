@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
+import { createTestDatabase, type TestDatabase } from '../../harness/db.ts';
 
 let tdb: TestDatabase;
 let db: pg.Client;
@@ -53,7 +53,7 @@ test('grants are re-applied by every migrate run (roles created after the migrat
   await db.query('REVOKE ALL ON intake.messages FROM intake_worker');
   await assert.rejects(as('intake_worker', 'SELECT count(*) FROM intake.messages'), /permission denied/);
   const { migrate } = await import('../../src/store/migrate.ts');
-  const { quietLog } = await import('../helpers/db.ts');
+  const { quietLog } = await import('../../harness/db.ts');
   await migrate(tdb.url, quietLog);
   await as('intake_worker', 'SELECT count(*) FROM intake.messages');
 });
@@ -80,7 +80,7 @@ test('intake runs as the least-privilege roles: api and worker processes each on
     });
     assert.equal(res.status, 202);
     const { id } = (await res.json()) as { id: string };
-    const { waitFor } = await import('../helpers/db.ts');
+    const { waitFor } = await import('../../harness/db.ts');
     await waitFor(
       'stored by the worker role',
       async () => (await fetch(`${api.url}/v1/messages/${id}`)).status === 200,

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
-import { uuidv7Time } from '../../src/contract/message-id.ts';
-import type { QueuedMessage } from '../../src/contract/queued-message.ts';
+import { uuidv7Time } from '../src/contract/message-id.ts';
+import type { QueuedMessage } from '../src/contract/queued-message.ts';
 
 /**
  * A queued message as the API would put it on the queue (~350 bytes), for tests and benchmarks that

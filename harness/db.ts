@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { createLogger } from '../../src/ops/logger.ts';
-import { migrate } from '../../src/store/migrate.ts';
+import { createLogger } from '../src/ops/logger.ts';
+import { migrate } from '../src/store/migrate.ts';
 
 /** The machine's PostgreSQL (CI starts it); override with TEST_DATABASE_URL. */
 export const ADMIN_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';

@@ -3,7 +3,7 @@ import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { waitFor } from './db.ts';
 
-const BIN = fileURLToPath(new URL('../../bin/intake.js', import.meta.url));
+const BIN = fileURLToPath(new URL('../bin/intake.js', import.meta.url));
 
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
