@@ -104,11 +104,18 @@ test('compose: migrate exits 0, api and worker healthy, doctor passes, smoke sto
     'node',
     'dist/cli.js',
     'smoke',
+    '--json',
     '--key',
     'intake-dev-key-not-a-secret',
   ]);
   assert.equal(smoke.code, 0, smoke.out);
-  assert.equal((JSON.parse(smoke.out.trim().split('\n').at(-1)!) as { ok: boolean }).ok, true);
+  // Its log lines (stderr) may be interleaved in `out`: the report is the line with "ok".
+  const report = smoke.out
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { ok?: boolean })
+    .find((o) => 'ok' in o);
+  assert.equal(report?.ok, true, smoke.out);
 
   // And from the host, through the published port, as the README shows.
   const res = await fetch(`http://127.0.0.1:${ports.INTAKE_API_PORT}/v1/messages`, {
