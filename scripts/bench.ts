@@ -14,6 +14,8 @@
  *   npm run bench -- [--rounds 3] [--seconds 8] [--connections 100] [--prefill 50000] [--out FILE]
  *   npm run bench -- --quick          (CI: 1 round, 2 s each, small pre-fill; under 2 minutes)
  *   npm run bench -- --queues pg      (only one queue)
+ *   npm run bench -- --bulk           (with --quick: also 10,000-line NDJSON, plain and gzipped, and
+ *                                      1,000-item JSON batches; a full run always has them)
  *   npm run bench -- --api-workers 2  (also single POSTs on the Postgres queue with INTAKE_API_WORKERS=2;
  *                                      1 skips that run)
  */
@@ -36,6 +38,7 @@ const { values } = parseArgs({
     queues: { type: 'string' },
     'api-workers': { type: 'string' },
     out: { type: 'string' },
+    bulk: { type: 'boolean' },
   },
 });
 const quick = values.quick!;
@@ -47,6 +50,8 @@ const insertRows = Math.min(prefill, quick ? 500 : 3000);
 const queues = (values.queues ?? 'pg,nats').split(',') as QueueKind[];
 const apiWorkers = Number(values['api-workers'] ?? 2);
 const outFile = values.out ?? 'bench-results.json';
+/** Bulk requests (10,000 NDJSON lines, 1,000-item JSON): on by default, off in --quick (--bulk forces). */
+const bulk = values.bulk ?? !quick;
 
 const one = {
   ts: '1530228282',
@@ -59,6 +64,16 @@ const singleBody = JSON.stringify(one);
 const BATCH = 100;
 const batchBody = JSON.stringify({ messages: Array.from({ length: BATCH }, () => one) });
 const ndjsonGz = gzipSync(`${Array.from({ length: BATCH }, () => singleBody).join('\n')}\n`);
+/**
+ * Bulk: 10,000 messages a request as NDJSON (plain and gzipped) next to the JSON batch's 1,000 (its
+ * limit), all of one small message so 10,000 lines fit the 1 MiB body limit.
+ */
+const small = JSON.stringify({ ts: 1530228282, sender: 'bulk', message: { n: 1 } });
+const BULK = 10_000;
+const ndjson10k = Buffer.from(`${Array.from({ length: BULK }, () => small).join('\n')}\n`);
+const json1000 = Buffer.from(
+  JSON.stringify({ messages: Array.from({ length: 1000 }, () => JSON.parse(small)) }),
+);
 
 type Figures = Record<string, number>;
 
@@ -70,7 +85,10 @@ interface Shape {
   messages: number;
   connections: number;
 }
-const shapes: Record<'single' | 'batch100' | 'ndjson_gz100', Shape> = {
+const shapes: Record<
+  'single' | 'batch100' | 'ndjson_gz100' | 'bulk_json1000' | 'bulk_ndjson10k' | 'bulk_ndjson_gz10k',
+  Shape
+> = {
   single: {
     path: '/v1/messages',
     headers: { 'content-type': 'application/json' },
@@ -91,6 +109,27 @@ const shapes: Record<'single' | 'batch100' | 'ndjson_gz100', Shape> = {
     body: ndjsonGz,
     messages: BATCH,
     connections: Math.max(4, connections >> 2),
+  },
+  bulk_json1000: {
+    path: '/v1/messages/batch',
+    headers: { 'content-type': 'application/json' },
+    body: json1000,
+    messages: 1000,
+    connections: 4,
+  },
+  bulk_ndjson10k: {
+    path: '/v1/messages/batch',
+    headers: { 'content-type': 'application/x-ndjson' },
+    body: ndjson10k,
+    messages: BULK,
+    connections: 2,
+  },
+  bulk_ndjson_gz10k: {
+    path: '/v1/messages/batch',
+    headers: { 'content-type': 'application/x-ndjson', 'content-encoding': 'gzip' },
+    body: gzipSync(ndjson10k),
+    messages: BULK,
+    connections: 2,
   },
 };
 
@@ -183,6 +222,9 @@ async function queueRound(kind: QueueKind, f: Figures): Promise<void> {
     record(f, `${kind}.single`, single);
     record(f, `${kind}.batch100`, await phase(stack, shapes.batch100));
     record(f, `${kind}.ndjson_gz100`, await phase(stack, shapes.ndjson_gz100));
+    if (bulk)
+      for (const name of ['bulk_json1000', 'bulk_ndjson10k', 'bulk_ndjson_gz10k'] as const)
+        record(f, `${kind}.${name}`, await phase(stack, shapes[name]));
     const half = await phase(stack, shapes.single, { rate: single.load.rps / 2, lag: true });
     record(f, `${kind}.half_max`, half);
     f[`${kind}.half_max.lag_p50_ms`] = half.lag!.p50;
@@ -303,6 +345,12 @@ for (let round = 1; round <= rounds; round++) {
       f[`${kind}.batch100.msgs_per_s`]! / f[`${kind}.single.msgs_per_s`]!;
     f[`ratio.${kind}.worker_vs_copy`] = f[`${kind}.drain.rows_per_s`]! / b.copyRowsPerSec;
     f[`ratio.${kind}.worker_vs_insert_per_row`] = f[`${kind}.drain.rows_per_s`]! / b.insertRowsPerSec;
+    if (bulk) {
+      f[`ratio.${kind}.ndjson10k_vs_json1000`] =
+        f[`${kind}.bulk_ndjson10k.msgs_per_s`]! / f[`${kind}.bulk_json1000.msgs_per_s`]!;
+      f[`ratio.${kind}.ndjson_gz10k_vs_ndjson10k`] =
+        f[`${kind}.bulk_ndjson_gz10k.msgs_per_s`]! / f[`${kind}.bulk_ndjson10k.msgs_per_s`]!;
+    }
   }
   all.push(f);
 }

@@ -30,9 +30,10 @@ const LOADGEN = fileURLToPath(new URL('./loadgen.ts', import.meta.url));
 /** Runs autocannon in a child process and returns its figures. */
 export function runLoad(spec: LoadSpec): Promise<LoadResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', LOADGEN, JSON.stringify(spec)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const child = spawn(process.execPath, ['--import', 'tsx', LOADGEN], {
+      stdio: ['pipe', 'pipe', 'pipe'],
     });
+    child.stdin.end(JSON.stringify(spec));
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => {

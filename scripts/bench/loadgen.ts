@@ -1,11 +1,14 @@
 /**
  * The load generator, run as its own process so it does not share the event loop of whatever it
- * measures: `node --import tsx scripts/bench/loadgen.ts '<LoadSpec JSON>'` prints one LoadResult JSON.
+ * measures: `node --import tsx scripts/bench/loadgen.ts < spec.json` (a LoadSpec on stdin: a 1 MiB body
+ * does not fit in argv) prints one LoadResult JSON.
  */
 import autocannon from 'autocannon';
 import type { LoadResult, LoadSpec } from './load.ts';
 
-const spec = JSON.parse(process.argv[2]!) as LoadSpec;
+const chunks: Buffer[] = [];
+for await (const c of process.stdin) chunks.push(c as Buffer);
+const spec = JSON.parse(Buffer.concat(chunks).toString()) as LoadSpec;
 const r = await autocannon({
   url: spec.url,
   method: 'POST',
