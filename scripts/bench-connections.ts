@@ -3,7 +3,7 @@
  * 100-continue, precise timeouts) costs an accepted request, side by side in one run: the same
  * Fastify app answering 202 to a small JSON POST, without and with registerConnectionHandling, each
  * in its own process, measured in alternating rounds (ratios, not absolute promises; autocannon
- * shares the cores, as FACTS.md warns).
+ * shares the cores with what it measures).
  *
  *   node --import tsx scripts/bench-connections.ts [--seconds 5] [--rounds 3] [--connections 100]
  */
