@@ -58,3 +58,31 @@ test('the consumer deleted under a running worker is provisioned again and nothi
     'the worker saw the consumer go',
   );
 });
+
+test('closing a consumer whose pull fails while it drains (heartbeats missed) does not fail the close', async () => {
+  const { openNatsQueue } = await import('../../src/queue/nats-queue.ts');
+  const { loadConfig } = await import('../../src/config.ts');
+  const { quietLog } = await import('../../harness/db.ts');
+  const { queuedMessage } = await import('../../harness/messages.ts');
+  const env = { ...natsEnv(server, uniqueStream('drain')), DATABASE_URL: db.url, INTAKE_DATA_DIR: dir.path };
+  const queue = await openNatsQueue(loadConfig(env), quietLog);
+  await queue.producer.publish([{ message: queuedMessage(1) }]);
+  // One message, then nothing: the receive ends with its next pull still open, which close() drains.
+  const batch = await queue.consumer!.receive({
+    max: 10,
+    maxWaitMs: 300,
+    signal: new AbortController().signal,
+  });
+  assert.equal(batch?.deliveries.length, 1);
+  const node = server.nodes[0]!;
+  node.signal('SIGSTOP'); // the server stops answering: the open pull misses its heartbeats
+  try {
+    const closed = await Promise.race([
+      queue.close().then(() => 'closed' as const),
+      new Promise((r) => setTimeout(r, 20_000, 'hung')),
+    ]);
+    assert.equal(closed, 'closed');
+  } finally {
+    node.signal('SIGCONT');
+  }
+});
