@@ -203,6 +203,17 @@ function record(f: Figures, prefix: string, p: Phase): void {
     console.error(`${prefix}: ${p.load.non2xx} non-2xx answers, ${p.load.errors} errors`);
 }
 
+/** Single POSTs to warm JIT, connection pools and the first partitions; not measured. */
+function warmUp(stack: Stack): Promise<LoadResult> {
+  return runLoad({
+    url: `${stack.api!.url}${shapes.single.path}`,
+    headers: shapes.single.headers,
+    bodyBase64: shapes.single.body.toString('base64'),
+    connections,
+    seconds: quick ? 1 : 3,
+  });
+}
+
 async function queueRound(kind: QueueKind, f: Figures): Promise<void> {
   const stack = await Stack.create(kind);
   try {
@@ -211,13 +222,7 @@ async function queueRound(kind: QueueKind, f: Figures): Promise<void> {
     f[`${kind}.ready_ms.api`] = stack.apiReadyMs;
     f[`${kind}.ready_ms.worker`] = stack.workerReadyMs;
     // Warm-up (JIT, connection pools, first partitions), not measured.
-    await runLoad({
-      url: `${stack.api!.url}${shapes.single.path}`,
-      headers: shapes.single.headers,
-      bodyBase64: shapes.single.body.toString('base64'),
-      connections,
-      seconds: quick ? 1 : 3,
-    });
+    await warmUp(stack);
     const single = await phase(stack, shapes.single);
     record(f, `${kind}.single`, single);
     record(f, `${kind}.batch100`, await phase(stack, shapes.batch100));
@@ -254,13 +259,7 @@ async function apiWorkersRound(f: Figures): Promise<void> {
       if (Date.now() > deadline) throw new Error(`not all ${apiWorkers} API processes listen after 60 s`);
       await new Promise((r) => setTimeout(r, 100));
     }
-    await runLoad({
-      url: `${stack.api!.url}${shapes.single.path}`,
-      headers: shapes.single.headers,
-      bodyBase64: shapes.single.body.toString('base64'),
-      connections,
-      seconds: quick ? 1 : 3,
-    });
+    await warmUp(stack);
     record(f, `pg.api_workers_${apiWorkers}.single`, await phase(stack, shapes.single));
   } finally {
     await stack.stop();

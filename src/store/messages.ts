@@ -48,18 +48,7 @@ export async function insertMessages(
        SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::bigint[], $4::text[], $5::jsonb[], $6::int[],
                             $7::text[], $8::text[], $9::text[])
               AS t(id, received_at, ts, sender, message, priority, pseudonym, ciphertext, key_id)),
-     kept AS (
-       SELECT * FROM input t WHERE t.pseudonym IS NULL OR NOT EXISTS (
-         SELECT 1 FROM intake.erasures e
-         WHERE e.pseudonym = decode(t.pseudonym, 'base64') AND t.received_at <= e.erased_at)),
-     ins AS (
-       INSERT INTO intake.messages (id, received_at, ts, sender, message, priority, ip_pseudonym, ip_ciphertext, ip_key_id)
-       SELECT t.id, t.received_at, t.ts, t.sender, t.message, t.priority,
-              decode(t.pseudonym, 'base64'), decode(t.ciphertext, 'base64'), t.key_id
-       FROM kept t
-       ON CONFLICT DO NOTHING RETURNING 1)
-     SELECT (SELECT count(*) FROM ins)::int AS inserted,
-            ((SELECT count(*) FROM input) - (SELECT count(*) FROM kept))::int AS erased`,
+     ${STORE_INPUT}`,
     [
       cols.id,
       cols.received_at,
@@ -74,6 +63,23 @@ export async function insertMessages(
   );
   return r.rows[0]!;
 }
+
+/**
+ * The end of both write paths, after a CTE `input` of the batch's rows: drops rows of erased subjects
+ * (tombstones in intake.erasures), inserts the rest idempotently, and counts both.
+ */
+const STORE_INPUT = `kept AS (
+       SELECT * FROM input t WHERE t.pseudonym IS NULL OR NOT EXISTS (
+         SELECT 1 FROM intake.erasures e
+         WHERE e.pseudonym = decode(t.pseudonym, 'base64') AND t.received_at <= e.erased_at)),
+     ins AS (
+       INSERT INTO intake.messages (id, received_at, ts, sender, message, priority, ip_pseudonym, ip_ciphertext, ip_key_id)
+       SELECT t.id, t.received_at, t.ts, t.sender, t.message, t.priority,
+              decode(t.pseudonym, 'base64'), decode(t.ciphertext, 'base64'), t.key_id
+       FROM kept t
+       ON CONFLICT DO NOTHING RETURNING 1)
+     SELECT (SELECT count(*) FROM ins)::int AS inserted,
+            ((SELECT count(*) FROM input) - (SELECT count(*) FROM kept))::int AS erased`;
 
 /**
  * The worker's write path: the same as insertMessages (idempotent, erasure tombstones respected, same
@@ -99,18 +105,7 @@ export async function copyMessages(
   await pipeline(Readable.from([copyText(batch)]), tx.query(copyFrom(`COPY pg_temp.${STAGE} FROM STDIN`)));
   const r = await tx.query<{ inserted: number; erased: number }>(
     `WITH input AS (DELETE FROM pg_temp.${STAGE} RETURNING *),
-     kept AS (
-       SELECT * FROM input t WHERE t.pseudonym IS NULL OR NOT EXISTS (
-         SELECT 1 FROM intake.erasures e
-         WHERE e.pseudonym = decode(t.pseudonym, 'base64') AND t.received_at <= e.erased_at)),
-     ins AS (
-       INSERT INTO intake.messages (id, received_at, ts, sender, message, priority, ip_pseudonym, ip_ciphertext, ip_key_id)
-       SELECT t.id, t.received_at, t.ts, t.sender, t.message, t.priority,
-              decode(t.pseudonym, 'base64'), decode(t.ciphertext, 'base64'), t.key_id
-       FROM kept t
-       ON CONFLICT DO NOTHING RETURNING 1)
-     SELECT (SELECT count(*) FROM ins)::int AS inserted,
-            ((SELECT count(*) FROM input) - (SELECT count(*) FROM kept))::int AS erased`,
+     ${STORE_INPUT}`,
   );
   return r.rows[0]!;
 }
