@@ -82,10 +82,13 @@ export class Shutdown {
     const startedAt = Date.now();
     const deadline = startedAt + this.timeoutMs;
     const outcome: ShutdownOutcome = { reason, skipped: [], failed: [], aborted: false, ms: 0 };
+    // A timer may fire a millisecond before Date.now() reaches the deadline (timers and the wall clock
+    // round differently), so a step that timed out ends the run by itself rather than by the clock.
+    let expired = false;
     this.log.info({ reason, timeoutMs: this.timeoutMs }, 'shutting down');
     for (const [index, step] of this.steps.entries()) {
       const left = deadline - Date.now();
-      if (left <= 0 || (this.aborted && !step.evenIfAborted)) {
+      if (expired || left <= 0 || (this.aborted && !step.evenIfAborted)) {
         outcome.skipped.push(step.name);
         continue;
       }
@@ -95,6 +98,7 @@ export class Shutdown {
       if (result === 'done') {
         this.log.debug({ step: step.name, ms: Date.now() - started }, 'shutdown step done');
       } else if (result === 'timeout' || result === 'aborted') {
+        if (result === 'timeout') expired = true;
         outcome.abandoned ??= step.name;
         this.log.error({ step: step.name, ms: Date.now() - started, why: result }, 'shutdown step abandoned');
       } else {

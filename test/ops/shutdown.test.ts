@@ -40,6 +40,23 @@ describe('Shutdown: staged, bounded by one deadline', () => {
     assert.equal(lastRan, false);
   });
 
+  test('a step that timed out ends the run even when the wall clock lags the timer', async (t) => {
+    // Timers and Date.now() round differently: a timer can fire a millisecond before the clock shows the
+    // deadline. A frozen clock is the extreme case; the step after the abandoned one must still be skipped.
+    const frozen = Date.now();
+    t.mock.method(Date, 'now', () => frozen);
+    const s = new Shutdown(quietLog, 100);
+    let lastRan = false;
+    s.add('hangs', never);
+    s.add('last', async () => {
+      lastRan = true;
+    });
+    const outcome = await s.run('test');
+    assert.equal(outcome.abandoned, 'hangs');
+    assert.deepEqual(outcome.skipped, ['last']);
+    assert.equal(lastRan, false);
+  });
+
   test('a step that throws (even synchronously) fails, and the next steps still run', async () => {
     const s = new Shutdown(quietLog, 1000);
     let after = false;
