@@ -1,5 +1,5 @@
 import type { Logger } from '../ops/logger.ts';
-import { isRefusedBeforeCommit } from '../store/errors.ts';
+import { isRefusedBeforeCommit, isRolledBackStatement } from '../store/errors.ts';
 import type { Queryable } from '../store/pool.ts';
 import { type Pool, type PoolClient, withClient } from '../store/pool.ts';
 import {
@@ -7,6 +7,7 @@ import {
   countQueued,
   countQueuedForSubject,
   deleteQueuedForSubject,
+  ENQUEUE_CHUNK,
   enqueueMessages,
   type IdempotencyRecord,
   readIdempotencyKeys,
@@ -130,6 +131,10 @@ export class PgQueueProducer implements QueueProducer {
 
   /** One transaction for the whole group; one result (or error) per call. */
   private async flush(calls: PublishRequest[][]): Promise<CallResult[]> {
+    const messages = calls.flat();
+    if (messages.length <= ENQUEUE_CHUNK && messages.every((r) => r.idempotencyKey === undefined)) {
+      return this.flushOneStatement(calls, messages);
+    }
     let commitSent = false;
     let committedIds: string[] = [];
     try {
@@ -154,23 +159,56 @@ export class PgQueueProducer implements QueueProducer {
       this.ready = true;
       return results;
     } catch (err) {
-      this.ready = false;
-      if (!commitSent || isRefusedBeforeCommit(err)) {
-        this.log?.warn({ err }, 'Postgres queue refused a publish; nothing of it was committed');
-        throw new QueueUnavailableError('PostgreSQL queue did not take the messages; nothing was queued', {
-          cause: err,
-        });
-      }
-      this.log?.error(
-        { err, ids: committedIds.length },
-        'Postgres queue COMMIT got no answer: outcome unknown',
-      );
-      throw new PublishOutcomeUnknownError(
-        'PostgreSQL did not confirm the commit: the messages may or may not be queued',
-        committedIds,
-        { cause: err },
+      throw this.failed(err, commitSent && !isRefusedBeforeCommit(err), committedIds);
+    }
+  }
+
+  /**
+   * The common group, with no Idempotency-Key and within one statement: one INSERT in its own implicit
+   * transaction, one round trip instead of BEGIN, INSERT and COMMIT (the bench's profile had the three
+   * round trips at ~13 % of the API's CPU per message). The statement is its own commit: an error the
+   * server answered with (a SQLSTATE, other than a dropped connection) rolled it back, while no answer
+   * at all leaves the outcome unknown.
+   */
+  private async flushOneStatement(
+    calls: PublishRequest[][],
+    messages: PublishRequest[],
+  ): Promise<CallResult[]> {
+    let sent = false;
+    try {
+      await withClient(this.pool, (client) => {
+        sent = true;
+        return enqueueMessages(
+          client,
+          messages.map((r) => r.message),
+        );
+      });
+    } catch (err) {
+      throw this.failed(
+        err,
+        sent && !isRolledBackStatement(err),
+        messages.map((r) => r.message.id),
       );
     }
+    this.ready = true;
+    return calls.map((call) => call.map((r) => ({ id: r.message.id, duplicate: false })));
+  }
+
+  /** The error that is true for a group that failed: not queued, or (`unknown`) perhaps queued. */
+  private failed(err: unknown, unknown: boolean, ids: string[]): Error {
+    this.ready = false;
+    if (!unknown) {
+      this.log?.warn({ err }, 'Postgres queue refused a publish; nothing of it was committed');
+      return new QueueUnavailableError('PostgreSQL queue did not take the messages; nothing was queued', {
+        cause: err,
+      });
+    }
+    this.log?.error({ err, ids: ids.length }, 'Postgres queue COMMIT got no answer: outcome unknown');
+    return new PublishOutcomeUnknownError(
+      'PostgreSQL did not confirm the commit: the messages may or may not be queued',
+      ids,
+      { cause: err },
+    );
   }
 
   /**

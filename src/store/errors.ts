@@ -1,3 +1,5 @@
+import pg from 'pg';
+
 /**
  * The one place that reads PostgreSQL errors (SQLSTATE codes, https://www.postgresql.org/docs/current/errcodes-appendix.html)
  * and node-postgres' socket errors, so every caller classifies them the same way.
@@ -42,6 +44,15 @@ export function isTransient(err: unknown): boolean {
  */
 export function isRefusedBeforeCommit(err: unknown): boolean {
   return /^(23|40)/.test(codeOf(err));
+}
+
+/**
+ * A statement sent on its own (an implicit transaction) was answered with an error by the server (pg's
+ * DatabaseError, with a SQLSTATE) that is not about the connection going away: the statement was rolled
+ * back, so nothing of it was committed. Without an answer (socket error, timeout) the outcome is unknown.
+ */
+export function isRolledBackStatement(err: unknown): boolean {
+  return err instanceof pg.DatabaseError && !isConnectionError(err);
 }
 
 /** A value the statement could not use (class 22 data exception, e.g. out-of-range timestamp). */

@@ -52,17 +52,21 @@ export async function pruneIdempotencyKeys(db: Queryable, ttlHours: number): Pro
   return r.rowCount ?? 0;
 }
 
+/** Most messages in one enqueue statement (a 10,000-line NDJSON request takes several). */
+export const ENQUEUE_CHUNK = 1000;
+
 /**
- * Adds messages to the queue (a message already there, by id, is left as it is), 1000 per statement so
- * that each statement stays well inside the producer's statement timeout even for a 10,000-line NDJSON
- * request.
+ * Adds messages to the queue (a message already there, by id, is left as it is), ENQUEUE_CHUNK per
+ * statement so that each statement stays well inside the producer's statement timeout even for a
+ * 10,000-line NDJSON request. The messages go as one JSON array parameter: one JSON.stringify per
+ * statement, where a jsonb[] parameter needs every element escaped again as an array literal.
  */
 export async function enqueueMessages(tx: Queryable, messages: QueuedMessage[]): Promise<void> {
-  for (let i = 0; i < messages.length; i += 1000) {
-    const part = messages.slice(i, i + 1000);
+  for (let i = 0; i < messages.length; i += ENQUEUE_CHUNK) {
     await tx.query(
-      'INSERT INTO intake.queue (id, payload) SELECT * FROM unnest($1::uuid[], $2::jsonb[]) ON CONFLICT (id) DO NOTHING',
-      [part.map((m) => m.id), part.map((m) => JSON.stringify(m))],
+      `INSERT INTO intake.queue (id, payload)
+       SELECT (m->>'id')::uuid, m FROM jsonb_array_elements($1::jsonb) m ON CONFLICT (id) DO NOTHING`,
+      [JSON.stringify(messages.slice(i, i + ENQUEUE_CHUNK))],
     );
   }
 }

@@ -68,13 +68,36 @@ describe('Postgres queue: 503 is true, an unknown outcome is said so', () => {
   });
 
   test('the connection lost before COMMIT: 503 not accepted, never stored', async () => {
+    // With an Idempotency-Key the group is a transaction (BEGIN, claim, INSERT, COMMIT).
     const cut = proxy.cutAt('intake-queue-producer', 'INSERT INTO intake.queue');
-    const res = await app.post('/v1/messages', { ts: 1, sender: 'cut-insert', message: { a: 1 } });
+    const res = await app.post(
+      '/v1/messages',
+      { ts: 1, sender: 'cut-insert', message: { a: 1 } },
+      { 'idempotency-key': 'cut-insert-1' },
+    );
     await cut;
     await expectProblem(res, 503, 'QUEUE_UNAVAILABLE');
     await new Promise((r) => setTimeout(r, 1000));
     await drained();
     assert.equal((await stored('cut-insert')) + (await queued('cut-insert')), 0);
+  });
+
+  test('without an Idempotency-Key the INSERT is its own commit: lost after sending it is ACCEPTANCE_UNKNOWN, stored once', async () => {
+    // One statement, one round trip: once it is sent, only the server's answer tells. The proxy
+    // forwards the INSERT and then drops the connection, so the server commits it.
+    const cut = proxy.cutAt('intake-queue-producer', 'INSERT INTO intake.queue');
+    const res = await app.post('/v1/messages', { ts: 1, sender: 'cut-single', message: { a: 1 } });
+    await cut;
+    const p = await expectProblem(res, 503, 'ACCEPTANCE_UNKNOWN');
+    assert.equal(p.ids?.length, 1);
+    await waitFor('the sent message stored', async () => (await stored('cut-single')) === 1);
+    await drained();
+    const row = await db.query(`SELECT id FROM intake.messages WHERE sender = 'cut-single'`);
+    assert.deepEqual(
+      row.rows.map((r) => r.id),
+      p.ids,
+      'the id given with ACCEPTANCE_UNKNOWN is the stored one',
+    );
   });
 
   test('the connection lost at COMMIT: ACCEPTANCE_UNKNOWN with the id; a keyed retry stores it once', async () => {
