@@ -189,6 +189,9 @@ export class NatsPublisher implements QueueProducer {
     // Time spent waiting for a publish slot counts: the oldest request in the group sets the deadline.
     const deadline = Math.min(...items.map((it) => it.submittedAt)) + this.opts.timeoutMs;
     const results: ItemResult[] = new Array(items.length);
+    // Keys given back are released before the group answers (within its deadline): a client retrying
+    // at once after a refusal must find its key free, not "in flight".
+    const releases: Promise<void>[] = [];
     const outgoing: Array<{ index: number; message: QueuedMessage; claim?: Claim }> = [];
     // The same key twice in one group: the later ones answer with the first one's outcome.
     const firstByKey = new Map<string, number>();
@@ -228,7 +231,7 @@ export class NatsPublisher implements QueueProducer {
     const live = outgoing.filter((o) => {
       if (!items[o.index]!.dropped) return true;
       results[o.index] = dropped();
-      if (o.claim) this.release(o.claim);
+      if (o.claim) releases.push(this.release(o.claim));
       return false;
     });
     live.sort((a, b) => a.index - b.index);
@@ -240,7 +243,7 @@ export class NatsPublisher implements QueueProducer {
     );
     for (const t of tooLarge) {
       results[live[t]!.index] = new MessageTooLargeError(this.link.maxEnvelopeBytes);
-      if (live[t]!.claim) this.release(live[t]!.claim!);
+      if (live[t]!.claim) releases.push(this.release(live[t]!.claim!));
     }
     await Promise.all(
       ranges.map(async ([start, end]) => {
@@ -261,7 +264,8 @@ export class NatsPublisher implements QueueProducer {
         }
         const claimed = group.flatMap((o) => (o.claim ? [o.claim] : []));
         if (outcome === undefined) await this.markDone(claimed);
-        else if (!(outcome instanceof PublishOutcomeUnknownError)) for (const c of claimed) this.release(c);
+        else if (!(outcome instanceof PublishOutcomeUnknownError))
+          await Promise.all(claimed.map((c) => this.release(c)));
       }),
     );
     for (const [first, later] of followers) {
@@ -274,6 +278,7 @@ export class NatsPublisher implements QueueProducer {
         } else results[i] = r instanceof Error ? r : { id: r.id, duplicate: true };
       }
     }
+    if (releases.length) await settledBy(Promise.all(releases), deadline);
     return results;
   }
 
@@ -335,11 +340,22 @@ export class NatsPublisher implements QueueProducer {
     );
   }
 
-  private release(claim: Claim): void {
-    this.claims
+  /** Gives a key back; never rejects (a claim left pending expires after the in-flight window). */
+  private release(claim: Claim): Promise<void> {
+    return this.claims
       .release(claim)
       .catch((err) => this.log.warn({ err }, 'could not release an Idempotency-Key claim'));
   }
+}
+
+/** Waits for `p` to settle, but not past `deadline` (epoch ms). */
+async function settledBy(p: Promise<unknown>, deadline: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+  });
+  await Promise.race([p, late]);
+  clearTimeout(timer);
 }
 
 const dropped = () => new QueueUnavailableError('the deadline passed before the messages were sent');
