@@ -162,6 +162,7 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
         headersTimeoutMs: config.headersTimeoutMs,
         lingeringTimeMs: config.lingeringTimeMs,
         lingeringTimeoutMs: config.lingeringTimeoutMs,
+        accessLog: config.accessLog,
       },
     });
     const url = await app.listen({ port: config.port, host: config.host });

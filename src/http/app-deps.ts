@@ -1,4 +1,5 @@
 import type { AuthOptions } from '../auth/authenticate.ts';
+import type { AccessLog } from '../config.ts';
 import type { Ingest } from '../ingest/ingest.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
@@ -27,6 +28,8 @@ export interface AppDeps {
     headersTimeoutMs: number;
     lingeringTimeMs: number;
     lingeringTimeoutMs: number;
+    /** INTAKE_ACCESS_LOG: which requests get an access-log line (default all). */
+    accessLog?: AccessLog;
   };
 }
 

@@ -73,13 +73,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     if (deps.lifecycle.closing) reply.header('connection', 'close');
   });
 
+  const accessLog = deps.options.accessLog ?? 'all';
   app.addHook('onResponse', async (req, reply) => {
     const route = req.routeOptions.url ?? 'unmatched';
     const seconds = reply.elapsedTime / 1000;
     deps.metrics.httpRequests.inc({ route, method: req.method, status: reply.statusCode });
     deps.metrics.httpDuration.observe({ route, method: req.method }, seconds);
-    // One access-log line per request. The route pattern, never the raw URL: paths such as
-    // /v1/subjects/ip/{ip} would otherwise write personal data to the log.
+    // One access-log line per request (INTAKE_ACCESS_LOG). The route pattern, never the raw URL:
+    // paths such as /v1/subjects/ip/{ip} would otherwise write personal data to the log.
+    if (accessLog === 'off' || (accessLog === 'errors' && reply.statusCode < 400)) return;
     deps.log.info(
       {
         reqId: req.id,

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createTestDatabase, quietLog, type TestDatabase } from '../../harness/db.ts';
 import { loadConfig } from '../../src/config.ts';
+import type { Logger } from '../../src/ops/logger.ts';
 import { type Role, type Running, startIntake } from '../../src/runtime.ts';
 
 export interface TestApp {
@@ -27,6 +28,8 @@ export async function startTestApp(
     env?: Record<string, string>;
     /** The URL intake connects to, from the test database's (e.g. through a fault-injecting proxy). */
     databaseUrl?: (url: string) => Promise<string>;
+    /** The app's logger (default: silent). */
+    log?: Logger;
   } = {},
 ): Promise<TestApp> {
   const db = await createTestDatabase(label);
@@ -46,7 +49,7 @@ export async function startTestApp(
     },
     command,
   );
-  const running = await startIntake(config, roles, quietLog);
+  const running = await startIntake(config, roles, opts.log ?? quietLog);
   const url = running.url;
   return {
     running,
