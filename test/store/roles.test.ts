@@ -47,6 +47,9 @@ test('migrations are recorded and partitions exist around today', async () => {
     "SELECT count(*)::int AS n FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhparent WHERE c.relname = 'messages'",
   );
   assert.ok(p.rows[0].n >= 8, `${p.rows[0].n} partitions`);
+  // The queue table churns: vacuumed after a fixed count of dead rows, not a fraction of its size.
+  const q = await db.query("SELECT reloptions FROM pg_class WHERE oid = 'intake.queue'::regclass");
+  assert.ok(q.rows[0].reloptions.includes('autovacuum_vacuum_scale_factor=0'), String(q.rows[0].reloptions));
 });
 
 test('grants are re-applied by every migrate run (roles created after the migrations still get them)', async () => {
