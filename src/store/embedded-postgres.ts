@@ -1,8 +1,8 @@
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, chown, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { arch, platform, tmpdir, userInfo } from 'node:os';
+import { arch, platform, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from '../ops/logger.ts';
@@ -69,6 +69,9 @@ async function runAs(): Promise<{ uid: number; gid: number } | undefined> {
   }
 }
 
+/** The embedded server's log is moved to server.log.1 at a start when it has grown past this. */
+const LOG_ROTATE_BYTES = 8 * 2 ** 20;
+
 /** Starts (initialising on first use) the cluster under `dataDir`; `port` defaults to a free one. */
 export async function startEmbeddedPostgres(
   dataDir: string,
@@ -114,7 +117,12 @@ export async function startEmbeddedPostgres(
   }
 
   port ??= await freePort();
-  const logFile = join(owner ? tmpdir() : dataDir, `intake-postgres-${port}.log`);
+  // One log per data directory, in PGDATA (writable by the postgres user when intake runs as root),
+  // kept to two generations: a name per port or a file in the system tmpdir added one file per start.
+  const logFile = join(pgdata, 'server.log');
+  if (((await stat(logFile).catch(() => undefined))?.size ?? 0) > LOG_ROTATE_BYTES) {
+    await rename(logFile, `${logFile}.1`);
+  }
   try {
     await run(bin.pg_ctl, ['start', '-w', '-t', '60', '-D', pgdata, '-l', logFile, '-o', `-p ${port}`], opts);
   } catch (err) {
