@@ -11,6 +11,7 @@ import type { QueuedMessage } from '../contract/queued-message.ts';
 import { decodeEnvelope } from './nats-envelope.ts';
 import type { NatsLink } from './nats-link.ts';
 import type { Batch, Delivery, Outcome, QueueConsumer } from './queue.ts';
+import { raceUntil } from './race-until.ts';
 
 /**
  * The worker side of the NATS queue: a durable pull consumer read with one `fetch()` pull request at a
@@ -120,7 +121,7 @@ export class NatsConsumer implements QueueConsumer {
       try {
         const iter = await this.iterator();
         this.pendingNext ??= iter.next();
-        r = await raceUntil(this.pendingNext, signal, until);
+        r = await raceUntil(this.pendingNext, until, signal);
       } catch (err) {
         // Disconnected, heartbeats missed (leader lost), consumer deleted: a batch being collected is
         // still returned, and the next call starts a fresh request.
@@ -237,7 +238,7 @@ export class NatsConsumer implements QueueConsumer {
       const deadline = Date.now() + FETCH_EXPIRES_MS + 1000;
       try {
         for (;;) {
-          const r = await raceUntil(this.pendingNext ?? iter.next(), new AbortController().signal, deadline);
+          const r = await raceUntil(this.pendingNext ?? iter.next(), deadline);
           this.pendingNext = undefined;
           if (!r || r.done) break;
           r.value.nak();
@@ -252,25 +253,6 @@ export class NatsConsumer implements QueueConsumer {
       }
       this.messages?.stop();
     }
-  }
-}
-
-/** Resolves with the promise's value, or undefined on abort or at `until` (the promise keeps running). */
-async function raceUntil<T>(p: Promise<T>, signal: AbortSignal, until: number): Promise<T | undefined> {
-  if (signal.aborted) return undefined;
-  const ms = until - Date.now();
-  if (ms <= 0) return undefined;
-  const ac = new AbortController();
-  const onAbort = () => ac.abort();
-  signal.addEventListener('abort', onAbort, { once: true });
-  try {
-    return await Promise.race([
-      p,
-      sleep(Number.isFinite(ms) ? ms : 2 ** 31 - 1, undefined, { signal: ac.signal }).catch(() => undefined),
-    ]);
-  } finally {
-    signal.removeEventListener('abort', onAbort);
-    ac.abort();
   }
 }
 

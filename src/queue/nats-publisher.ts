@@ -20,6 +20,7 @@ import {
   type QueueProducer,
   QueueUnavailableError,
 } from './queue.ts';
+import { raceUntil } from './race-until.ts';
 
 /**
  * The API side of the NATS queue. Awaiting one JetStream ack per request caps intake at ~18 % of what
@@ -278,7 +279,7 @@ export class NatsPublisher implements QueueProducer {
         } else results[i] = r instanceof Error ? r : { id: r.id, duplicate: true };
       }
     }
-    if (releases.length) await settledBy(Promise.all(releases), deadline);
+    if (releases.length) await raceUntil(Promise.all(releases), deadline);
     return results;
   }
 
@@ -346,16 +347,6 @@ export class NatsPublisher implements QueueProducer {
       .release(claim)
       .catch((err) => this.log.warn({ err }, 'could not release an Idempotency-Key claim'));
   }
-}
-
-/** Waits for `p` to settle, but not past `deadline` (epoch ms). */
-async function settledBy(p: Promise<unknown>, deadline: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
-  });
-  await Promise.race([p, late]);
-  clearTimeout(timer);
 }
 
 const dropped = () => new QueueUnavailableError('the deadline passed before the messages were sent');
