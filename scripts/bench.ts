@@ -8,8 +8,11 @@
  *   - HTTP p50/p99, queue→stored lag p50/p99 and RSS at half the measured single-message maximum;
  *     time to ready of each process;
  *   - the worker's rows/s draining a pre-filled queue vs raw COPY of the same rows and one INSERT per row.
- * Load comes from autocannon in a child process. Everything shares this machine's cores, so req/s is
- * noisy; CPU per message is the stable figure. Prints medians with min–max, writes JSON to --out.
+ * Load comes from a child process: autocannon as fast as it can, evenly paced requests for the
+ * half-maximum rate (bench/loadgen.ts says why not autocannon there). PostgreSQL's CPU leaves out the
+ * bench's own queries; completion is read from the worker's counter, never by polling count(*).
+ * Everything shares this machine's cores, so req/s is noisy; CPU per message is the stable figure.
+ * Prints medians with min–max, writes JSON to --out.
  *
  *   npm run bench -- [--rounds 3] [--seconds 8] [--connections 100] [--prefill 50000] [--out FILE]
  *   npm run bench -- --quick          (CI: 1 round, 2 s each, small pre-fill; under 2 minutes)
@@ -149,6 +152,7 @@ async function phase(
   opts: { rate?: number; lag?: boolean } = {},
 ): Promise<Phase> {
   const before = await stack.stored();
+  const workerBefore = await stack.workerStored();
   const pgCpu = new PgBackendCpu(ADMIN_URL, stack.db.name);
   // The API's CPU includes its cluster workers (INTAKE_API_WORKERS) when it has any.
   const apiPids = withChildren(stack.api!.child.pid!);
@@ -177,7 +181,7 @@ async function phase(
   const to = new Date();
   clearInterval(sampler);
   const messages = load.ok * shape.messages;
-  await stack.waitStored(before + messages);
+  await stack.waitStored(workerBefore + messages, before + messages);
   const [worker, nats, ...api] = cpu.read();
   const pg = await pgCpu.stop();
   const per = (ms: number) => (ms * 1000) / messages;
@@ -203,15 +207,20 @@ function record(f: Figures, prefix: string, p: Phase): void {
     console.error(`${prefix}: ${p.load.non2xx} non-2xx answers, ${p.load.errors} errors`);
 }
 
-/** Single POSTs to warm JIT, connection pools and the first partitions; not measured. */
-function warmUp(stack: Stack): Promise<LoadResult> {
-  return runLoad({
+/**
+ * Single POSTs to warm JIT, connection pools and the first partitions; not measured. Returns once the
+ * worker (started just before, its counter at 0, the table empty) has stored them all, so that the
+ * first phase starts from a quiet pipeline and counts only its own messages.
+ */
+async function warmUp(stack: Stack): Promise<void> {
+  const r = await runLoad({
     url: `${stack.api!.url}${shapes.single.path}`,
     headers: shapes.single.headers,
     bodyBase64: shapes.single.body.toString('base64'),
     connections,
     seconds: quick ? 1 : 3,
   });
+  await stack.waitStored(r.ok, r.ok);
 }
 
 async function queueRound(kind: QueueKind, f: Figures): Promise<void> {
@@ -296,23 +305,20 @@ async function drain(stack: Stack, f: Figures): Promise<void> {
     const total = already + sent;
     const pgCpu = new PgBackendCpu(ADMIN_URL, stack.db.name);
     await pgCpu.start();
+    const started = await stack.dbNow();
     await stack.startWorker();
+    // The worker's CPU from readiness on (start-up is reported as time to ready), per row written since.
     const cpu = new CpuMeter([stack.worker!.child.pid!]);
-    // From the first stored row to the last: start-up is reported as time to ready.
-    let t0 = 0;
-    let c0 = 0;
-    for (;;) {
-      c0 = await stack.stored();
-      if (c0 > already) break;
-      await new Promise((r) => setTimeout(r, 5));
-    }
-    t0 = performance.now();
     cpu.start();
-    const t1 = await stack.waitStored(total);
-    const rows = total - c0;
-    f[`${kind}.drain.rows_per_s`] = rows / ((t1 - t0) / 1000);
-    f[`${kind}.drain.cpu_us_per_row.worker`] = (cpu.read()[0]! * 1000) / rows;
-    f[`${kind}.drain.cpu_us_per_row.postgres`] = ((await pgCpu.stop()) * 1000) / sent;
+    const ready = await stack.dbNow();
+    await stack.waitStored(sent, total);
+    const workerMs = cpu.read()[0]!;
+    const pgMs = await pgCpu.stop();
+    const drained = await stack.writtenSince(started);
+    const afterReady = await stack.writtenSince(ready);
+    f[`${kind}.drain.rows_per_s`] = drained.rowsPerSec;
+    f[`${kind}.drain.cpu_us_per_row.worker`] = (workerMs * 1000) / afterReady.rows;
+    f[`${kind}.drain.cpu_us_per_row.postgres`] = (pgMs * 1000) / drained.rows;
   }
 }
 

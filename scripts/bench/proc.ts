@@ -105,8 +105,13 @@ export class PgBackendCpu {
   }
 
   private async poll(initial: boolean): Promise<void> {
+    // Not the bench's own connection (application_name 'bench': row counts, lag queries) nor the
+    // parallel workers its scans start (leader_pid), only what the pipeline costs PostgreSQL.
     const r = await this.client.query<{ pid: number }>(
-      'SELECT pid FROM pg_stat_activity WHERE datname = $1',
+      `SELECT pid FROM pg_stat_activity
+       WHERE datname = $1 AND application_name IS DISTINCT FROM 'bench'
+         AND (leader_pid IS NULL OR leader_pid NOT IN (
+           SELECT pid FROM pg_stat_activity WHERE application_name = 'bench'))`,
       [this.database],
     );
     for (const { pid } of r.rows) {

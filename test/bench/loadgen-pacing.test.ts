@@ -1,0 +1,44 @@
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { test } from 'node:test';
+import { runLoad } from '../../scripts/bench/load.ts';
+
+/**
+ * The bench's fixed-rate load (latency at half the maximum) must arrive evenly, not as autocannon's
+ * `overallRate` sends it: each connection's share of a second at full speed, then a pause until the next
+ * second. Counted at the server, in quarter-second windows; about speed only in that the machine must
+ * keep a 400 req/s pace.
+ */
+test('a load at a fixed rate arrives evenly spread over each second', async () => {
+  const arrivals: number[] = [];
+  const server = createServer((req, res) => {
+    arrivals.push(performance.now());
+    req.resume();
+    req.on('end', () => res.writeHead(202).end());
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const { port } = server.address() as AddressInfo;
+    const rate = 400;
+    const r = await runLoad({
+      url: `http://127.0.0.1:${port}/`,
+      headers: { 'content-type': 'application/json' },
+      bodyBase64: Buffer.from('{}').toString('base64'),
+      connections: 50,
+      seconds: 3,
+      rate,
+    });
+    assert.equal(r.ok, rate * 3, 'every request planned was sent and answered');
+    assert.equal(r.requests, rate * 3);
+    assert.ok(r.p50 > 0 && r.p99 >= r.p50, `latencies are reported (${r.p50}, ${r.p99})`);
+    const start = arrivals[0]!;
+    const windows = new Array(12).fill(0) as number[];
+    for (const t of arrivals) windows[Math.min(11, Math.floor((t - start) / 250))]!++;
+    // 100 per window when even; a burst-then-pause sender puts ~all of a second's 400 in one of four.
+    for (const [i, n] of windows.slice(0, 11).entries())
+      assert.ok(n >= 50 && n <= 150, `window ${i} (250 ms) got ${n} requests: ${windows.join(', ')}`);
+  } finally {
+    server.close();
+  }
+});
