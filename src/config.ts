@@ -71,6 +71,11 @@ export interface Config {
   /** `INTAKE_WORKER_BATCH_SIZE` (default 1000) and `INTAKE_WORKER_MAX_WAIT_MS` (default 50). */
   workerBatchSize: number;
   workerMaxWaitMs: number;
+  /**
+   * `INTAKE_WORKER_CONCURRENCY` (default 2): batches a worker stores at once, each in its own
+   * transaction; below INTAKE_DB_POOL_SIZE, which also serves its other queries.
+   */
+  workerConcurrency: number;
   /** `INTAKE_WORKER_MAX_ATTEMPTS` (default 5): tries before a message goes to `dead_letters`. */
   workerMaxAttempts: number;
   /** `INTAKE_RETENTION_DAYS` (default 30): partitions and data keys older than this are dropped. */
@@ -373,6 +378,7 @@ export function loadConfig(env: Env = process.env, command: Command = 'start'): 
     apiWorkers: int('INTAKE_API_WORKERS', 1, 1, 64),
     workerBatchSize: int('INTAKE_WORKER_BATCH_SIZE', 1000, 1, 10_000),
     workerMaxWaitMs: int('INTAKE_WORKER_MAX_WAIT_MS', 50, 1, 60_000),
+    workerConcurrency: int('INTAKE_WORKER_CONCURRENCY', 2, 1, 32),
     workerMaxAttempts: int('INTAKE_WORKER_MAX_ATTEMPTS', 5, 1, 100),
     retentionDays: int('INTAKE_RETENTION_DAYS', 30, 1, 3650),
     shutdownDelayMs: int('INTAKE_SHUTDOWN_DELAY_MS', 0, 0, 300_000),
@@ -410,6 +416,11 @@ export function loadConfig(env: Env = process.env, command: Command = 'start'): 
       `INTAKE_SMOKE_KEY_FILE cannot be read (${(err as Error).message}): point it at a readable file`,
     );
   }
+  if (cfg.workerConcurrency >= cfg.dbPoolSize)
+    problems.push(
+      `INTAKE_WORKER_CONCURRENCY=${cfg.workerConcurrency} is not valid with INTAKE_DB_POOL_SIZE=${cfg.dbPoolSize}: ` +
+        'each batch in flight holds a connection, so set it below the pool size (or raise the pool)',
+    );
   if (!['SIGUSR1', 'SIGUSR2'].includes(cfg.heapSnapshot.signal))
     problems.push(
       `INTAKE_HEAPSNAPSHOT_SIGNAL=${cfg.heapSnapshot.signal} is not valid: set SIGUSR1 or SIGUSR2`,

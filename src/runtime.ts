@@ -98,6 +98,7 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
           batchSize: config.workerBatchSize,
           maxWaitMs: config.workerMaxWaitMs,
           maxAttempts: config.workerMaxAttempts,
+          concurrency: config.workerConcurrency,
           // On the Postgres queue a claim that overlaps the storing transaction costs PostgreSQL more
           // (50 -> 60 us/row, fewer rows/s, in one-process A/B runs); on JetStream it is neutral or better.
           prefetch: Boolean(config.natsUrl),

@@ -151,3 +151,13 @@ describe('each command needs only what it uses', () => {
     );
   });
 });
+
+test('INTAKE_WORKER_CONCURRENCY must leave the pool a connection for everything else', () => {
+  assert.equal(loadConfig({}).workerConcurrency, 2);
+  assert.equal(loadConfig({ INTAKE_WORKER_CONCURRENCY: '4', INTAKE_DB_POOL_SIZE: '5' }).workerConcurrency, 4);
+  assert.throws(
+    () => loadConfig({ INTAKE_WORKER_CONCURRENCY: '10', INTAKE_DB_POOL_SIZE: '10' }),
+    /INTAKE_WORKER_CONCURRENCY=10 is not valid with INTAKE_DB_POOL_SIZE=10/,
+  );
+  assert.throws(() => loadConfig({ INTAKE_WORKER_CONCURRENCY: '0' }), /INTAKE_WORKER_CONCURRENCY="0"/);
+});

@@ -19,7 +19,16 @@ export interface WorkerOptions {
   maxWaitMs: number;
   maxAttempts: number;
   /**
-   * Receive the next batch while storing the current one (default true). The runtime turns it off for
+   * Batches stored at once, each in its own transaction on its own connection (default 1). A batch's
+   * time is mostly waiting (COPY, the INSERT, the commit's WAL flush, each a round trip in turn), so a
+   * second batch in flight keeps PostgreSQL and this process busy meanwhile. Draining 100k messages on
+   * 2 cores: NATS queue 27–30k rows/s with 1, 36–39k with 2, no better with 3–4; Postgres queue 16k
+   * with 1, 19–21k with 2. Two in flight are what two worker processes do anyway (idempotent insert,
+   * per-batch settlement), so no ordering is lost that existed.
+   */
+  concurrency?: number;
+  /**
+   * Receive the next batch while the stores in flight run (default true). The runtime turns it off for
    * the Postgres queue, where the overlapping claim costs PostgreSQL more than it saves.
    */
   prefetch?: boolean;
@@ -44,39 +53,61 @@ export class Worker {
     this.loop ??= this.run();
   }
 
-  /** Stops receiving, lets the batch in hand finish (store, commit, ack), then resolves. Idempotent. */
+  /** Stops receiving, lets the batches in hand finish (store, commit, ack), then resolves. Idempotent. */
   async stop(): Promise<void> {
     this.abort.abort();
     await this.loop;
   }
 
+  /**
+   * One receive loop feeds up to `concurrency` stores. With prefetch the next batch is received while
+   * the slots are busy (a claim on the Postgres queue, a fetch on JetStream, overlapping the stores) and
+   * waits for a free slot; without it, a batch is asked for only when a slot is free. Once stopping, a
+   * batch already received is still stored; none is asked for.
+   */
   private async run(): Promise<void> {
     const signal = this.abort.signal;
-    // The next batch is received while this one is stored: the queue read (a claim on the Postgres
-    // queue, a fetch on JetStream) overlaps the transaction instead of waiting for it. Once stopping,
-    // a batch already received is still stored; none is asked for.
-    let next: Promise<Batch | null> | undefined;
-    while (!signal.aborted || next) {
-      let batch: Batch | null = null;
+    const slots = Math.max(1, this.opts.concurrency ?? 1);
+    const prefetch = this.opts.prefetch !== false;
+    const inFlight = new Set<Promise<void>>();
+    const slotFree = async () => {
+      while (inFlight.size >= slots) await Promise.race(inFlight);
+    };
+    while (!signal.aborted) {
+      if (!prefetch) await slotFree();
+      if (signal.aborted) break;
+      let batch: Batch | null;
       try {
-        batch = await (next ?? this.receive(signal));
-        next = undefined;
-        if (!batch) continue;
-        if (!signal.aborted && this.opts.prefetch !== false) {
-          next = this.receive(signal);
-          next.catch(() => {}); // awaited (and its error handled) on the next turn
-        }
-        await this.process(batch);
-        this.failures = 0;
+        batch = await this.receive(signal);
       } catch (err) {
-        this.failures++;
-        const delay = Math.min(30_000, 100 * 2 ** Math.min(this.failures, 9));
-        this.log.error({ err, retryInMs: delay, failures: this.failures }, 'worker batch failed; retrying');
-        this.metrics.workerErrors.inc();
-        if (batch) await batch.release(delay).catch(() => {});
-        await sleep(delay, undefined, { signal }).catch(() => {});
+        await this.failed(err, undefined, signal);
+        continue;
       }
+      if (!batch) continue;
+      await slotFree();
+      const stored: Promise<void> = this.store(batch, signal).finally(() => inFlight.delete(stored));
+      inFlight.add(stored);
     }
+    await Promise.all(inFlight);
+  }
+
+  /** Stores one batch; on failure hands it back for later and holds its slot for the backoff. */
+  private async store(batch: Batch, signal: AbortSignal): Promise<void> {
+    try {
+      await this.process(batch);
+      this.failures = 0;
+    } catch (err) {
+      await this.failed(err, batch, signal);
+    }
+  }
+
+  private async failed(err: unknown, batch: Batch | undefined, signal: AbortSignal): Promise<void> {
+    this.failures++;
+    const delay = Math.min(30_000, 100 * 2 ** Math.min(this.failures, 9));
+    this.log.error({ err, retryInMs: delay, failures: this.failures }, 'worker batch failed; retrying');
+    this.metrics.workerErrors.inc();
+    if (batch) await batch.release(delay).catch(() => {});
+    await sleep(delay, undefined, { signal }).catch(() => {});
   }
 
   private receive(signal: AbortSignal): Promise<Batch | null> {
