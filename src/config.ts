@@ -416,7 +416,8 @@ export function loadConfig(env: Env = process.env, command: Command = 'start'): 
       `INTAKE_SMOKE_KEY_FILE cannot be read (${(err as Error).message}): point it at a readable file`,
     );
   }
-  if (cfg.workerConcurrency >= cfg.dbPoolSize)
+  // Only where a worker runs (`start`, `worker`): an API pod may keep a smaller pool.
+  if ((command === 'start' || command === 'worker') && cfg.workerConcurrency >= cfg.dbPoolSize)
     problems.push(
       `INTAKE_WORKER_CONCURRENCY=${cfg.workerConcurrency} is not valid with INTAKE_DB_POOL_SIZE=${cfg.dbPoolSize}: ` +
         'each batch in flight holds a connection, so set it below the pool size (or raise the pool)',

@@ -159,5 +159,11 @@ test('INTAKE_WORKER_CONCURRENCY must leave the pool a connection for everything 
     () => loadConfig({ INTAKE_WORKER_CONCURRENCY: '10', INTAKE_DB_POOL_SIZE: '10' }),
     /INTAKE_WORKER_CONCURRENCY=10 is not valid with INTAKE_DB_POOL_SIZE=10/,
   );
+  assert.throws(
+    () => loadConfig({ INTAKE_WORKER_CONCURRENCY: '2', INTAKE_DB_POOL_SIZE: '2' }, 'worker'),
+    /INTAKE_WORKER_CONCURRENCY=2 is not valid with INTAKE_DB_POOL_SIZE=2/,
+  );
+  // An API process stores no batches: its pool may be smaller than the worker's concurrency.
+  assert.equal(loadConfig({ INTAKE_DB_POOL_SIZE: '2' }, 'api').dbPoolSize, 2);
   assert.throws(() => loadConfig({ INTAKE_WORKER_CONCURRENCY: '0' }), /INTAKE_WORKER_CONCURRENCY="0"/);
 });
