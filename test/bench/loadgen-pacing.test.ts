@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
-import { runLoad } from '../../scripts/bench/load.ts';
 
 /**
  * The bench's fixed-rate load (latency at half the maximum) must arrive evenly, not as autocannon's
@@ -21,7 +21,8 @@ test('a load at a fixed rate arrives evenly spread over each second', async () =
   try {
     const { port } = server.address() as AddressInfo;
     const rate = 400;
-    const r = await runLoad({
+    // As the bench runs it: its own process, the spec on stdin, one JSON result on stdout.
+    const r = await loadgen({
       url: `http://127.0.0.1:${port}/`,
       headers: { 'content-type': 'application/json' },
       bodyBase64: Buffer.from('{}').toString('base64'),
@@ -42,3 +43,20 @@ test('a load at a fixed rate arrives evenly spread over each second', async () =
     server.close();
   }
 });
+
+function loadgen(spec: object): Promise<{ ok: number; requests: number; p50: number; p99: number }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/bench/loadgen.ts'], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    child.on('error', reject);
+    child.on('exit', (code) =>
+      code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`loadgen exited ${code}`)),
+    );
+    child.stdin.end(JSON.stringify(spec));
+  });
+}
