@@ -53,7 +53,8 @@ async function paced(spec: LoadSpec, rate: number): Promise<LoadResult> {
   const url = new URL(spec.url);
   const body = Buffer.from(spec.bodyBase64, 'base64');
   const headers = { ...spec.headers, 'content-length': String(body.length) };
-  const total = Math.round(rate * spec.seconds);
+  // At least one request: with none planned, nothing would ever settle and the run would not end.
+  const total = Math.max(1, Math.round(rate * spec.seconds));
   const latencies: number[] = [];
   let ok = 0;
   let non2xx = 0;
