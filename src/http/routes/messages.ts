@@ -5,6 +5,7 @@ import {
   Accepted,
   BatchAccepted,
   BatchResults,
+  MessageIdParams,
   MessageList,
   StoredMessage,
 } from '../../contract/api-schemas.ts';
@@ -32,7 +33,12 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
       config: { scope: 'ingest', rateCost: 'messages' },
       schema: {
         operationId: 'ingestMessage',
+        tags: ['ingest'],
         summary: 'Ingest one message',
+        description:
+          'Validates the message against the contract (all violations listed in the 400) and answers 202 ' +
+          'once it is durably queued; the worker then stores it once. A retry with the same ' +
+          'Idempotency-Key returns the same id.',
         body: ref(IncomingMessage),
         headers: idempotencyHeader,
         response: {
@@ -74,6 +80,7 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
           'answers per item (207): a bad line never costs the good ones. An Idempotency-Key names the ' +
           'request as a whole; item i is remembered as <key>/i.',
         operationId: 'ingestBatch',
+        tags: ['ingest'],
         querystring: BatchQuery,
         body: {
           content: {
@@ -171,11 +178,14 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
       config: { scope: 'read' },
       schema: {
         operationId: 'getMessage',
+        tags: ['messages'],
         summary: 'Read one stored message',
+        description:
+          'The stored record, its IP "redacted". 404 until the worker has stored it, a moment after the 202.',
         params: MessageIdParams,
         response: {
           200: jsonResponse('The stored record', ref(StoredMessage)),
-          ...problemResponses(...AUTH_PROBLEMS, 404, 503),
+          ...problemResponses(400, ...AUTH_PROBLEMS, 404, 503),
         },
       },
     },
@@ -198,7 +208,11 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
       config: { scope: 'read' },
       schema: {
         operationId: 'listMessages',
+        tags: ['messages'],
         summary: 'Query stored messages, newest first, cursor-paginated',
+        description:
+          'Stored records by sender and time received, newest first, IPs "redacted". A full page carries ' +
+          'next_cursor: pass it as cursor for the next one.',
         querystring: MessageListQuery,
         response: {
           200: jsonResponse('A page of stored records', ref(MessageList)),
@@ -239,10 +253,6 @@ const idempotencyHeader = {
     },
   },
 };
-
-const MessageIdParams = Type.Object({
-  id: Type.String({ maxLength: 200, description: 'A message id (UUIDv7)' }),
-});
 
 const BatchQuery = Type.Object(
   {
