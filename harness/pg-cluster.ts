@@ -70,13 +70,18 @@ export interface PgInstance {
   walPosition(): Promise<bigint>;
 }
 
-/** The `-rw` Service: a TCP proxy to the current primary. */
-export interface RwProxy {
+/**
+ * A TCP proxy to one instance: the `-rw` Service in front of the primary, and each standby's network
+ * link to the primary it streams from.
+ */
+export interface TcpProxy {
   port: number;
   /** The instance connections go to now (undefined: none, every connection is closed at once). */
   target: PgInstance | undefined;
   /** Drops every connection it carries; new connections go to `target`. */
   switchTo(target: PgInstance | undefined): void;
+  /** Stops forwarding what the target sends (it queues up, then the target's writes block). */
+  hold(): void;
   close(): Promise<void>;
 }
 
@@ -84,7 +89,8 @@ export interface PgCluster {
   instances: PgInstance[];
   /** The instance that is primary now. */
   primary: PgInstance;
-  proxy: RwProxy;
+  /** The `-rw` Service. */
+  proxy: TcpProxy;
   /** A connection string through the proxy (what intake's DATABASE_URL is). */
   url(database?: string): string;
   /** Waits until the primary has a streaming synchronous (quorum) standby. */
@@ -94,12 +100,23 @@ export interface PgCluster {
    * standby (received WAL) is promoted, the proxy switches to it, the other standbys follow it.
    * Resolves with the promoted instance and the time each step took.
    */
-  failover(): Promise<FailoverReport>;
+  failover(opts?: FailoverOptions): Promise<FailoverReport>;
   /** Stops every instance by PID and the proxy, removes the data. Safe to call twice. */
   stop(): Promise<void>;
 }
 
+export interface FailoverOptions {
+  /**
+   * Before the crash, hold the WAL on every replication link for this long (the links then break
+   * with the primary), so the primary dies with commits that no standby has: what synchronous
+   * replication exists for. Default 0.
+   */
+  stallReplicationMs?: number;
+}
+
 export interface FailoverReport {
+  /** performance.now() when the primary was stopped. */
+  crashedAt: number;
   crashed: string;
   promoted: string;
   /** From the crash to the proxy pointing at the promoted standby. */
@@ -172,16 +189,20 @@ export async function startPgCluster(opts: PgClusterOptions = {}): Promise<PgClu
   };
   const instances: PgInstance[] = [];
   for (const name of names) instances.push(makeInstance(name, await pick(), root, bin, user));
-  const proxy = await startRwProxy();
+  const proxy = await startTcpProxy();
+  // Each standby streams through its own link, so a test can hold or cut its replication alone.
+  const links = new Map<PgInstance, TcpProxy>();
+  for (const standby of instances.slice(1)) links.set(standby, await startTcpProxy());
   const cluster: PgCluster = {
     instances,
     primary: instances[0]!,
     proxy,
     url: (database = 'postgres') => `postgres://postgres@127.0.0.1:${proxy.port}/${database}`,
     waitForSyncStandby: (timeoutMs = 30_000) => waitForSync(cluster.primary, timeoutMs),
-    failover: () => failover(cluster),
+    failover: (fo) => failover(cluster, links, fo),
     stop: async () => {
       await proxy.close();
+      await Promise.all([...links.values()].map((l) => l.close()));
       await Promise.all(instances.map((i) => i.stop('immediate')));
       rmSync(root, { recursive: true, force: true });
     },
@@ -201,14 +222,19 @@ export async function startPgCluster(opts: PgClusterOptions = {}): Promise<PgClu
       shared_buffers: "'32MB'",
       max_connections: '200',
       log_min_messages: 'warning',
+      // A standby whose link broke retries this soon (default 5 s).
+      wal_retrieve_retry_interval: "'200ms'",
       ...opts.settings,
     };
     appendConf(primary.dataDir, conf, user);
     await primary.start();
     proxy.switchTo(primary);
     for (const standby of instances.slice(1)) {
+      const link = links.get(standby)!;
+      link.switchTo(primary);
+      // -R writes primary_conninfo: the standby streams through its link from now on.
       await exec('pg_basebackup', [
-        ...['-D', standby.dataDir, '-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres'],
+        ...['-D', standby.dataDir, '-h', '127.0.0.1', '-p', String(link.port), '-U', 'postgres'],
         ...['-X', 'stream', '-R', '-c', 'fast', '--no-sync'],
       ]);
       await standby.start();
@@ -339,12 +365,27 @@ async function waitForSync(primary: PgInstance, timeoutMs: number): Promise<void
   );
 }
 
-async function failover(cluster: PgCluster): Promise<FailoverReport> {
+async function failover(
+  cluster: PgCluster,
+  links: Map<PgInstance, TcpProxy>,
+  opts: FailoverOptions = {},
+): Promise<FailoverReport> {
   const old = cluster.primary;
-  const started = performance.now();
-  await old.stop('immediate');
   const standbys = cluster.instances.filter((i) => i !== old && i.pid !== undefined);
   if (standbys.length === 0) throw new Error('no standby to promote');
+  const linkOf = (s: PgInstance) => {
+    const link = links.get(s);
+    if (!link) throw new Error(`${s.name} has no replication link (it was the first primary)`);
+    return link;
+  };
+  if (opts.stallReplicationMs) {
+    for (const s of standbys) linkOf(s).hold();
+    await new Promise((r) => setTimeout(r, opts.stallReplicationMs));
+  }
+  const started = performance.now();
+  await old.stop('immediate');
+  // What the links still held dies with the primary.
+  for (const s of standbys) linkOf(s).switchTo(undefined);
   // The most advanced standby: with ANY 1 each commit is on at least one standby, not on every one.
   const positions = await Promise.all(standbys.map(async (s) => ({ s, lsn: await s.walPosition() })));
   positions.sort((a, b) => (a.lsn === b.lsn ? 0 : a.lsn > b.lsn ? -1 : 1));
@@ -354,16 +395,10 @@ async function failover(cluster: PgCluster): Promise<FailoverReport> {
   cluster.proxy.switchTo(promoted);
   const switchedAfterMs = performance.now() - started;
   // The others follow the new primary on its new timeline (recovery_target_timeline = latest).
-  for (const s of standbys)
-    if (s !== promoted) {
-      await query(
-        s.url(),
-        `ALTER SYSTEM SET primary_conninfo = 'host=127.0.0.1 port=${promoted.port} user=postgres'`,
-      );
-      await query(s.url(), 'SELECT pg_reload_conf()');
-    }
+  for (const s of standbys) if (s !== promoted) linkOf(s).switchTo(promoted);
   if (standbys.length > 1) await waitForSync(promoted, 60_000);
   return {
+    crashedAt: started,
     crashed: old.name,
     promoted: promoted.name,
     switchedAfterMs: Math.round(switchedAfterMs),
@@ -372,11 +407,11 @@ async function failover(cluster: PgCluster): Promise<FailoverReport> {
 }
 
 /**
- * The `-rw` Service. Written here rather than taken from a library: it is a plain TCP pipe whose one
- * job beyond piping (drop everything on a switch, as kube-proxy's endpoints change and the old pod
- * is gone) no generic proxy offers.
+ * Written here rather than taken from a library: a plain TCP pipe whose jobs beyond piping (drop
+ * everything on a switch, as kube-proxy does when the endpoints change and the old pod is gone; hold
+ * what the target sends, as a stalled network does) no generic proxy offers.
  */
-async function startRwProxy(): Promise<RwProxy> {
+async function startTcpProxy(): Promise<TcpProxy> {
   const pairs = new Set<[Socket, Socket]>();
   const server: Server = createServer((client) => {
     const target = proxy.target;
@@ -400,7 +435,7 @@ async function startRwProxy(): Promise<RwProxy> {
     upstream.on('error', () => {});
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const proxy: RwProxy = {
+  const proxy: TcpProxy = {
     port: (server.address() as { port: number }).port,
     target: undefined,
     switchTo(target) {
@@ -410,6 +445,12 @@ async function startRwProxy(): Promise<RwProxy> {
         b.destroy();
       }
       pairs.clear();
+    },
+    hold() {
+      for (const [client, upstream] of pairs) {
+        upstream.unpipe(client);
+        upstream.pause();
+      }
     },
     close: async () => {
       proxy.switchTo(undefined);
