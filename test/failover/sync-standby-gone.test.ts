@@ -83,6 +83,7 @@ describe('Postgres queue, the synchronous standby gone', () => {
     assert.equal(ok.status, 202);
     await standbyGone();
     const unknown: string[] = [];
+    const answeredMs: number[] = [];
     try {
       // Concurrent requests share one INSERT (group commit); each is told only its own id.
       const group = await Promise.all(
@@ -94,6 +95,7 @@ describe('Postgres queue, the synchronous standby gone', () => {
         assert.equal((r.json.ids as string[]).length, 1, `one request, one id: ${JSON.stringify(r.json)}`);
         assert.ok(r.ms < ANSWER_BY_MS, `answered after ${Math.round(r.ms)} ms`);
         unknown.push(...(r.json.ids as string[]));
+        answeredMs.push(r.ms);
       }
       assert.equal(new Set(unknown).size, 3);
       // More requests than the producer's pool holds connections, one after another, each a new
@@ -109,7 +111,17 @@ describe('Postgres queue, the synchronous standby gone', () => {
           `request ${n} answered before its deadline (${Math.round(r.ms)} ms)`,
         );
         unknown.push(...(r.json.ids as string[]));
+        answeredMs.push(r.ms);
       }
+      console.log(
+        JSON.stringify({
+          standbyGone: 'postgres',
+          deadlineMs: DEADLINE_MS,
+          answers: answeredMs.length,
+          fastestMs: Math.round(Math.min(...answeredMs)),
+          slowestMs: Math.round(Math.max(...answeredMs)),
+        }),
+      );
       // Cancelled, not left waiting: no producer backend holds a server connection in SyncRep.
       await waitFor('no producer backend waiting for the standby', async () => {
         return (await waitingForStandby(direct(), 'intake-queue-producer')) === 0;
