@@ -108,11 +108,24 @@ export async function withClientUntil<T>(
   until: number,
   fn: (client: pg.PoolClient, deadline: Deadline) => Promise<T>,
 ): Promise<T> {
-  const client = await pool.connect();
-  if (Date.now() >= until) {
-    client.release();
+  // The pool's own connect timeout counts from now, not from the caller's deadline.
+  const connecting = pool.connect();
+  const connected = await settledBy(
+    connecting.then(
+      (client) => ({ client }),
+      (error: unknown) => ({ error }),
+    ),
+    until,
+  );
+  if (!connected || Date.now() >= until) {
+    connecting.then(
+      (c) => c.release(),
+      () => {},
+    );
     throw new DeadlineExceededError('the deadline passed while waiting for a connection; nothing was sent');
   }
+  if ('error' in connected) throw connected.error;
+  const { client } = connected;
   const deadline = { passed: false };
   let broken: Error | undefined;
   let unconfirmed = false;
