@@ -245,6 +245,7 @@ describe('NATS queue, the synchronous standby gone', () => {
       await new Promise((r) => setTimeout(r, 3000));
       const held = await acks();
       assert.equal(held.ackFloor, before.ackFloor, 'nothing acknowledged before the COMMIT returned');
+      assert.equal(held.redelivered, before.redelivered, 'kept by in-progress acks, not redelivered');
       assert.ok(held.last > before.last);
       assert.equal(held.pending + held.ackPending, held.last - before.last, 'every envelope still unacked');
       assert.equal((await storedTimes(direct(), ids)).size, 0, 'nothing visible before it is replicated');
