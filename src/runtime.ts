@@ -60,7 +60,8 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
       stopEmbedded = pg.stop;
       cleanup.push(pg.stop);
     }
-    if (!config.databaseUrl || config.migrateOnStart) await migrate(databaseUrl, log);
+    if (!config.databaseUrl || config.migrateOnStart)
+      await migrate(databaseUrl, log, { retentionDays: config.retentionDays });
 
     const pool = createPool({
       connectionString: databaseUrl,
