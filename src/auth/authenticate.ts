@@ -1,6 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { type ApiKey, hashKey, type Scope } from './api-keys.ts';
+import { type ApiKey, BOUND_SCOPES, hashKey, type Scope } from './api-keys.ts';
 import { ForbiddenError, RateLimitedError, UnauthenticatedError } from './errors.ts';
 import { type BucketOptions, type TakeResult, TokenBuckets } from './rate-limit.ts';
 
@@ -44,6 +44,10 @@ export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
       const key = authenticate(req, byHash);
       if (!key.scopes.includes(scope)) {
         throw new ForbiddenError(`the key "${key.name}" does not have the "${scope}" scope`);
+      }
+      // Config refuses such keys (api-keys.ts); a route of every sender never serves a bound key.
+      if (key.senders && !BOUND_SCOPES.includes(scope)) {
+        throw new ForbiddenError(`the key "${key.name}" is bound to senders: "${scope}" needs a key without`);
       }
       req.apiKey = key;
       req.client = key.name;
@@ -103,10 +107,25 @@ function authenticate(req: FastifyRequest, byHash: Map<string, ApiKey>): ApiKey 
   return key;
 }
 
-/** Whether the request's key may ingest as `sender` (keys without a sender list may send as anyone). */
+/** Whether the request's key may ingest as and read `sender` (keys without a sender list: anyone). */
 export function senderAllowed(req: FastifyRequest, sender: string): boolean {
   const allowed = req.apiKey?.senders;
   return !allowed || allowed.includes(sender);
+}
+
+/**
+ * The senders whose messages the request may read: undefined for every sender (a key without
+ * senders, or auth off), else the key's list, narrowed to `asked` when given; 403 when `asked` is
+ * another sender (asking by name is a mistake worth telling, unlike an id, which is 404: routes
+ * check a found message with senderAllowed).
+ */
+export function readableSenders(req: FastifyRequest, asked: string | undefined): string[] | undefined {
+  if (asked !== undefined) {
+    if (!senderAllowed(req, asked))
+      throw new ForbiddenError(`the key "${req.apiKey!.name}" may not read sender "${asked}"`);
+    return [asked];
+  }
+  return req.apiKey?.senders;
 }
 
 /** 403 unless the request's key may ingest as `sender`. */

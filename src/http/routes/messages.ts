@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { assertSenderAllowed, senderAllowed } from '../../auth/authenticate.ts';
+import { assertSenderAllowed, readableSenders, senderAllowed } from '../../auth/authenticate.ts';
 import {
   Accepted,
   BatchAccepted,
@@ -193,7 +193,8 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
       const { id } = req.params;
       if (!isMessageId(id)) throw new ProblemError('NOT_FOUND', 'no message has this id (ids are UUIDv7)');
       const found = await getMessage(deps.db, id.toLowerCase());
-      if (!found)
+      // Another sender's message is as absent as one never stored, so ids cannot be probed.
+      if (!found || !senderAllowed(req, found.sender))
         throw new ProblemError(
           'NOT_FOUND',
           'no message with this id is stored (yet: storing takes a moment)',
@@ -212,7 +213,9 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
         summary: 'Query stored messages, newest first, cursor-paginated',
         description:
           'Stored records by sender and time received, newest first, IPs "redacted". A full page carries ' +
-          'next_cursor: pass it as cursor for the next one.',
+          'next_cursor: pass it as cursor for the next one. ' +
+          "A key bound to senders reads only theirs: without `sender` the list holds only the key's " +
+          'senders; `sender` naming another one is 403.',
         querystring: MessageListQuery,
         response: {
           200: jsonResponse('A page of stored records', ref(MessageList)),
@@ -224,9 +227,10 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
       const q = req.query;
       const after = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
       const limit = q.limit ?? 100;
+      const senders = readableSenders(req, q.sender);
       const items = await queryMessages(deps.db, {
         limit,
-        ...(q.sender === undefined ? {} : { sender: q.sender }),
+        ...(senders === undefined ? {} : { senders }),
         ...(q.since === undefined ? {} : { since: parseTime(q.since, 'since') }),
         ...(q.until === undefined ? {} : { until: parseTime(q.until, 'until') }),
         ...(after ? { after: { receivedAt: new Date(after.at), id: after.id } } : {}),
