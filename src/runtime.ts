@@ -1,5 +1,6 @@
+import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import type { Config } from './config.ts';
+import { type Config, isLoopback } from './config.ts';
 import { buildApp } from './http/app.ts';
 import { Lifecycle } from './http/app-deps.ts';
 import { closeHttp } from './http/close-server.ts';
@@ -135,13 +136,6 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
         }
       });
     }
-    if (roles.includes('api') && config.apiKeys.length === 0) {
-      // Only reachable outside production (config refuses production without keys).
-      log.warn(
-        'AUTHENTICATION IS OFF: no INTAKE_API_KEYS configured, anyone who can reach this port can ingest and read. ' +
-          'Create keys with `intake keys create` before exposing it.',
-      );
-    }
     const app = await buildApp({
       queue: producer,
       ingest: new Ingest({
@@ -168,8 +162,20 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
       },
     });
     const url = await app.listen({ port: config.port, host: config.host });
+    // The address really bound (0.0.0.0 is every interface), not the loopback URL Fastify returns for it.
+    const bound = app.server.address() as AddressInfo;
+    const listening = `http://${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`;
+    if (roles.includes('api') && config.apiKeys.length === 0) {
+      // Only reachable outside production (config refuses production without keys).
+      log.warn(
+        { listening },
+        `AUTHENTICATION IS OFF: no INTAKE_API_KEYS configured, anyone who can reach ${listening} can ingest, read, ` +
+          `export and erase${isLoopback(bound.address) ? ' (loopback only)' : ' (INTAKE_ALLOW_NO_AUTH_REMOTE=true)'}. ` +
+          'Create keys with `intake keys create` before exposing it.',
+      );
+    }
     log.info(
-      { url, roles, queue: config.natsUrl ? 'nats' : 'postgres', embedded: !config.databaseUrl },
+      { url: listening, roles, queue: config.natsUrl ? 'nats' : 'postgres', embedded: !config.databaseUrl },
       'intake started',
     );
 
