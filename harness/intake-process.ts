@@ -37,10 +37,18 @@ export interface IntakeProcess {
 export async function startIntakeProcess(
   command: string,
   env: Record<string, string>,
-  opts: { waitReady?: boolean; timeoutMs?: number; port?: number; detached?: boolean } = {},
+  opts: {
+    waitReady?: boolean;
+    timeoutMs?: number;
+    port?: number;
+    detached?: boolean;
+    /** Run as this OS user (the test runs as root); supplementary groups are dropped. */
+    user?: { uid: number; gid: number };
+  } = {},
 ): Promise<IntakeProcess> {
   const port = opts.port ?? (await freePort());
   const child = spawn(process.execPath, [BIN, command], {
+    ...opts.user,
     env: { ...process.env, LOG_LEVEL: 'info', HOST: '127.0.0.1', PORT: String(port), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     // Its own process group, so a test can signal the group as a terminal's Ctrl-C does.

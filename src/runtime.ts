@@ -9,6 +9,7 @@ import type { Logger } from './ops/logger.ts';
 import { Maintenance } from './ops/maintenance.ts';
 import { checkHeapLimit } from './ops/memory.ts';
 import { createMetrics, type Metrics } from './ops/metrics.ts';
+import { makePrivateDir } from './ops/private-dir.ts';
 import { Shutdown } from './ops/shutdown.ts';
 import { DataKeys } from './privacy/data-keys.ts';
 import { createIpProtector, type IpProtector } from './privacy/ip-protector.ts';
@@ -115,6 +116,8 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
     // Only the API encrypts (and, for privacy requests, decrypts): a worker never loads the PII key.
     let ipProtector: IpProtector = WITHOUT_PII_KEY;
     if (roles.includes('api')) {
+      // A development master key is written into the data directory: private to this user first.
+      if (!config.piiMasterKey && !config.production) await makePrivateDir(config.dataDir, log);
       const masterKey = await loadMasterKey(config, log);
       const dataKeys = new DataKeys(pool, masterKey);
       ipProtector = createIpProtector(masterKey, dataKeys);
