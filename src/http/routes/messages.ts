@@ -279,7 +279,7 @@ const validateItem = compileValidator(createAjv(), IncomingMessage);
 /** NDJSON lines, each validated on its own. */
 function checkLines(body: NdjsonBody): CheckedItem[] {
   return body.lines.map((l) => {
-    if ('error' in l) return { errors: [{ pointer: '', detail: l.error }] };
+    if ('error' in l) return { errors: [{ pointer: l.pointer ?? '', detail: l.error }] };
     const errors = validateItem(l.value);
     return errors.length
       ? { errors: errors.slice(0, MAX_ITEM_VIOLATIONS) }
