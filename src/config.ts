@@ -91,6 +91,12 @@ export interface Config {
   workerMaxAttempts: number;
   /** `INTAKE_RETENTION_DAYS` (default 30): partitions and data keys older than this are dropped. */
   retentionDays: number;
+  /**
+   * `INTAKE_DEAD_LETTER_RETENTION_DAYS` (default INTAKE_RETENTION_DAYS, at most that): dead letters that
+   * failed longer ago are deleted hourly by the API. Past the message retention they could no longer be
+   * stored (their partition is gone) nor their IP read (their data key is destroyed).
+   */
+  deadLetterRetentionDays: number;
   /** `INTAKE_SHUTDOWN_DELAY_MS` (default 0): keep serving after readiness turns false (no preStop hook). */
   shutdownDelayMs: number;
   /** `INTAKE_SHUTDOWN_TIMEOUT_MS` (default 25000): in-flight work is aborted after this. */
@@ -397,6 +403,7 @@ export function loadConfig(env: Env = process.env, command: Command = 'start'): 
     workerConcurrency: int('INTAKE_WORKER_CONCURRENCY', 2, 1, 32),
     workerMaxAttempts: int('INTAKE_WORKER_MAX_ATTEMPTS', 5, 1, 100),
     retentionDays: int('INTAKE_RETENTION_DAYS', 30, 1, 3650),
+    deadLetterRetentionDays: 0, // below: its default and bound are the message retention
     shutdownDelayMs: int('INTAKE_SHUTDOWN_DELAY_MS', 0, 0, 300_000),
     shutdownTimeoutMs: int('INTAKE_SHUTDOWN_TIMEOUT_MS', 25_000, 100, 600_000),
     requestTimeoutMs: int('INTAKE_REQUEST_TIMEOUT_MS', 10_000, 100, 600_000),
@@ -422,6 +429,12 @@ export function loadConfig(env: Env = process.env, command: Command = 'start'): 
       SECRET_FILE_SETTINGS.flatMap((name) => (env[name] ? [[name, env[name]!]] : [])),
     ),
   };
+  cfg.deadLetterRetentionDays = int(
+    'INTAKE_DEAD_LETTER_RETENTION_DAYS',
+    cfg.retentionDays,
+    1,
+    cfg.retentionDays,
+  );
   cfg.smoke.url ||= `http://127.0.0.1:${cfg.port}`;
   if (!/^https?:\/\//.test(cfg.smoke.url))
     problems.push(`INTAKE_SMOKE_URL=${JSON.stringify(cfg.smoke.url)} is not valid: set http(s)://host:port`);

@@ -15,6 +15,7 @@ import { DataKeys } from './privacy/data-keys.ts';
 import { createIpProtector, type IpProtector } from './privacy/ip-protector.ts';
 import { loadMasterKey } from './privacy/master-key.ts';
 import { openQueue } from './queue/open-queue.ts';
+import { expireDeadLetters } from './store/dead-letters.ts';
 import { startEmbeddedPostgres } from './store/embedded-postgres.ts';
 import { assertSchemaCurrent, migrate } from './store/migrate.ts';
 import { dropExpiredPartitions, ensurePartitions } from './store/partitions.ts';
@@ -129,6 +130,20 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
           pruneIdempotencyKeys(pool, config.idempotencyTtlHours).then(() => {}),
         );
       }
+      // The API role may delete dead letters (discard); at start too, so a process down for days catches up.
+      maintenance.every(
+        'dead-letter-retention',
+        3_600_000,
+        async () => {
+          const expired = await expireDeadLetters(pool, config.deadLetterRetentionDays);
+          if (expired)
+            log.info(
+              { expired, days: config.deadLetterRetentionDays },
+              'dead letters past retention deleted',
+            );
+        },
+        { now: true },
+      );
       maintenance.every('data-key-retention', 3_600_000, async () => {
         const destroyed = await dataKeys.destroyBefore(
           new Date(Date.now() - config.retentionDays * 86_400_000),

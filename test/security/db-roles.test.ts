@@ -325,6 +325,11 @@ describe('database roles: least privilege, as real logins', () => {
     const dir = tempDir('db-roles');
     const procs: IntakeProcess[] = [];
     try {
+      // Retention of dead letters runs as the API role too (at start, then hourly).
+      await admin.query(
+        `INSERT INTO intake.dead_letters (id, payload, reason, attempts, failed_at)
+         VALUES (gen_random_uuid(), '{"sender":"roles-expired"}', 'old', 5, now() - interval '60 days')`,
+      );
       const env = (login: string) => ({ DATABASE_URL: urlAs(login), INTAKE_DATA_DIR: dir.path });
       const [api] = await Promise.all([
         startRole('api', env(LOGINS.api), procs),
@@ -347,6 +352,12 @@ describe('database roles: least privilege, as real logins', () => {
       const erase = await fetch(`${api.url}/v1/subjects/ip/192.0.2.77`, { method: 'DELETE' });
       assert.equal(erase.status, 200);
       assert.equal((await fetch(`${api.url}/v1/messages/${id}`)).status, 404);
+      await waitFor('the expired dead letter deleted by the API login', async () => {
+        const r = await admin.query(
+          `SELECT 1 FROM intake.dead_letters WHERE payload->>'sender' = 'roles-expired'`,
+        );
+        return r.rowCount === 0;
+      });
     } finally {
       for (const p of procs) await p.stop(5000);
       dir.remove();
