@@ -1,5 +1,7 @@
+import cluster from 'node:cluster';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
+import { ClusterBuckets } from './auth/cluster-buckets.ts';
 import { type Config, isLoopback } from './config.ts';
 import { buildApp } from './http/app.ts';
 import { Lifecycle } from './http/app-deps.ts';
@@ -168,7 +170,12 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
       log,
       ipProtector,
       lifecycle,
-      auth: { keys: config.apiKeys, defaultRateLimit: config.defaultRateLimit },
+      auth: {
+        keys: config.apiKeys,
+        defaultRateLimit: config.defaultRateLimit,
+        // An API process of INTAKE_API_WORKERS: the pod's buckets, held by the primary (ops/api-cluster.ts).
+        ...(cluster.isWorker ? { buckets: new ClusterBuckets(process, config.apiWorkers) } : {}),
+      },
       routes: roles.includes('api') ? 'all' : 'ops',
       options: {
         bodyLimit: config.bodyLimit,

@@ -1,6 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type ApiKey, BOUND_SCOPES, hashKey, type Scope } from './api-keys.ts';
+import type { Buckets } from './cluster-buckets.ts';
 import { ForbiddenError, RateLimitedError, UnauthenticatedError } from './errors.ts';
 import { type BucketOptions, type TakeResult, TokenBuckets } from './rate-limit.ts';
 
@@ -8,6 +9,8 @@ export interface AuthOptions {
   keys: ApiKey[];
   /** Default bucket for keys without their own; undefined = no limit. */
   defaultRateLimit: BucketOptions | undefined;
+  /** Where tokens are taken: default this process's own buckets; the pod's in an API cluster. */
+  buckets?: Buckets;
 }
 
 declare module 'fastify' {
@@ -24,7 +27,7 @@ declare module 'fastify' {
   interface FastifyRequest {
     apiKey?: ApiKey;
     /** Charges the rate limit for `n` messages (429 if it cannot pay); absent when there is no limit. */
-    chargeMessages?: (n: number) => void;
+    chargeMessages?: (n: number) => Promise<void>;
   }
 }
 
@@ -34,7 +37,7 @@ declare module 'fastify' {
  */
 export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
   const byHash = new Map(opts.keys.map((k) => [k.hash, k]));
-  const buckets = new TokenBuckets();
+  const buckets = opts.buckets ?? new TokenBuckets();
   const enabled = opts.keys.length > 0;
 
   app.addHook('onRequest', async (req, reply) => {
@@ -58,13 +61,13 @@ export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
     // Every request pays one token before its body is read, so an empty bucket is refused at once (and
     // the refusal reaches the client still uploading); an ingest route pays the rest, one per further
     // message, once it knows how many the body holds.
-    const r = buckets.take(client, limit);
+    const r = await buckets.take(client, limit);
     rateHeaders(reply, r);
     if (!r.allowed) throw rateLimited(limit, r, '');
     if (req.routeOptions.config?.rateCost === 'messages') {
-      req.chargeMessages = (n) => {
+      req.chargeMessages = async (n) => {
         if (n <= 1) return;
-        const paid = buckets.take(client, limit, n - 1);
+        const paid = await buckets.take(client, limit, n - 1);
         rateHeaders(reply, paid);
         if (!paid.allowed) throw rateLimited(limit, paid, ` by this request's ${n} messages`);
       };

@@ -56,7 +56,7 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
     },
     async (req, reply) => {
       assertSenderAllowed(req, req.body.sender);
-      req.chargeMessages?.(1);
+      await req.chargeMessages?.(1);
       const [result] = await ingest.accept([req.body], ingestContext(req, false));
       reply.code(202).header('location', `/v1/messages/${result!.id}`);
       return { id: result!.id, status: 'accepted' as const };
@@ -126,7 +126,7 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
         if (failed) throw failed;
         const { messages } = req.body;
         for (const m of messages) assertSenderAllowed(req, m.sender);
-        req.chargeMessages?.(messages.length);
+        await req.chargeMessages?.(messages.length);
         const results = await ingest.accept(messages, ctx);
         reply.code(202);
         return {
@@ -147,7 +147,7 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
           ];
         }
       }
-      req.chargeMessages?.(items.length);
+      await req.chargeMessages?.(items.length);
       const good = items.flatMap((item, i) => (item.body ? [{ body: item.body, i }] : []));
       const rejected = items.length - good.length;
       if (rejected) metrics.rejected.inc({ reason: 'invalid' }, rejected);
