@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import { createTestDatabase, waitFor } from '../../harness/db.ts';
 import { startIntakeProcess } from '../../harness/intake-process.ts';
 import { generateKey } from '../../src/auth/api-keys.ts';
+import { apiProcesses } from '../helpers/api-cluster.ts';
 
 /**
  * INTAKE_API_WORKERS=2: a key's token bucket is the pod's, not each process's. A connection is placed
@@ -14,9 +15,6 @@ import { generateKey } from '../../src/auth/api-keys.ts';
  * key's burst, and the second, on the other process, is refused: per process, it would have had a
  * burst of its own.
  */
-const children = (pid: number): number[] =>
-  readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-
 /** The process among `pids` holding the server side of the loopback connection from `clientPort`. */
 function acceptedBy(serverPort: number, clientPort: number, pids: number[]): number | undefined {
   const hex = (p: number) => `0100007F:${p.toString(16).toUpperCase().padStart(4, '0')}`;
@@ -82,16 +80,7 @@ test('INTAKE_API_WORKERS=2: the rate limit holds per pod, whichever process a co
   };
   const api = await startIntakeProcess('api', env, { timeoutMs: 60_000 });
   t.after(() => api.stop(5000));
-  const kids = await waitFor(
-    'two API processes listening',
-    async () => {
-      const k = children(api.child.pid!);
-      return k.length === 2 && api.logs.filter((l) => l.msg === 'intake started').length === 2
-        ? k
-        : undefined;
-    },
-    60_000,
-  );
+  const kids = await apiProcesses(api);
 
   // One connection on each process: connect until the kernel has handed one to each.
   const on = new Map<number, Connection>();
