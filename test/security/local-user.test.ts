@@ -169,15 +169,48 @@ async function attack(dataDir: string) {
   assert.equal(statSync(join(dataDir, 'pii-master.key')).mode & 0o077, 0, 'the key file is 0600');
 }
 
-async function startAs(dataDir: string, user?: { uid: number; gid: number }): Promise<IntakeProcess> {
+async function startAs(
+  dataDir: string,
+  user?: { uid: number; gid: number },
+  run: { bin?: string; node?: string } = {},
+): Promise<IntakeProcess> {
   const p = await startIntakeProcess(
     'start',
     { INTAKE_DATA_DIR: dataDir, DATABASE_URL: '', NATS_URL: '', INTAKE_PII_MASTER_KEY: '' },
-    { timeoutMs: 90_000, ...(user ? { user } : {}) },
+    { timeoutMs: 90_000, ...(user ? { user } : {}), ...run },
   );
   cleanup.push(() => p.stop(10_000));
   cleanup.push(() => stopLeftoverPostgres(dataDir));
   return p;
+}
+
+/**
+ * This checkout's intake and node, as `owner` can run them. A checkout or a node under a private
+ * directory (CI's clone, or Node 24 unpacked under a mktemp directory) is not readable by another user:
+ * then the files intake needs are hard-linked (copied across file systems) into a directory everyone may
+ * read, so the test runs wherever the suite does instead of being skipped.
+ */
+async function runnableBy(owner: { uid: number; gid: number }): Promise<{ bin?: string; node?: string }> {
+  // Spawned as the harness spawns intake (uid and gid set by node itself), so the check fails where that would.
+  const readable = spawnSync(process.execPath, ['-e', `require('fs').accessSync(${JSON.stringify(BIN)})`], {
+    uid: owner.uid,
+    gid: owner.gid,
+  });
+  if (readable.status === 0) return {};
+  const root = fileURLToPath(new URL('../..', import.meta.url));
+  const dir = mkdtempSync(join(tmpdir(), 'intake-public-'));
+  chmodSync(dir, 0o755);
+  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+  const link = (from: string, to: string) => {
+    const r = spawnSync('cp', ['-al', from, to]);
+    if (r.status !== 0) execFileSync('cp', ['-a', from, to]);
+  };
+  for (const entry of ['bin', 'src', 'sql', 'package.json', 'node_modules', 'tsconfig.json'])
+    link(join(root, entry), join(dir, entry));
+  link(process.execPath, join(dir, 'node'));
+  // cp -a keeps the modes, and a checkout made under a umask of 077 has private directories too.
+  execFileSync('chmod', ['-R', 'a+rX', dir]);
+  return { bin: join(dir, 'bin', 'intake.js'), node: join(dir, 'node') };
 }
 
 describe('another local user gets nothing of a running `intake start`', () => {
@@ -192,23 +225,16 @@ describe('another local user gets nothing of a running `intake start`', () => {
     await p.stop();
   });
 
-  test('intake as an unprivileged user of its own: the same', async (t) => {
+  test('intake as an unprivileged user of its own: the same', async () => {
     const owner = ensureUser(OWNER);
-    const readable = await as(owner, process.execPath, [
-      '-e',
-      `require('fs').accessSync(${JSON.stringify(BIN)})`,
-    ]);
-    if (readable.status !== 0) {
-      // Not a missing binary: the checkout or its node is private to the user who runs the tests.
-      return t.skip(`${OWNER} cannot run this checkout's intake (${readable.stderr.split('\n')[0]})`);
-    }
+    const run = await runnableBy(owner);
     const parent = mkdtempSync(join(tmpdir(), 'intake-local-'));
     chmodSync(parent, 0o755);
     cleanup.push(() => rmSync(parent, { recursive: true, force: true }));
     const dataDir = join(parent, 'data');
     mkdirSync(dataDir, { mode: 0o755 }); // as an older intake left it: tightened at start
     chownSync(dataDir, owner.uid, owner.gid);
-    const p = await startAs(dataDir, owner);
+    const p = await startAs(dataDir, owner, run);
     assert.equal((await fetch(`${p.url}/readyz`)).status, 200);
     assert.equal(statSync(dataDir).mode & 0o777, 0o700);
     await attack(dataDir);
