@@ -1,5 +1,6 @@
 import type { Ajv, ErrorObject } from 'ajv';
 import { MAX_TS } from './message-schema.ts';
+import { PROTECTED_MARK } from './protected-fields.ts';
 
 /**
  * Custom Ajv keywords for the rules of docs/contract.md §1 that JSON Schema cannot state. Each one checks its value
@@ -7,7 +8,11 @@ import { MAX_TS } from './message-schema.ts';
  * path, so a client reads "looks like milliseconds" rather than "must match a schema in anyOf".
  */
 
-type KeywordFn = ((data: unknown) => boolean) & { errors?: Partial<ErrorObject>[] };
+/** What Ajv passes a compiled keyword besides the data (its DataValidationCxt, not exported). */
+type DataCxt = { instancePath: string };
+type KeywordFn = ((data: unknown, cxt?: DataCxt) => boolean) & {
+  errors?: Partial<ErrorObject>[];
+};
 
 function fail(fn: KeywordFn, keyword: string, message: string): false {
   fn.errors = [{ keyword, message, params: {} }];
@@ -123,6 +128,45 @@ const storable: KeywordFn = (data) => {
   return true;
 };
 
+const escapePointer = (key: string) => key.replace(/~/g, '~0').replace(/\//g, '~1');
+
+/** Pointers listed for one message at most: a hostile body may repeat the key 100,000 times. */
+const MAX_MARK_POINTERS = 20;
+
+/**
+ * `$pii` is how intake marks a value it encrypted (protected-fields.ts). A client that sends one could
+ * make reveal and export decrypt whatever it points at (another person's field copied from the
+ * database) under its own IP, so the key is refused at any depth, each with its own pointer (given
+ * here in full: Ajv keeps an error's instancePath when the keyword sets it). Iterative, like depthOf.
+ */
+const noProtectedMark: KeywordFn = (data, cxt) => {
+  if (typeof data !== 'object' || data === null) return true;
+  const errors: Partial<ErrorObject>[] = [];
+  const stack: Array<[unknown, string]> = [[data, cxt?.instancePath ?? '']];
+  while (stack.length && errors.length < MAX_MARK_POINTERS) {
+    const [v, path] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    if (Array.isArray(v)) {
+      for (let i = v.length - 1; i >= 0; i--) stack.push([v[i], `${path}/${i}`]);
+      continue;
+    }
+    for (const [key, child] of Object.entries(v)) {
+      if (key === PROTECTED_MARK) {
+        errors.push({
+          keyword: 'x-no-protected-mark',
+          instancePath: `${path}/${escapePointer(key)}`,
+          message: `is reserved for values intake encrypted itself; a client may not send a "${PROTECTED_MARK}" key`,
+          params: {},
+        });
+      }
+      if (typeof child === 'object' && child !== null) stack.push([child, `${path}/${escapePointer(key)}`]);
+    }
+  }
+  if (errors.length === 0) return true;
+  noProtectedMark.errors = errors;
+  return false;
+};
+
 /** Exactly four decimal octets 0–255, no leading zeros, nothing else. */
 export const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
 
@@ -137,6 +181,12 @@ export function addKeywords(ajv: Ajv): void {
     compile: () => unixSeconds,
   });
   ajv.addKeyword({ keyword: 'x-storable', errors: true, schemaType: 'boolean', compile: () => storable });
+  ajv.addKeyword({
+    keyword: 'x-no-protected-mark',
+    errors: true,
+    schemaType: 'boolean',
+    compile: () => noProtectedMark,
+  });
   ajv.addKeyword({
     keyword: 'x-min-non-null-properties',
     errors: true,

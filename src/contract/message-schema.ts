@@ -36,7 +36,9 @@ export const IncomingMessage = Type.Object(
       'x-min-non-null-properties': 1,
       'x-max-depth': MAX_MESSAGE_DEPTH,
       'x-storable': true,
-      description: 'A JSON object with at least one non-null field, nested at most 32 levels.',
+      'x-no-protected-mark': true,
+      description:
+        'A JSON object with at least one non-null field, nested at most 32 levels, with no "$pii" key at any depth (intake\'s own mark for values it encrypted).',
       examples: [{ foo: 'bar', baz: 'bang' }],
     }),
     'sent-from-ip': Type.Optional(
