@@ -123,7 +123,7 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
       if (!config.piiMasterKey && !config.production) await makePrivateDir(config.dataDir, log);
       const masterKey = await loadMasterKey(config, log);
       const dataKeys = new DataKeys(pool, masterKey);
-      ipProtector = createIpProtector(masterKey, dataKeys);
+      ipProtector = createIpProtector(masterKey, dataKeys, { fields: config.piiMessageFields });
       await dataKeys.refresh();
       // A new data key each UTC day; if PostgreSQL is down at that moment the current key stays in use.
       maintenance.every('data-key-refresh', 600_000, () => dataKeys.refresh().then(() => {}));
@@ -246,6 +246,7 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
  * routes, so nothing calls it; if a future route did, it fails loudly instead of storing clear text.
  */
 const WITHOUT_PII_KEY: IpProtector = ((noKey: () => never) => ({
+  fields: [],
   protect: noKey,
   pseudonym: noKey,
   reveal: noKey,

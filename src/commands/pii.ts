@@ -15,6 +15,10 @@ const ip = {
 const reveal: CommandSpec = {
   name: 'pii reveal',
   summary: 'print one stored message with its IP and personal fields in clear (audited)',
+  description:
+    'A value whose ciphertext was not made for this message and field (copied there from another row or ' +
+    'field in the database, or altered) is printed as "not revealed", listed in `not_revealed`, and the ' +
+    'command exits with status 1.',
   options: {},
   positionals: [
     {
@@ -35,6 +39,12 @@ const reveal: CommandSpec = {
         return 1;
       }
       console.log(JSON.stringify(out, null, 2));
+      if (out.not_revealed) {
+        console.error(
+          `intake pii reveal: ${out.not_revealed.join(', ')} not revealed: the ciphertext was not made for this message and field (moved or altered)`,
+        );
+        return 1;
+      }
       return 0;
     });
   },

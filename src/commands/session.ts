@@ -45,7 +45,10 @@ export async function withSession<T>(
         const { createIpProtector } = await import('../privacy/ip-protector.ts');
         const master = await loadMasterKey(config, log);
         const dataKeys = new DataKeys(pool, master);
-        return { dataKeys, protector: createIpProtector(master, dataKeys) };
+        return {
+          dataKeys,
+          protector: createIpProtector(master, dataKeys, { fields: config.piiMessageFields }),
+        };
       },
       async queue() {
         const { openQueue } = await import('../queue/open-queue.ts');

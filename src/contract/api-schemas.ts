@@ -52,6 +52,13 @@ export const StoredMessage = Type.Object(
     priority: Type.Union([Type.Integer(), Type.Null()]),
     'sent-from-ip': Type.Optional(Type.String({ description: '"redacted" unless revealed' })),
     received_at: Type.String({ format: 'date-time' }),
+    not_revealed: Type.Optional(
+      Type.Array(Type.String(), {
+        description:
+          'Reveal and export only: pointers of values shown as "not revealed" because their ciphertext was ' +
+          'not made for this message and field (copied there from another row or field, or altered)',
+      }),
+    ),
   },
   { $id: 'StoredMessage' },
 );

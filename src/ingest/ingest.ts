@@ -52,12 +52,20 @@ export class Ingest {
   async accept(bodies: IncomingMessage[], ctx: IngestContext): Promise<PublishResult[]> {
     const scope =
       ctx.idempotencyKey === undefined ? undefined : `${ctx.client ?? 'anonymous'}\n${ctx.idempotencyKey}`;
-    const requests: PublishRequest[] = bodies.map((body, i) => {
+    const requests: PublishRequest[] = [];
+    for (const [i, body] of bodies.entries()) {
       const message = this.toQueued(body);
-      if (scope === undefined) return { message };
-      const idempotencyKey = ctx.batch ? `${scope}\n${ctx.indexes?.[i] ?? i}` : scope;
-      return { message, idempotencyKey, fingerprint: fingerprint(body) };
-    });
+      if (scope === undefined) {
+        requests.push({ message });
+        continue;
+      }
+      requests.push({
+        message,
+        idempotencyKey: ctx.batch ? `${scope}\n${ctx.indexes?.[i] ?? i}` : scope,
+        fingerprint: fingerprint(body),
+        rebind: (id) => this.toQueued(body, id),
+      });
+    }
     const started = performance.now();
     const results = await withDeadline(this.opts.publishTimeoutMs, (signal) =>
       this.opts.queue.publish(requests, signal),
@@ -71,9 +79,11 @@ export class Ingest {
     return results;
   }
 
-  /** Validated body → the queued form: id assigned, IP replaced by pseudonym + ciphertext. */
-  private toQueued(body: IncomingMessage): QueuedMessage {
-    const id = newMessageId();
+  /**
+   * Validated body → the queued form: id assigned (or given, for a retry published under the original
+   * id), IP and declared fields replaced by pseudonym + ciphertext bound to that id.
+   */
+  private toQueued(body: IncomingMessage, id = newMessageId()): QueuedMessage {
     const { ipProtector, piiFields } = this.opts;
     const m: QueuedMessage = {
       v: 1,
@@ -82,11 +92,11 @@ export class Ingest {
       received_at: uuidv7Time(id).toISOString(),
       ts: Number(body.ts),
       sender: body.sender,
-      message: protectFields(ipProtector, piiFields, body.message),
+      message: protectFields(ipProtector, piiFields, body.message, id),
       priority: body.priority ?? null,
     };
     const ip = body['sent-from-ip'];
-    if (ip !== undefined) m.ip = ipProtector.protect(ip);
+    if (ip !== undefined) m.ip = ipProtector.protect(ip, { id, field: 'sent-from-ip' });
     return m;
   }
 }

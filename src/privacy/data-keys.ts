@@ -77,7 +77,8 @@ export class DataKeys {
       'SELECT wrapped FROM intake.data_keys WHERE id = $1',
       [id],
     );
-    const wrapped = r.rows[0]?.wrapped;
+    if (!r.rows[0]) throw new UnknownDataKeyError(id);
+    const wrapped = r.rows[0].wrapped;
     if (!wrapped) throw new KeyDestroyedError(id);
     const key = this.unwrap(wrapped);
     this.cache.set(id, key);
@@ -123,5 +124,14 @@ export class KeyDestroyedError extends Error {
   constructor(id: string) {
     super(`data key ${id} was destroyed by retention: the data it protected can no longer be read`);
     this.name = 'KeyDestroyedError';
+  }
+}
+
+/** A key id intake never made (a ciphertext marker not written by intake). */
+export class UnknownDataKeyError extends Error {
+  readonly code = 'UNKNOWN_DATA_KEY';
+  constructor(id: string) {
+    super(`no data key ${JSON.stringify(id.slice(0, 80))} exists`);
+    this.name = 'UnknownDataKeyError';
   }
 }

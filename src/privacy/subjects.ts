@@ -12,8 +12,8 @@ import {
   writeTombstone,
 } from '../store/subjects.ts';
 import { KeyDestroyedError } from './data-keys.ts';
-import type { IpProtector } from './ip-protector.ts';
-import { revealFields } from './message-fields.ts';
+import { CiphertextMismatchError, type IpProtector } from './ip-protector.ts';
+import { NOT_REVEALED, revealFields } from './message-fields.ts';
 
 /**
  * GDPR operations on a data subject, identified by IP (docs/contract.md §5). The IP is turned into its pseudonym
@@ -37,15 +37,22 @@ export async function exportSubject(
 ): Promise<SubjectExport> {
   const pseudonym = protector.pseudonym(ip);
   const messages: StoredMessage[] = [];
+  const refused: string[] = [];
   for (const id of await subjectMessageIds(db, pseudonym)) {
     const m = await getMessage(db, id, { raw: true });
-    if (m) messages.push(await revealRecord(protector, m));
+    if (!m) continue;
+    const r = await revealRecord(protector, m);
+    messages.push(r);
+    if (r.not_revealed) refused.push(id);
   }
   const [dead, queued] = await Promise.all([
     countSubjectDeadLetters(db, pseudonym),
     queue.queuedForSubject(pseudonym),
   ]);
-  await writeAudit(db, actor, 'export', pseudonym, { messages: messages.length });
+  await writeAudit(db, actor, 'export', pseudonym, {
+    messages: messages.length,
+    ...(refused.length ? { not_revealed: refused } : {}),
+  });
   return { subject: { 'sent-from-ip': ip, pseudonym }, messages, dead_letters: dead, queued };
 }
 
@@ -92,20 +99,38 @@ export async function revealMessage(
   const m = await getMessage(db, id, { raw: true });
   if (!m) return undefined;
   const out = await revealRecord(protector, m);
-  await writeAudit(db, actor, 'reveal', m.ip?.pseudonym ?? null, { id });
+  await writeAudit(db, actor, 'reveal', m.ip?.pseudonym ?? null, {
+    id,
+    ...(out.not_revealed ? { not_revealed: out.not_revealed } : {}),
+  });
   return out;
 }
 
+/**
+ * A record with its IP and PII fields in clear, each ciphertext checked against the message id and
+ * field it is stored under: one that was made for another (copied there in the database) is shown as
+ * "not revealed" and its pointer listed in `not_revealed`.
+ */
 async function revealRecord(protector: IpProtector, m: RawStoredMessage): Promise<StoredMessage> {
   const { ip, ...rest } = m;
-  const out: StoredMessage = { ...rest, message: await revealFields(protector, rest.message) };
+  const fields = await revealFields(protector, rest.message, m.id);
+  const out: StoredMessage = { ...rest, message: fields.message };
+  const refused = fields.refused;
   if (ip) {
     try {
-      out['sent-from-ip'] = await protector.reveal({ ciphertext: ip.ciphertext, key_id: ip.key_id });
+      out['sent-from-ip'] = await protector.reveal(
+        { ciphertext: ip.ciphertext, key_id: ip.key_id },
+        // Every IP ciphertext intake wrote before the binding is v1: all may be.
+        { id: m.id, field: 'sent-from-ip', legacy: true },
+      );
     } catch (err) {
-      if (!(err instanceof KeyDestroyedError)) throw err;
-      out['sent-from-ip'] = 'destroyed';
+      if (err instanceof KeyDestroyedError) out['sent-from-ip'] = 'destroyed';
+      else if (err instanceof CiphertextMismatchError) {
+        out['sent-from-ip'] = NOT_REVEALED;
+        refused.unshift('/sent-from-ip');
+      } else throw err;
     }
   }
+  if (refused.length) out.not_revealed = refused;
   return out;
 }

@@ -209,7 +209,7 @@ export class NatsPublisher implements QueueProducer {
     const withFollowers = (i: number) => [items[i]!, ...(followers.get(i) ?? []).map((f) => items[f]!)];
     await Promise.all(
       [...firstByKey].map(async ([key, i]) => {
-        const { message, fingerprint } = items[i]!.req;
+        const { message, fingerprint, rebind } = items[i]!.req;
         try {
           const claim = await this.claims.claim(key, message.id, fingerprint);
           const id = claim.value.id;
@@ -217,8 +217,9 @@ export class NatsPublisher implements QueueProducer {
           if (claim.kind === 'done') results[i] = { id, duplicate: true };
           else if (claim.kind === 'new') outgoing.push({ index: i, message, claim });
           else {
-            const received_at = uuidv7Time(id).toISOString();
-            outgoing.push({ index: i, message: { ...message, id, received_at }, claim });
+            // Published again under the original id: its ciphertexts are bound to that id (rebind).
+            const again = rebind ? rebind(id) : { ...message, id, received_at: uuidv7Time(id).toISOString() };
+            outgoing.push({ index: i, message: again, claim });
           }
         } catch (err) {
           results[i] =

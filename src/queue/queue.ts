@@ -10,6 +10,11 @@ export interface PublishRequest {
    * different fingerprint is refused with IdempotencyKeyReusedError.
    */
   fingerprint?: string;
+  /**
+   * The message made again under another id, its ciphertexts bound to that id: a retry whose key names
+   * an earlier message is published under that message's id (NATS queue, a taken-over claim).
+   */
+  rebind?: (id: string) => QueuedMessage;
 }
 
 export interface PublishResult {

@@ -44,7 +44,8 @@ describe('erasure is exact while workers run', () => {
         createPool({ connectionString: tdb.url, max: 2, applicationName: 'p', onError: () => {} }),
         { lingerMs: 0, maxBatch: 100, maxPending: 100, maxQueued: 1000 },
       );
-      const m = { ...queuedMessage(1, { sender: 'gate' }), ip: protector.protect('203.0.113.9') };
+      const base = queuedMessage(1, { sender: 'gate' });
+      const m = { ...base, ip: protector.protect('203.0.113.9', { id: base.id, field: 'sent-from-ip' }) };
       await producer.publish([{ message: m }]);
 
       // A consumer that holds the batch it claimed until the test lets it go on.

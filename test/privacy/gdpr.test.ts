@@ -157,7 +157,10 @@ describe('privacy: pseudonyms, reveal, export, erasure with tombstones, retentio
     // Before retention: a fresh process (empty key cache) with the master key can reveal.
     const before = createIpProtector(master, new DataKeys(app.running.pool, master));
     assert.equal(
-      await before.reveal({ ciphertext: row.ip_ciphertext, key_id: row.ip_key_id }),
+      await before.reveal(
+        { ciphertext: row.ip_ciphertext, key_id: row.ip_key_id },
+        { id, field: 'sent-from-ip', legacy: false },
+      ),
       '192.0.2.200',
     );
 
@@ -170,7 +173,10 @@ describe('privacy: pseudonyms, reveal, export, erasure with tombstones, retentio
     // After: the same master key no longer opens it; the stored bytes are all that is left.
     const afterwards = createIpProtector(master, new DataKeys(app.running.pool, master));
     await assert.rejects(
-      afterwards.reveal({ ciphertext: row.ip_ciphertext, key_id: row.ip_key_id }),
+      afterwards.reveal(
+        { ciphertext: row.ip_ciphertext, key_id: row.ip_key_id },
+        { id, field: 'sent-from-ip', legacy: false },
+      ),
       KeyDestroyedError,
     );
   });
