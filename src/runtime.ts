@@ -249,6 +249,7 @@ const WITHOUT_PII_KEY: IpProtector = ((noKey: () => never) => ({
   fields: [],
   protect: noKey,
   pseudonym: noKey,
+  fingerprint: noKey,
   reveal: noKey,
 }))(() => {
   throw new Error('this process has no API role and holds no PII key');

@@ -78,8 +78,9 @@ const erase: CommandSpec = {
   name: 'pii erase',
   summary: 'delete everything held about an IP, stored, dead-lettered and queued (audited)',
   description:
-    'Deletes the subject’s stored messages, dead letters and queued messages and leaves a tombstone so ' +
-    'that messages still on their way are never stored. Prints the counts erased.',
+    'Deletes the subject’s stored messages, dead letters, queued messages and the Idempotency-Key records ' +
+    'of its requests, and leaves a tombstone so that messages still on their way are never stored. Prints ' +
+    'the counts erased.',
   options: { 'dry-run': { type: 'boolean', description: 'count what would be erased and change nothing' } },
   positionals: [ip],
   config: 'pii',

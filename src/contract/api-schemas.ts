@@ -90,6 +90,9 @@ export const Erasure = Type.Object(
       messages: Type.Integer(),
       dead_letters: Type.Integer(),
       queued: Type.Integer({ description: 'Queued messages that will never be stored (tombstone)' }),
+      idempotency_keys: Type.Integer({
+        description: 'Idempotency-Key records of the subject’s requests, deleted',
+      }),
     }),
   },
   { $id: 'Erasure' },

@@ -1,10 +1,9 @@
-import { createHash } from 'node:crypto';
 import { newMessageId, uuidv7Time } from '../contract/message-id.ts';
 import type { IncomingMessage } from '../contract/message-schema.ts';
 import type { QueuedMessage } from '../contract/queued-message.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { IpProtector } from '../privacy/ip-protector.ts';
-import { protectFields } from '../privacy/message-fields.ts';
+import { protectFields, withPseudonyms } from '../privacy/message-fields.ts';
 import type { PublishRequest, PublishResult, QueueProducer } from '../queue/queue.ts';
 
 /**
@@ -62,7 +61,8 @@ export class Ingest {
       requests.push({
         message,
         idempotencyKey: ctx.batch ? `${scope}\n${ctx.indexes?.[i] ?? i}` : scope,
-        fingerprint: fingerprint(body),
+        fingerprint: this.fingerprint(message),
+        subject: message.ip?.pseudonym,
         rebind: (id) => this.toQueued(body, id),
       });
     }
@@ -99,6 +99,17 @@ export class Ingest {
     if (ip !== undefined) m.ip = ipProtector.protect(ip, { id, field: 'sent-from-ip' });
     return m;
   }
+
+  /**
+   * A keyed digest (privacy/ip-protector.ts) of one message in its protected form, compared when an
+   * Idempotency-Key is reused: the IP and declared fields as their pseudonyms, never in clear, so the
+   * stored fingerprint tells a reader of the database or of NATS nothing it could confirm a guess with.
+   */
+  private fingerprint(m: QueuedMessage): string {
+    return this.opts.ipProtector.fingerprint(
+      JSON.stringify([m.ts, m.sender, withPseudonyms(m.message), m.priority, m.ip?.pseudonym ?? null]),
+    );
+  }
 }
 
 /**
@@ -115,12 +126,4 @@ async function withDeadline<T>(ms: number, fn: (signal: AbortSignal) => Promise<
   } finally {
     clearTimeout(timer);
   }
-}
-
-/**
- * A digest of one message as the client sent it (after JSON parsing, so whitespace does not matter),
- * compared when an Idempotency-Key is reused. Never stored with the plaintext: it is a hash.
- */
-function fingerprint(body: IncomingMessage): string {
-  return createHash('sha256').update(JSON.stringify(body)).digest('base64url');
 }

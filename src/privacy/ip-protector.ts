@@ -26,6 +26,8 @@ export interface IpProtector {
   protect(value: string, to: Binding): ProtectedValue;
   /** Base64 pseudonym of a value (for subject look-ups). */
   pseudonym(value: string): string;
+  /** Keyed digest (base64url) of a request body in its protected form (Idempotency-Key reuse checks). */
+  fingerprint(text: string): string;
   /** CiphertextMismatchError when the ciphertext was not made for `from`. */
   reveal(
     p: { ciphertext: string | Buffer; key_id: string },
@@ -52,11 +54,16 @@ export function createIpProtector(
 ): IpProtector {
   if (masterKey.length < 32) throw new Error('the PII master key must be at least 32 bytes');
   const pseudonymKey = Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), 'intake pseudonym v1', 32));
+  // Its own key, derived from the pseudonym key: what keeps pseudonyms stable keeps fingerprints stable.
+  const fingerprintKey = Buffer.from(
+    hkdfSync('sha256', pseudonymKey, Buffer.alloc(0), 'intake idempotency fingerprint v1', 32),
+  );
   const pseudonym = (value: string) => createHmac('sha256', pseudonymKey).update(value).digest('base64');
 
   return {
     fields: opts.fields ?? [],
     pseudonym,
+    fingerprint: (text) => createHmac('sha256', fingerprintKey).update(text).digest('base64url'),
     protect(value, to) {
       const { id, key } = dataKeys.active();
       const iv = randomBytesPooled(12); // 96-bit GCM IV

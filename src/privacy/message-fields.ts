@@ -31,6 +31,20 @@ export function protectFields(
   return out ?? message;
 }
 
+/**
+ * The protected form of a message with each protected field reduced to its pseudonym: deterministic
+ * (no ciphertext, no IV), so a retry's fingerprint equals the first request's.
+ */
+export function withPseudonyms(message: Record<string, unknown>): Record<string, unknown> {
+  let out: Record<string, unknown> | undefined;
+  for (const [k, v] of Object.entries(message)) {
+    if (!isProtected(v)) continue;
+    out ??= { ...message };
+    out[k] = { [MARK]: v[MARK].pseudonym ?? null };
+  }
+  return out ?? message;
+}
+
 const escapePointer = (key: string) => key.replace(/~/g, '~0').replace(/\//g, '~1');
 
 /**

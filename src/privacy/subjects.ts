@@ -60,6 +60,8 @@ export interface ErasureCounts {
   messages: number;
   dead_letters: number;
   queued: number;
+  /** Idempotency-Key records of the subject's requests (they hold its pseudonym and a fingerprint). */
+  idempotency_keys: number;
 }
 
 /**
@@ -83,6 +85,7 @@ export async function eraseSubject(
       messages: await deleteSubjectMessages(tx, pseudonym),
       dead_letters: await deleteSubjectDeadLetters(tx, pseudonym),
       queued: await queue.forgetSubject(tx, pseudonym),
+      idempotency_keys: await queue.forgetIdempotencyKeys(tx, pseudonym),
     };
     await writeAudit(tx, actor, 'erase', pseudonym, counts);
     return counts;

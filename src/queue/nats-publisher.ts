@@ -8,6 +8,7 @@ import { encodeEnvelope, envelopeMsgId, splitBySize } from './nats-envelope.ts';
 import { isNoResponders, isRefusal, notAccepted } from './nats-errors.ts';
 import { type Claim, IdempotencyClaims } from './nats-idempotency.ts';
 import type { NatsLink } from './nats-link.ts';
+import { idempotencyBucket } from './nats-provision.ts';
 import { countQueuedForSubject, type SubjectScanOptions } from './nats-subject-scan.ts';
 import {
   IdempotencyKeyInFlightError,
@@ -95,7 +96,12 @@ export class NatsPublisher implements QueueProducer {
       concurrency: opts.concurrency,
       flush: (items) => this.flush(items),
     });
-    this.claims = new IdempotencyClaims(() => link.kv, opts.timeoutMs + CLAIM_MARGIN_MS);
+    this.claims = new IdempotencyClaims(
+      () => link.kv,
+      () => link.jsm,
+      `KV_${idempotencyBucket(link.config.nats.stream)}`,
+      opts.timeoutMs + CLAIM_MARGIN_MS,
+    );
   }
 
   publish(requests: PublishRequest[], signal?: AbortSignal): Promise<PublishResult[]> {
@@ -175,6 +181,12 @@ export class NatsPublisher implements QueueProducer {
     return this.queuedForSubject(pseudonym);
   }
 
+  /** The subject's claims in the Idempotency-Key bucket, and their index entries (nats-idempotency.ts). */
+  forgetIdempotencyKeys(_tx: Queryable, pseudonym: string): Promise<number> {
+    if (!this.link.isUsable()) return Promise.reject(new QueueUnavailableError('NATS is not connected'));
+    return this.claims.forgetSubject(pseudonym);
+  }
+
   depth(): Promise<number | undefined> {
     return this.link.depth();
   }
@@ -209,9 +221,9 @@ export class NatsPublisher implements QueueProducer {
     const withFollowers = (i: number) => [items[i]!, ...(followers.get(i) ?? []).map((f) => items[f]!)];
     await Promise.all(
       [...firstByKey].map(async ([key, i]) => {
-        const { message, fingerprint, rebind } = items[i]!.req;
+        const { message, fingerprint, subject, rebind } = items[i]!.req;
         try {
-          const claim = await this.claims.claim(key, message.id, fingerprint);
+          const claim = await this.claims.claim(key, message.id, fingerprint, subject);
           const id = claim.value.id;
           for (const it of withFollowers(i)) it.id = id;
           if (claim.kind === 'done') results[i] = { id, duplicate: true };

@@ -6,6 +6,7 @@ import {
   claimIdempotencyKeys,
   countQueued,
   countQueuedForSubject,
+  deleteIdempotencyKeysForSubject,
   deleteQueuedForSubject,
   ENQUEUE_CHUNK,
   enqueueMessages,
@@ -116,6 +117,11 @@ export class PgQueueProducer implements QueueProducer {
   /** Inside the erasure's transaction: the subject's queued messages are deleted with it. */
   forgetSubject(tx: Queryable, pseudonym: string): Promise<number> {
     return deleteQueuedForSubject(tx, pseudonym);
+  }
+
+  /** Inside the erasure's transaction: the subject's Idempotency-Key rows go with its messages. */
+  forgetIdempotencyKeys(tx: Queryable, pseudonym: string): Promise<number> {
+    return deleteIdempotencyKeysForSubject(tx, pseudonym);
   }
 
   /** Waits for publishes already accepted to commit, then closes the producer's pool. Idempotent. */
@@ -253,7 +259,12 @@ export class PgQueueProducer implements QueueProducer {
     if (keyed.length) {
       claimed = await claimIdempotencyKeys(
         client,
-        keyed.map((r) => ({ key: r.idempotencyKey!, messageId: r.message.id, fingerprint: r.fingerprint })),
+        keyed.map((r) => ({
+          key: r.idempotencyKey!,
+          messageId: r.message.id,
+          fingerprint: r.fingerprint,
+          subject: r.subject,
+        })),
       );
       const lost = keyed.map((r) => r.idempotencyKey!).filter((k) => !claimed.has(k));
       // A new statement sees rows committed by the concurrent transactions that made ours conflict.

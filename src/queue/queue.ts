@@ -6,10 +6,15 @@ export interface PublishRequest {
   /** Idempotency key already scoped to the client (`client\nkey`), if the request had one. */
   idempotencyKey?: string;
   /**
-   * Digest of the request body the key came with (only with `idempotencyKey`): the same key with a
-   * different fingerprint is refused with IdempotencyKeyReusedError.
+   * Keyed digest of the request body the key came with, in its protected form (only with
+   * `idempotencyKey`): the same key with a different fingerprint is refused with IdempotencyKeyReusedError.
    */
   fingerprint?: string;
+  /**
+   * The IP pseudonym (base64) of the message, stored with the key's record (only with `idempotencyKey`)
+   * so that the subject's erasure finds and deletes it.
+   */
+  subject?: string;
   /**
    * The message made again under another id, its ciphertexts bound to that id: a retry whose key names
    * an earlier message is published under that message's id (NATS queue, a taken-over claim).
@@ -49,6 +54,11 @@ export interface QueueProducer {
    * remove are dropped by the tombstone when the worker meets them.
    */
   forgetSubject(tx: Queryable, pseudonym: string): Promise<number>;
+  /**
+   * Called inside a GDPR erasure's transaction: deletes the Idempotency-Key records of the subject's
+   * requests (they carry its pseudonym and a fingerprint of its messages); returns how many.
+   */
+  forgetIdempotencyKeys(tx: Queryable, pseudonym: string): Promise<number>;
   /** Messages waiting or in flight, when the queue can tell cheaply (metrics, with or without workers). */
   depth(): Promise<number | undefined>;
   /** Waits for the publishes already accepted to settle (OpenedQueue.close calls it). */

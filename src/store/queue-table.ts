@@ -11,44 +11,72 @@ import type { Queryable } from './pool.ts';
 export interface IdempotencyRecord {
   key: string;
   messageId: string;
-  /** Undefined for keys stored before fingerprints existed (migration 003). */
+  /**
+   * The keyed fingerprint (`fingerprint_mac`, migration 006). Undefined for keys stored before it: those
+   * are honoured without a body check until they expire.
+   */
   fingerprint: string | undefined;
 }
 
 /**
  * Claims keys for message ids; returns the keys this call inserted. A key already present (or being
- * inserted by a concurrent transaction, which this statement waits for) is not returned.
+ * inserted by a concurrent transaction, which this statement waits for) is not returned. The unkeyed
+ * `fingerprint` column of earlier versions is left NULL: an older version reading the row then skips
+ * the body check rather than refusing a retry (during a deploy).
  */
 export async function claimIdempotencyKeys(
   tx: Queryable,
-  claims: Array<{ key: string; messageId: string; fingerprint: string | undefined }>,
+  claims: Array<{
+    key: string;
+    messageId: string;
+    fingerprint: string | undefined;
+    subject: string | undefined;
+  }>,
 ): Promise<Set<string>> {
   const r = await tx.query<{ key: string }>(
-    `INSERT INTO intake.idempotency_keys (key, message_id, fingerprint)
-     SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[]) ON CONFLICT (key) DO NOTHING RETURNING key`,
-    [claims.map((c) => c.key), claims.map((c) => c.messageId), claims.map((c) => c.fingerprint ?? null)],
+    `INSERT INTO intake.idempotency_keys (key, message_id, fingerprint_mac, ip_pseudonym)
+     SELECT k, m, f, decode(s, 'base64') FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[]) AS t(k, m, f, s)
+     ON CONFLICT (key) DO NOTHING RETURNING key`,
+    [
+      claims.map((c) => c.key),
+      claims.map((c) => c.messageId),
+      claims.map((c) => c.fingerprint ?? null),
+      claims.map((c) => c.subject ?? null),
+    ],
   );
   return new Set(r.rows.map((row) => row.key));
 }
 
 export async function readIdempotencyKeys(tx: Queryable, keys: string[]): Promise<IdempotencyRecord[]> {
-  const r = await tx.query<{ key: string; message_id: string; fingerprint: string | null }>(
-    'SELECT key, message_id, fingerprint FROM intake.idempotency_keys WHERE key = ANY($1::text[])',
+  const r = await tx.query<{ key: string; message_id: string; fingerprint_mac: string | null }>(
+    'SELECT key, message_id, fingerprint_mac FROM intake.idempotency_keys WHERE key = ANY($1::text[])',
     [keys],
   );
   return r.rows.map((row) => ({
     key: row.key,
     messageId: row.message_id,
-    fingerprint: row.fingerprint ?? undefined,
+    fingerprint: row.fingerprint_mac ?? undefined,
   }));
 }
 
-/** Forgets keys older than the window; returns how many. */
+/**
+ * Forgets keys older than the window; returns how many. Also clears the unkeyed fingerprints an older
+ * version may still have written during a deploy (migration 006 cleared those before it).
+ */
 export async function pruneIdempotencyKeys(db: Queryable, ttlHours: number): Promise<number> {
+  await db.query('UPDATE intake.idempotency_keys SET fingerprint = NULL WHERE fingerprint IS NOT NULL');
   const r = await db.query(
     `DELETE FROM intake.idempotency_keys WHERE created_at < now() - $1 * interval '1 hour'`,
     [ttlHours],
   );
+  return r.rowCount ?? 0;
+}
+
+/** Deletes the Idempotency-Key records of a subject's requests (GDPR erasure); returns how many. */
+export async function deleteIdempotencyKeysForSubject(tx: Queryable, pseudonym: string): Promise<number> {
+  const r = await tx.query(`DELETE FROM intake.idempotency_keys WHERE ip_pseudonym = decode($1, 'base64')`, [
+    pseudonym,
+  ]);
   return r.rowCount ?? 0;
 }
 

@@ -110,7 +110,12 @@ describe('state-changing commands say what they do; --dry-run changes nothing', 
 
     const real = await intake('pii', 'erase', '198.51.100.9');
     assert.equal(real.code, 0, real.stderr);
-    assert.deepEqual(JSON.parse(real.stdout).erased, { messages: 1, dead_letters: 0, queued: 0 });
+    assert.deepEqual(JSON.parse(real.stdout).erased, {
+      messages: 1,
+      dead_letters: 0,
+      queued: 0,
+      idempotency_keys: 0,
+    });
     assert.equal((await fetch(`${app.url}/v1/messages/${id}`)).status, 404);
   });
 

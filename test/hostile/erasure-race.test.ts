@@ -75,7 +75,7 @@ describe('erasure is exact while workers run', () => {
       w.start();
       await hasBatch;
       const counts = await eraseSubject(pool, producer, protector, '203.0.113.9', 'test');
-      assert.deepEqual(counts, { messages: 0, dead_letters: 0, queued: 1 });
+      assert.deepEqual(counts, { messages: 0, dead_letters: 0, queued: 1, idempotency_keys: 0 });
       release();
       await waitFor('batch settled', () => w.batches >= 1);
       await w.stop();

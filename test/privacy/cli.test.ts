@@ -50,6 +50,7 @@ test('intake pii reveal / export / erase and keys rotate, each audited with the 
     messages: 1,
     dead_letters: 0,
     queued: 0,
+    idempotency_keys: 0,
   });
   assert.equal((await fetch(`${app.url}/v1/messages/${id}`)).status, 404);
 

@@ -126,7 +126,7 @@ test('the same key twice at once: one id, or "in flight" for the later one; neve
 test('while the first request with the key is in flight: IdempotencyKeyInFlightError', async () => {
   const claimed = queuedMessage(9, { sender: 'idem' }).id;
   // What an API process writes when it claims the key, before its publish is acknowledged.
-  await kv.put(kvKey('k4'), JSON.stringify({ id: claimed, fp: 'f4', state: 'pending' }));
+  await kv.put(kvKey('k4'), JSON.stringify({ id: claimed, mac: 'f4', state: 'pending' }));
   const err = await producer.publish([req('k4', 'f4')]).catch((e: unknown) => e);
   assert.ok(err instanceof IdempotencyKeyInFlightError, `got ${String(err)}`);
   // Another body is a reuse even while in flight.
@@ -136,7 +136,7 @@ test('while the first request with the key is in flight: IdempotencyKeyInFlightE
 
 test('a claim left pending by a crashed process is taken over after the window, under the original id', async () => {
   const claimed = queuedMessage(10, { sender: 'idem' }).id;
-  await kv.put(kvKey('k5'), JSON.stringify({ id: claimed, fp: 'f5', state: 'pending' }));
+  await kv.put(kvKey('k5'), JSON.stringify({ id: claimed, mac: 'f5', state: 'pending' }));
   const claimedAt = Date.now();
   const first = await producer.publish([req('k5', 'f5')]).catch((e: unknown) => e);
   assert.ok(first instanceof IdempotencyKeyInFlightError, `got ${String(first)}`);
@@ -168,6 +168,13 @@ test('a value in the old format (a plain id) reads as done, fingerprint unknown,
   assert.deepEqual(result, { id: legacy, duplicate: true });
   // Old versions wrote the value before publishing: the publish may never have happened.
   assert.ok((await idsOnStream()).includes(legacy));
+});
+
+test('a value with an unkeyed fingerprint (before the keyed one) is honoured without a body check', async () => {
+  const earlier = queuedMessage(12, { sender: 'idem' }).id;
+  await kv.put(kvKey('k8'), JSON.stringify({ id: earlier, fp: 'sha256-of-the-body', state: 'done' }));
+  const [result] = await producer.publish([req('k8', 'a-keyed-mac')]);
+  assert.deepEqual(result, { id: earlier, duplicate: true });
 });
 
 test('a publish the stream refuses gives the key back: a later retry is not told "in flight"', async () => {

@@ -1,0 +1,17 @@
+-- Privacy keys and Idempotency-Key records (docs/privacy.md), expand-only: old and new versions run side
+-- by side during a deploy.
+
+-- Idempotency-Keys: the body's fingerprint becomes a keyed MAC (a plain SHA-256 of a body gave its IP back
+-- to anyone who tries the 2^32 addresses), in a new column so that an older version reads NULL there and
+-- honours the key without a body check instead of refusing a retry. The subject's IP pseudonym is kept
+-- with the record, so erasure finds and deletes it.
+ALTER TABLE intake.idempotency_keys ADD COLUMN IF NOT EXISTS fingerprint_mac text;
+ALTER TABLE intake.idempotency_keys ADD COLUMN IF NOT EXISTS ip_pseudonym bytea;
+CREATE INDEX IF NOT EXISTS idempotency_keys_subject_idx ON intake.idempotency_keys (ip_pseudonym)
+  WHERE ip_pseudonym IS NOT NULL;
+-- The unkeyed digests written so far are the leak itself: gone now (their keys still answer retries, as
+-- keys from before migration 003 did). An older API still running during the deploy may write more;
+-- the newer API's hourly prune clears those too.
+UPDATE intake.idempotency_keys SET fingerprint = NULL WHERE fingerprint IS NOT NULL;
+CREATE INDEX IF NOT EXISTS idempotency_keys_unkeyed_idx ON intake.idempotency_keys (key)
+  WHERE fingerprint IS NOT NULL;
