@@ -136,6 +136,16 @@ export interface Config {
   piiMasterKey: Buffer | undefined;
   /** For `doctor`, which reports it as a failed check: why the PII master key could not be used. */
   piiMasterKeyProblem: string | undefined;
+  /**
+   * `INTAKE_DATA_KEY_REFRESH_SECONDS` (default 10): how often an API process looks for a newer data key;
+   * a rotation takes effect in every running process within this time.
+   */
+  dataKeyRefreshS: number;
+  /**
+   * `INTAKE_DATA_KEY_MAX_ENCRYPTIONS` (default 2^24): encryptions one process makes under one data key
+   * before it starts a new one (AES-GCM random IVs: 2^32 per key in all, docs/privacy.md).
+   */
+  dataKeyMaxEncryptions: number;
   /** `INTAKE_ACTOR` (default the OS user): who an operator command is recorded as in the audit log. */
   actor: string;
   /**
@@ -419,6 +429,8 @@ export function loadConfig(env: Env = process.env, command: Command = 'start'): 
     migrateOnStart,
     piiMasterKey: undefined,
     piiMasterKeyProblem: undefined,
+    dataKeyRefreshS: int('INTAKE_DATA_KEY_REFRESH_SECONDS', 10, 1, 3600),
+    dataKeyMaxEncryptions: int('INTAKE_DATA_KEY_MAX_ENCRYPTIONS', 2 ** 24, 64, 2 ** 30),
     actor: env.INTAKE_ACTOR || osUser(),
     heapSnapshot: {
       signal: (env.INTAKE_HEAPSNAPSHOT_SIGNAL || 'SIGUSR2') as NodeJS.Signals,

@@ -122,11 +122,19 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
       // A development master key is written into the data directory: private to this user first.
       if (!config.piiMasterKey && !config.production) await makePrivateDir(config.dataDir, log);
       const masterKey = await loadMasterKey(config, log);
-      const dataKeys = new DataKeys(pool, masterKey);
+      const dataKeys = new DataKeys(pool, masterKey, {
+        maxEncryptions: config.dataKeyMaxEncryptions,
+        log,
+        onBudgetRotation: (key, previous) =>
+          writeAudit(pool, 'intake-api', 'rotate-key', null, { key, previous, reason: 'encryption budget' }),
+      });
       ipProtector = createIpProtector(masterKey, dataKeys, { fields: config.piiMessageFields });
       await dataKeys.refresh();
-      // A new data key each UTC day; if PostgreSQL is down at that moment the current key stays in use.
-      maintenance.every('data-key-refresh', 600_000, () => dataKeys.refresh().then(() => {}));
+      // The newest key (a rotation anywhere, the day's key) is in use here within this interval; if
+      // PostgreSQL is down the current key stays in use.
+      maintenance.every('data-key-refresh', config.dataKeyRefreshS * 1000, () =>
+        dataKeys.refresh().then(() => {}),
+      );
       if (!config.natsUrl) {
         maintenance.every('idempotency-prune', 3_600_000, () =>
           pruneIdempotencyKeys(pool, config.idempotencyTtlHours).then(() => {}),
@@ -251,6 +259,7 @@ const WITHOUT_PII_KEY: IpProtector = ((noKey: () => never) => ({
   pseudonym: noKey,
   fingerprint: noKey,
   reveal: noKey,
+  reserve: noKey,
 }))(() => {
   throw new Error('this process has no API role and holds no PII key');
 });

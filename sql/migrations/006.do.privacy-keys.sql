@@ -15,3 +15,7 @@ CREATE INDEX IF NOT EXISTS idempotency_keys_subject_idx ON intake.idempotency_ke
 UPDATE intake.idempotency_keys SET fingerprint = NULL WHERE fingerprint IS NOT NULL;
 CREATE INDEX IF NOT EXISTS idempotency_keys_unkeyed_idx ON intake.idempotency_keys (key)
   WHERE fingerprint IS NOT NULL;
+
+-- Every API process asks for the newest data key every few seconds (INTAKE_DATA_KEY_REFRESH_SECONDS).
+CREATE INDEX IF NOT EXISTS data_keys_newest_idx ON intake.data_keys (created_at DESC, id DESC)
+  WHERE wrapped IS NOT NULL;

@@ -47,9 +47,10 @@ const rotate: CommandSpec = {
   name: 'keys rotate',
   summary: 'start a new PII data key now (new data is encrypted under it)',
   description:
-    'Creates a new data key, active at once: IPs received from now on are encrypted under it; older keys ' +
+    'Creates a new data key. Every running API process encrypts under it within ' +
+    'INTAKE_DATA_KEY_REFRESH_SECONDS (default 10 s): each looks for the newest key that often. Older keys ' +
     'still decrypt what they encrypted until retention destroys them. Audited as `rotate-key`. Prints ' +
-    '{"rotated": "<key id>"}.',
+    '{"rotated": "<key id>", "in_use_within_seconds": N}.',
   options: {
     'dry-run': { type: 'boolean', description: 'say what would be done and change nothing' },
   },
@@ -71,7 +72,7 @@ const rotate: CommandSpec = {
       const { dataKeys } = await s.keys();
       const id = await dataKeys.rotate();
       await writeAudit(s.pool, s.actor, 'rotate-key', null, { key: id });
-      console.log(JSON.stringify({ rotated: id }, null, 2));
+      console.log(JSON.stringify({ rotated: id, in_use_within_seconds: config!.dataKeyRefreshS }, null, 2));
       return 0;
     });
   },

@@ -3,8 +3,13 @@ import type { IncomingMessage } from '../contract/message-schema.ts';
 import type { QueuedMessage } from '../contract/queued-message.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { IpProtector } from '../privacy/ip-protector.ts';
-import { protectFields, withPseudonyms } from '../privacy/message-fields.ts';
-import type { PublishRequest, PublishResult, QueueProducer } from '../queue/queue.ts';
+import { fieldsToProtect, protectFields, withPseudonyms } from '../privacy/message-fields.ts';
+import {
+  type PublishRequest,
+  type PublishResult,
+  type QueueProducer,
+  QueueUnavailableError,
+} from '../queue/queue.ts';
 
 /**
  * The write path between the HTTP edge and the queue, the same for every ingest route (single, batch,
@@ -53,6 +58,9 @@ export class Ingest {
       ctx.idempotencyKey === undefined ? undefined : `${ctx.client ?? 'anonymous'}\n${ctx.idempotencyKey}`;
     const requests: PublishRequest[] = [];
     for (const [i, body] of bodies.entries()) {
+      // Normally no wait: only when this process's data key is near its encryption budget (data-keys.ts).
+      const wait = this.opts.ipProtector.reserve(this.encryptionsFor(body));
+      if (wait) await wait.catch(noDataKey);
       const message = this.toQueued(body);
       if (scope === undefined) {
         requests.push({ message });
@@ -100,6 +108,10 @@ export class Ingest {
     return m;
   }
 
+  private encryptionsFor(body: IncomingMessage): number {
+    return (body['sent-from-ip'] === undefined ? 0 : 1) + fieldsToProtect(this.opts.piiFields, body.message);
+  }
+
   /**
    * A keyed digest (privacy/ip-protector.ts) of one message in its protected form, compared when an
    * Idempotency-Key is reused: the IP and declared fields as their pseudonyms, never in clear, so the
@@ -111,6 +123,12 @@ export class Ingest {
     );
   }
 }
+
+const noDataKey = (err: unknown): never => {
+  throw new QueueUnavailableError('no data key with room to encrypt personal data; nothing was queued', {
+    cause: err,
+  });
+};
 
 /**
  * Runs `fn` with a signal that aborts after `ms`, and clears the timer as soon as `fn` settles.

@@ -23,6 +23,7 @@ import type { DataKeys } from './data-keys.ts';
 export interface IpProtector {
   /** Top-level `message` keys declared personal data (INTAKE_PII_MESSAGE_FIELDS). */
   readonly fields: readonly string[];
+  /** Counts one encryption against the active data key's budget (reserve() first). */
   protect(value: string, to: Binding): ProtectedValue;
   /** Base64 pseudonym of a value (for subject look-ups). */
   pseudonym(value: string): string;
@@ -33,6 +34,8 @@ export interface IpProtector {
     p: { ciphertext: string | Buffer; key_id: string },
     from: Binding & { legacy: boolean },
   ): Promise<string>;
+  /** Undefined when `n` encryptions can be made now, else a promise that settles when they can. */
+  reserve(n: number): Promise<void> | undefined;
 }
 
 /** What a ciphertext belongs to. */
@@ -63,9 +66,10 @@ export function createIpProtector(
   return {
     fields: opts.fields ?? [],
     pseudonym,
+    reserve: (n) => dataKeys.reserve(n),
     fingerprint: (text) => createHmac('sha256', fingerprintKey).update(text).digest('base64url'),
     protect(value, to) {
-      const { id, key } = dataKeys.active();
+      const { id, key } = dataKeys.take(1);
       const iv = randomBytesPooled(12); // 96-bit GCM IV
       const cipher = createCipheriv('aes-256-gcm', key, iv);
       cipher.setAAD(aad(to, id));

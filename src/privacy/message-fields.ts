@@ -31,6 +31,13 @@ export function protectFields(
   return out ?? message;
 }
 
+/** Encryptions protectFields makes for a message (at most). */
+export function fieldsToProtect(fields: readonly string[], message: Record<string, unknown>): number {
+  let n = 0;
+  for (const f of fields) if (Object.hasOwn(message, f) && message[f] !== null) n++;
+  return n;
+}
+
 /**
  * The protected form of a message with each protected field reduced to its pseudonym: deterministic
  * (no ciphertext, no IV), so a retry's fingerprint equals the first request's.
