@@ -34,6 +34,7 @@ BEGIN
     GRANT SELECT, INSERT, DELETE ON intake.queue, intake.idempotency_keys TO intake_api;
     GRANT SELECT, DELETE ON intake.dead_letters TO intake_api;
     GRANT SELECT, INSERT, UPDATE ON intake.data_keys, intake.erasures TO intake_api;
+    GRANT SELECT, INSERT ON intake.keyring TO intake_api;
     GRANT INSERT ON intake.audit_log TO intake_api;
   END IF;
 END $$;

@@ -137,6 +137,11 @@ export interface Config {
   /** For `doctor`, which reports it as a failed check: why the PII master key could not be used. */
   piiMasterKeyProblem: string | undefined;
   /**
+   * `INTAKE_PII_PREVIOUS_MASTER_KEY` (or `_FILE`): during a master key rotation, the key being retired;
+   * it only unwraps what it wrapped until `intake keys rotate-master` re-wrapped it (docs/runbooks.md).
+   */
+  piiPreviousMasterKey: Buffer | undefined;
+  /**
    * `INTAKE_DATA_KEY_REFRESH_SECONDS` (default 10): how often an API process looks for a newer data key;
    * a rotation takes effect in every running process within this time.
    */
@@ -213,6 +218,7 @@ export const COMMAND_NEEDS: Record<
 const SECRET_FILE_SETTINGS = [
   'INTAKE_API_KEYS_FILE',
   'INTAKE_PII_MASTER_KEY_FILE',
+  'INTAKE_PII_PREVIOUS_MASTER_KEY_FILE',
   'INTAKE_SMOKE_KEY_FILE',
   'DATABASE_URL_FILE',
   'NATS_USER_FILE',
@@ -429,6 +435,7 @@ export function loadConfig(env: Env = process.env, command: Command = 'start'): 
     migrateOnStart,
     piiMasterKey: undefined,
     piiMasterKeyProblem: undefined,
+    piiPreviousMasterKey: undefined,
     dataKeyRefreshS: int('INTAKE_DATA_KEY_REFRESH_SECONDS', 10, 1, 3600),
     dataKeyMaxEncryptions: int('INTAKE_DATA_KEY_MAX_ENCRYPTIONS', 2 ** 24, 64, 2 ** 30),
     actor: env.INTAKE_ACTOR || osUser(),
@@ -470,6 +477,7 @@ export function loadConfig(env: Env = process.env, command: Command = 'start'): 
   if (needs.piiKey !== 'unused') {
     const keyProblems: string[] = [];
     cfg.piiMasterKey = readPiiMasterKey(env, keyProblems);
+    cfg.piiPreviousMasterKey = readPiiMasterKey(env, keyProblems, 'INTAKE_PII_PREVIOUS_MASTER_KEY');
     if (production && cfg.piiMasterKey === undefined && keyProblems.length === 0)
       keyProblems.push(
         'INTAKE_PII_MASTER_KEY (or INTAKE_PII_MASTER_KEY_FILE) is required when NODE_ENV=production',
@@ -531,23 +539,19 @@ function checkAuthOffHost(env: Env, cfg: Config, problems: string[]): void {
   );
 }
 
-/** The PII master key from the environment: 32 bytes in base64, or undefined when not set. */
-function readPiiMasterKey(env: Env, problems: string[]): Buffer | undefined {
+/** A PII master key from the environment: 32 bytes in base64, or undefined when not set. */
+function readPiiMasterKey(env: Env, problems: string[], name = 'INTAKE_PII_MASTER_KEY'): Buffer | undefined {
   let given: string | undefined;
   try {
-    given = readSecret(env, 'INTAKE_PII_MASTER_KEY');
+    given = readSecret(env, name);
   } catch (err) {
-    problems.push(
-      `INTAKE_PII_MASTER_KEY_FILE cannot be read (${(err as Error).message}): point it at a readable file`,
-    );
+    problems.push(`${name}_FILE cannot be read (${(err as Error).message}): point it at a readable file`);
     return undefined;
   }
   if (given === undefined) return undefined;
   const key = Buffer.from(given, 'base64');
   if (key.length !== 32 || !/^[A-Za-z0-9+/]+={0,2}$/.test(given)) {
-    problems.push(
-      'INTAKE_PII_MASTER_KEY must be 32 random bytes in base64: generate one with `openssl rand -base64 32`',
-    );
+    problems.push(`${name} must be 32 random bytes in base64: generate one with \`openssl rand -base64 32\``);
     return undefined;
   }
   return key;

@@ -13,9 +13,9 @@ import { checkHeapLimit } from './ops/memory.ts';
 import { createMetrics, type Metrics } from './ops/metrics.ts';
 import { makePrivateDir } from './ops/private-dir.ts';
 import { Shutdown } from './ops/shutdown.ts';
-import { DataKeys } from './privacy/data-keys.ts';
-import { createIpProtector, type IpProtector } from './privacy/ip-protector.ts';
-import { loadMasterKey } from './privacy/master-key.ts';
+import type { IpProtector } from './privacy/ip-protector.ts';
+import { loadMasterKeys } from './privacy/master-key.ts';
+import { openPiiKeys } from './privacy/pii-keys.ts';
 import { openQueue } from './queue/open-queue.ts';
 import { expireDeadLetters } from './store/dead-letters.ts';
 import { startEmbeddedPostgres } from './store/embedded-postgres.ts';
@@ -121,14 +121,15 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
     if (roles.includes('api')) {
       // A development master key is written into the data directory: private to this user first.
       if (!config.piiMasterKey && !config.production) await makePrivateDir(config.dataDir, log);
-      const masterKey = await loadMasterKey(config, log);
-      const dataKeys = new DataKeys(pool, masterKey, {
+      const keys = await openPiiKeys(pool, await loadMasterKeys(config, log), {
+        fields: config.piiMessageFields,
         maxEncryptions: config.dataKeyMaxEncryptions,
         log,
         onBudgetRotation: (key, previous) =>
           writeAudit(pool, 'intake-api', 'rotate-key', null, { key, previous, reason: 'encryption budget' }),
       });
-      ipProtector = createIpProtector(masterKey, dataKeys, { fields: config.piiMessageFields });
+      ipProtector = keys.protector;
+      const { dataKeys } = keys;
       await dataKeys.refresh();
       // The newest key (a rotation anywhere, the day's key) is in use here within this interval; if
       // PostgreSQL is down the current key stays in use.

@@ -16,6 +16,21 @@ UPDATE intake.idempotency_keys SET fingerprint = NULL WHERE fingerprint IS NOT N
 CREATE INDEX IF NOT EXISTS idempotency_keys_unkeyed_idx ON intake.idempotency_keys (key)
   WHERE fingerprint IS NOT NULL;
 
--- Every API process asks for the newest data key every few seconds (INTAKE_DATA_KEY_REFRESH_SECONDS).
+-- Data keys: which key-encryption key (master key) wraps each one, so a master key rotation can tell what
+-- is left to re-wrap; NULL for keys wrapped before this column existed (the master key of that time).
+ALTER TABLE intake.data_keys ADD COLUMN IF NOT EXISTS kek_id text;
+-- Every API process asks for the newest key every few seconds (INTAKE_DATA_KEY_REFRESH_SECONDS).
 CREATE INDEX IF NOT EXISTS data_keys_newest_idx ON intake.data_keys (created_at DESC, id DESC)
   WHERE wrapped IS NOT NULL;
+
+-- Long-lived secrets that must survive a master key rotation, stored wrapped like the data keys: the
+-- pseudonym key (HMAC of IPs; a new one would orphan every stored pseudonym from its subject). Written by
+-- the first API process of this version as the key it derived from the master key, so existing
+-- pseudonyms keep working; re-wrapped by `intake keys rotate-master`.
+CREATE TABLE IF NOT EXISTS intake.keyring (
+  name         text        PRIMARY KEY,
+  wrapped      bytea       NOT NULL,   -- iv || tag || wrapped key, AES-256-GCM under the KEK
+  kek_id       text        NOT NULL,
+  created_at   timestamptz NOT NULL DEFAULT now(),
+  rewrapped_at timestamptz
+);

@@ -3,7 +3,9 @@ import type { StreamInfo } from '@nats-io/jetstream';
 import pg from 'pg';
 import type { Config } from '../config.ts';
 import { DataKeys } from '../privacy/data-keys.ts';
+import { KeyWrapper } from '../privacy/key-wrapper.ts';
 import { devKeyFile, findMasterKey } from '../privacy/master-key.ts';
+import { keysToRewrap } from '../privacy/master-rotation.ts';
 import { expectedVersion, schemaVersion } from '../store/migrate.ts';
 
 /**
@@ -92,11 +94,21 @@ export async function runDoctor(config: Config, databaseUrl: string): Promise<Ch
         // Read-only: a missing development key is reported, not generated (intake start generates it).
         const master = await findMasterKey(config);
         if (!master) throw new NoMasterKey(devKeyFile(config));
-        const keys = new DataKeys(db, master);
+        const previous = config.piiPreviousMasterKey;
+        const wrapper = new KeyWrapper(master, previous ? [previous] : []);
+        const keys = new DataKeys(db, wrapper);
         const r = await db.query<{ id: string }>(
           'SELECT id FROM intake.data_keys WHERE wrapped IS NOT NULL ORDER BY created_at DESC LIMIT 1',
         );
-        if (r.rows[0]) {
+        const left = previous ? await keysToRewrap(db, wrapper) : [];
+        if (left.length) {
+          add(
+            'pii keys',
+            'warn',
+            `a master key rotation is under way: ${left.length} stored keys still wrapped under the previous ` +
+              'master key; run `intake keys rotate-master` (docs/runbooks.md)',
+          );
+        } else if (r.rows[0]) {
           await keys.get(r.rows[0].id);
           add('pii keys', 'ok', `master key opens the current data key ${r.rows[0].id}`);
         } else {

@@ -2,7 +2,7 @@ import { generateKey, SCOPES, type Scope } from '../auth/api-keys.ts';
 import type { CommandGroup, CommandSpec } from './command.ts';
 import { announce, withSession } from './session.ts';
 
-/** `intake keys create|rotate`: API keys (nothing stored) and the PII data key. */
+/** `intake keys create|rotate|rotate-master`: API keys (nothing stored), the PII data key and master key. */
 const create: CommandSpec = {
   name: 'keys create',
   summary: 'print a new API key (shown once) and the INTAKE_API_KEYS entry that admits it',
@@ -78,8 +78,72 @@ const rotate: CommandSpec = {
   },
 };
 
+const rotateMaster: CommandSpec = {
+  name: 'keys rotate-master',
+  summary: 'finish a PII master key rotation: re-wrap every stored key under the new master key',
+  description:
+    'Run with INTAKE_PII_MASTER_KEY set to the new master key and INTAKE_PII_PREVIOUS_MASTER_KEY to the one ' +
+    'being retired, after every API process runs with both (docs/runbooks.md, "Rotating the PII master ' +
+    'key"). In one transaction it unwraps each data key and the pseudonym key with the previous master ' +
+    'key and wraps it again under the new one. No ciphertext and no pseudonym changes: old and new ' +
+    'messages stay revealable and findable by IP. Safe to run again. Audited as `rotate-key` with ' +
+    '`"master": true`. Afterwards remove INTAKE_PII_PREVIOUS_MASTER_KEY and destroy the old key.',
+  options: {
+    'dry-run': { type: 'boolean', description: 'list the keys that would be re-wrapped and change nothing' },
+  },
+  positionals: [],
+  config: 'keys',
+  async run({ config, log, values }) {
+    const dryRun = values['dry-run'] === true;
+    if (!config!.piiPreviousMasterKey) {
+      console.error(
+        'intake keys rotate-master: set INTAKE_PII_PREVIOUS_MASTER_KEY to the master key being retired and ' +
+          'INTAKE_PII_MASTER_KEY to the new one (docs/runbooks.md, "Rotating the PII master key")',
+      );
+      return 1;
+    }
+    const { keysToRewrap, rewrapUnderCurrent } = await import('../privacy/master-rotation.ts');
+    const { withTransaction } = await import('../store/pool.ts');
+    const { writeAudit } = await import('../store/subjects.ts');
+    return withSession(config!, log, async (s) => {
+      // Stores the pseudonym key first if no process of this version ever did (derived from the
+      // previous master key, which made every pseudonym so far).
+      const { wrapper } = await s.keys();
+      const pending = await keysToRewrap(s.pool, wrapper);
+      announce(`re-wrap ${pending.length} stored keys under master key ${wrapper.current.id}`, dryRun);
+      if (dryRun) {
+        console.log(JSON.stringify({ dry_run: true, to_rewrap: pending }, null, 2));
+        return 0;
+      }
+      const report = await withTransaction(s.pool, async (tx) => {
+        const r = await rewrapUnderCurrent(tx, wrapper);
+        await writeAudit(tx, s.actor, 'rotate-key', null, {
+          master: true,
+          kek: r.kekId,
+          data_keys: r.dataKeys.rewrapped,
+          pseudonym_key: r.pseudonymKey,
+        });
+        return r;
+      });
+      console.log(
+        JSON.stringify(
+          {
+            master_key: report.kekId,
+            data_keys: report.dataKeys,
+            pseudonym_key_rewrapped: report.pseudonymKey,
+            next: 'remove INTAKE_PII_PREVIOUS_MASTER_KEY from every process, then destroy the old master key',
+          },
+          null,
+          2,
+        ),
+      );
+      return 0;
+    });
+  },
+};
+
 export const keysCommands: CommandGroup = {
   name: 'keys',
-  summary: 'API keys and the PII data key',
-  subcommands: [create, rotate],
+  summary: 'API keys, the PII data key and the PII master key',
+  subcommands: [create, rotate, rotateMaster],
 };

@@ -1,7 +1,6 @@
 import type { Config } from '../config.ts';
 import type { Logger } from '../ops/logger.ts';
-import type { DataKeys } from '../privacy/data-keys.ts';
-import type { IpProtector } from '../privacy/ip-protector.ts';
+import type { PiiKeys } from '../privacy/pii-keys.ts';
 import type { OpenedQueue } from '../queue/queue.ts';
 import type { Pool } from '../store/pool.ts';
 
@@ -13,7 +12,7 @@ import type { Pool } from '../store/pool.ts';
 export interface Session {
   pool: Pool;
   actor: string;
-  keys(): Promise<{ dataKeys: DataKeys; protector: IpProtector }>;
+  keys(): Promise<PiiKeys>;
   queue(): Promise<OpenedQueue>;
 }
 
@@ -40,15 +39,9 @@ export async function withSession<T>(
       pool,
       actor: `cli:${config.actor}`,
       async keys() {
-        const { loadMasterKey } = await import('../privacy/master-key.ts');
-        const { DataKeys } = await import('../privacy/data-keys.ts');
-        const { createIpProtector } = await import('../privacy/ip-protector.ts');
-        const master = await loadMasterKey(config, log);
-        const dataKeys = new DataKeys(pool, master);
-        return {
-          dataKeys,
-          protector: createIpProtector(master, dataKeys, { fields: config.piiMessageFields }),
-        };
+        const { loadMasterKeys } = await import('../privacy/master-key.ts');
+        const { openPiiKeys } = await import('../privacy/pii-keys.ts');
+        return openPiiKeys(pool, await loadMasterKeys(config, log), { fields: config.piiMessageFields });
       },
       async queue() {
         const { openQueue } = await import('../queue/open-queue.ts');

@@ -1,12 +1,13 @@
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Logger } from '../ops/logger.ts';
 import { destroyDataKeysBefore, insertDataKey, newestDataKey, readDataKey } from '../store/data-keys.ts';
 import type { Queryable } from '../store/pool.ts';
+import { KeyWrapper } from './key-wrapper.ts';
 
 /**
  * Data keys (docs/privacy.md): random 256-bit keys that encrypt personal data, stored in PostgreSQL only
- * wrapped by a key-encryption key derived from the master key. Destroying a key erases its wrapped
- * bytes: the data it protected is gone everywhere, copies included.
+ * wrapped by a key-encryption key derived from the master key (key-wrapper.ts). Destroying a key erases
+ * its wrapped bytes: the data it protected is gone everywhere, copies included.
  *
  * Which key encrypts: the newest one. Every API process asks the database for the newest key id every
  * INTAKE_DATA_KEY_REFRESH_SECONDS (one index-only row) and switches to it, so a key started anywhere
@@ -45,7 +46,7 @@ const isNewer = (a: { id: string; createdAt: Date }, b: { id: string; createdAt:
   (a.createdAt.getTime() === b.createdAt.getTime() && a.id > b.id);
 
 export class DataKeys {
-  private readonly kek: Buffer;
+  private readonly wrapper: KeyWrapper;
   private readonly cache = new Map<string, Buffer>();
   /** Encryptions this process made, per key id. */
   private readonly used = new Map<string, number>();
@@ -54,14 +55,13 @@ export class DataKeys {
   private refreshing: Promise<DataKey> | undefined;
   private renewing: Promise<void> | undefined;
 
+  /** `keys`: the master key, or a wrapper holding it and the previous ones (a master key rotation). */
   constructor(
     private readonly db: Queryable,
-    masterKey: Buffer,
+    keys: Buffer | KeyWrapper,
     private readonly opts: DataKeysOptions = {},
   ) {
-    this.kek = Buffer.from(
-      hkdfSync('sha256', masterKey, Buffer.alloc(0), 'intake key-encryption key v1', 32),
-    );
+    this.wrapper = Buffer.isBuffer(keys) ? new KeyWrapper(keys) : keys;
     this.max = opts.maxEncryptions ?? DEFAULT_MAX_ENCRYPTIONS;
   }
 
@@ -119,7 +119,7 @@ export class DataKeys {
     const stamp = new Date().toISOString().replace(/[-:.]/g, '').slice(0, 15);
     const id = `dk-${stamp}-${randomBytes(3).toString('hex')}`;
     const key = randomBytes(32);
-    const createdAt = await insertDataKey(this.db, { id, wrapped: this.wrap(key) });
+    const createdAt = await insertDataKey(this.db, { id, ...this.wrapper.wrap(key) });
     this.cache.set(id, key);
     const made = { id, key, createdAt: createdAt! };
     // A refresh that ran meanwhile may already have moved on to a newer key.
@@ -134,7 +134,7 @@ export class DataKeys {
     const row = await readDataKey(this.db, id);
     if (!row) throw new UnknownDataKeyError(id);
     if (!row.wrapped) throw new KeyDestroyedError(id);
-    const key = this.unwrap(row.wrapped);
+    const { key } = this.wrapper.unwrap(row.wrapped, row.kekId);
     this.cache.set(id, key);
     return key;
   }
@@ -153,7 +153,7 @@ export class DataKeys {
     let newest = await newestDataKey(this.db);
     if (!newest || dayOf(newest.createdAt) < dayOf(now)) {
       const id = `dk-${dayOf(now).replace(/-/g, '')}`;
-      await insertDataKey(this.db, { id, wrapped: this.wrap(randomBytes(32)) }, { ifAbsent: true });
+      await insertDataKey(this.db, { id, ...this.wrapper.wrap(randomBytes(32)) }, { ifAbsent: true });
       newest = (await newestDataKey(this.db))!;
     }
     // A key this process has used up stays behind: renew() starts the next one.
@@ -181,26 +181,6 @@ export class DataKeys {
       this.renewing = undefined;
     });
     return this.renewing;
-  }
-
-  private wrap(key: Buffer): Buffer {
-    const iv = randomBytes(12);
-    const c = createCipheriv('aes-256-gcm', this.kek, iv);
-    const ct = Buffer.concat([c.update(key), c.final()]);
-    return Buffer.concat([iv, c.getAuthTag(), ct]);
-  }
-
-  private unwrap(wrapped: Buffer): Buffer {
-    const d = createDecipheriv('aes-256-gcm', this.kek, wrapped.subarray(0, 12));
-    d.setAuthTag(wrapped.subarray(12, 28));
-    try {
-      return Buffer.concat([d.update(wrapped.subarray(28)), d.final()]);
-    } catch (err) {
-      throw new Error(
-        'cannot unwrap a data key: INTAKE_PII_MASTER_KEY is not the key the data was written with',
-        { cause: err },
-      );
-    }
   }
 
   private renewSoon(): void {

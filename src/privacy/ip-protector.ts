@@ -2,12 +2,12 @@ import { createCipheriv, createDecipheriv, createHmac, hkdfSync } from 'node:cry
 import type { ProtectedValue } from '../contract/queued-message.ts';
 import { randomBytesPooled } from '../contract/random-pool.ts';
 import type { DataKeys } from './data-keys.ts';
+import { derivePseudonymKey } from './pseudonym-key.ts';
 
 /**
  * Replaces personal data (docs/privacy.md) at the edge by a keyed pseudonym and a ciphertext:
  * - pseudonym = HMAC-SHA-256(pseudonym key, value): deterministic, so equal IPs group and a subject's
- *   rows are found for export and erasure without decrypting anything; the key is derived from the
- *   master key and never stored;
+ *   rows are found for export and erasure without decrypting anything (pseudonym-key.ts);
  * - ciphertext = AES-256-GCM(data key, value) with a random 96-bit IV, bound by its associated data to
  *   what it belongs to: the message id, the field and the key id. Moved to another row or field it no
  *   longer opens, so a copied ciphertext cannot be revealed under someone else's message.
@@ -46,18 +46,29 @@ export interface Binding {
   field: string;
 }
 
+/** The keys a protector holds besides the data keys. */
+export interface ProtectorKeys {
+  pseudonymKey: Buffer;
+}
+
 const V2 = 0x02;
 const aad = (to: Binding, keyId: string) =>
   Buffer.from(JSON.stringify(['intake pii v2', to.id, to.field, keyId]));
 
+/**
+ * `keys`: the stored pseudonym key (pii-keys.ts), or a master key to derive it from as versions before
+ * migration 006 did (tests).
+ */
 export function createIpProtector(
-  masterKey: Buffer,
+  keys: ProtectorKeys | Buffer,
   dataKeys: DataKeys,
   opts: { fields?: readonly string[] } = {},
 ): IpProtector {
-  if (masterKey.length < 32) throw new Error('the PII master key must be at least 32 bytes');
-  const pseudonymKey = Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), 'intake pseudonym v1', 32));
-  // Its own key, derived from the pseudonym key: what keeps pseudonyms stable keeps fingerprints stable.
+  if (Buffer.isBuffer(keys) && keys.length < 32)
+    throw new Error('the PII master key must be at least 32 bytes');
+  const pseudonymKey = Buffer.isBuffer(keys) ? derivePseudonymKey(keys) : keys.pseudonymKey;
+  // Its own key, from the pseudonym key rather than the master key: a master key rotation then changes
+  // no fingerprint, and a retry across it is still recognised.
   const fingerprintKey = Buffer.from(
     hkdfSync('sha256', pseudonymKey, Buffer.alloc(0), 'intake idempotency fingerprint v1', 32),
   );
@@ -66,8 +77,8 @@ export function createIpProtector(
   return {
     fields: opts.fields ?? [],
     pseudonym,
-    reserve: (n) => dataKeys.reserve(n),
     fingerprint: (text) => createHmac('sha256', fingerprintKey).update(text).digest('base64url'),
+    reserve: (n) => dataKeys.reserve(n),
     protect(value, to) {
       const { id, key } = dataKeys.take(1);
       const iv = randomBytesPooled(12); // 96-bit GCM IV

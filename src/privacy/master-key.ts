@@ -43,3 +43,14 @@ export async function findMasterKey(config: Config): Promise<Buffer | undefined>
     return Buffer.from((await readFile(file, 'utf8')).trim(), 'base64');
   return undefined;
 }
+
+/** The master keys a process holds: the current one, and during a rotation the one being retired. */
+export interface MasterKeys {
+  current: Buffer;
+  previous: Buffer | undefined;
+}
+
+/** The current master key (generated outside production, as loadMasterKey does) and the previous one. */
+export async function loadMasterKeys(config: Config, log: Logger): Promise<MasterKeys> {
+  return { current: await loadMasterKey(config, log), previous: config.piiPreviousMasterKey };
+}

@@ -67,6 +67,7 @@ const BAD_VALUE: Record<string, { args: string[]; names: RegExp }> = {
     names: /--scopes: not a scope: root \(allowed: ingest, read, privacy, admin\)/,
   },
   'keys rotate': { args: ['--dry-run=no'], names: /--dry-run takes no value/ },
+  'keys rotate-master': { args: ['--dry-run=1'], names: /--dry-run takes no value/ },
   'pii reveal': { args: ['123'], names: /not a message id: 123 \(expected a UUID\)/ },
   'pii export': { args: ['abc'], names: /not an IP address: abc/ },
   'pii erase': { args: ['::1'], names: /not an IPv4 address: ::1/ },
@@ -190,7 +191,7 @@ describe('every command with --help, an unknown flag, a missing argument and a b
     assert.equal(keys!.code, 2);
     assert.match(
       keys!.stderr,
-      /^intake keys: missing subcommand \(allowed: create, rotate\)\nrun 'intake keys --help'/,
+      /^intake keys: missing subcommand \(allowed: create, rotate, rotate-master\)\nrun 'intake keys --help'/,
     );
     assert.equal(keysHelp!.code, 0);
     assert.match(keysHelp!.stdout, /^usage: intake keys <subcommand>/);

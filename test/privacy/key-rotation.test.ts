@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -9,9 +10,11 @@ import { startTestApp, type TestApp } from '../helpers/app.ts';
 import { startRole, tempDir } from '../helpers/nats-roles.ts';
 
 /**
- * Data key rotation: `intake keys rotate` takes effect in a running API (a real process) within
- * INTAKE_DATA_KEY_REFRESH_SECONDS; a process never makes more than INTAKE_DATA_KEY_MAX_ENCRYPTIONS
- * encryptions under one key (AES-GCM random IVs, NIST SP 800-38D).
+ * Data and master key rotation, with real `intake` processes: `intake keys rotate` takes effect in a
+ * running API within INTAKE_DATA_KEY_REFRESH_SECONDS; a process never makes more than
+ * INTAKE_DATA_KEY_MAX_ENCRYPTIONS encryptions under one key (AES-GCM random IVs, NIST SP 800-38D);
+ * `intake keys rotate-master` moves every stored key to a new master key while old and new messages
+ * stay revealable and erasure by IP still finds the old rows.
  */
 const BIN = fileURLToPath(new URL('../../bin/intake.js', import.meta.url));
 
@@ -173,5 +176,89 @@ describe('no process makes more than INTAKE_DATA_KEY_MAX_ENCRYPTIONS encryptions
       assert.match(shown['sent-from-ip'], /^10\.[01]\./);
       assert.match(shown.message.email, /@x\.org$/);
     }
+  });
+});
+
+describe('intake keys rotate-master', () => {
+  test('re-wraps every key under the new master key; old and new messages stay revealable and erasable by IP', async () => {
+    const { db, client, dir } = await freshDb('keyrot_master');
+    const m1 = randomBytes(32).toString('base64');
+    const m2 = randomBytes(32).toString('base64');
+    const base = { DATABASE_URL: db.url, INTAKE_DATA_DIR: dir, INTAKE_PII_MESSAGE_FIELDS: 'email' };
+    const withM1 = { ...base, INTAKE_PII_MASTER_KEY: m1 };
+    const both = { ...base, INTAKE_PII_MASTER_KEY: m2, INTAKE_PII_PREVIOUS_MASTER_KEY: m1 };
+    const withM2 = { ...base, INTAKE_PII_MASTER_KEY: m2 };
+    const stored = (ids: string[]) =>
+      waitFor(
+        'stored',
+        async () =>
+          (
+            await client.query('SELECT count(*)::int AS n FROM intake.messages WHERE id = ANY($1::uuid[])', [
+              ids,
+            ])
+          ).rows[0].n === ids.length,
+      );
+
+    // Before: messages under the first master key.
+    const a = await startRole('start', withM1, procs);
+    const old = [await post(a.url, '203.0.113.5', { email: 'old@x.org' }), await post(a.url, '203.0.113.6')];
+    await stored(old);
+    await a.stop();
+
+    // The new key alone, before the rotation, opens nothing: it fails loudly rather than making new pseudonyms.
+    const early = await intake(withM2, 'pii', 'export', '203.0.113.5');
+    assert.notEqual(early.code, 0);
+    assert.match(early.stderr, /INTAKE_PII_PREVIOUS_MASTER_KEY/);
+
+    // Step 1: every process runs with the new key and the previous one; a new data key is made under it.
+    const b = await startRole('start', { ...both, INTAKE_DATA_KEY_REFRESH_SECONDS: '1' }, procs);
+    const rot = await intake(both, 'keys', 'rotate');
+    assert.equal(rot.code, 0, rot.stderr);
+    await new Promise((r) => setTimeout(r, 2500));
+    const fresh = [await post(b.url, '203.0.113.5', { email: 'new@x.org' })];
+    await stored(fresh);
+
+    // Step 2: re-wrap.
+    const dry = await intake(both, 'keys', 'rotate-master', '--dry-run');
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.ok(JSON.parse(dry.stdout).to_rewrap.includes('keyring:pseudonym'));
+    const done = await intake(both, 'keys', 'rotate-master');
+    assert.equal(done.code, 0, done.stderr);
+    const report = JSON.parse(done.stdout);
+    assert.ok(report.data_keys.rewrapped >= 1);
+    assert.equal(report.pseudonym_key_rewrapped, true);
+    const again = JSON.parse((await intake(both, 'keys', 'rotate-master')).stdout);
+    assert.equal(again.data_keys.rewrapped, 0, 'a second run has nothing left to do');
+    await b.stop();
+
+    // Step 3: the new key alone opens everything, old and new.
+    const c = await startRole('start', withM2, procs);
+    for (const [id, ip, email] of [
+      [old[0], '203.0.113.5', 'old@x.org'],
+      [old[1], '203.0.113.6', undefined],
+      [fresh[0], '203.0.113.5', 'new@x.org'],
+    ] as const) {
+      const shown = (await (await fetch(`${c.url}/v1/messages/${id}/revealed`)).json()) as {
+        'sent-from-ip': string;
+        message: { email?: string };
+      };
+      assert.equal(shown['sent-from-ip'], ip);
+      assert.equal(shown.message.email, email);
+    }
+    const ex = (await (await fetch(`${c.url}/v1/subjects/ip/203.0.113.5/messages`)).json()) as {
+      messages: Array<{ id: string }>;
+    };
+    assert.deepEqual(ex.messages.map((m) => m.id).sort(), [old[0], fresh[0]].sort());
+    const erased = await fetch(`${c.url}/v1/subjects/ip/203.0.113.5`, { method: 'DELETE' });
+    assert.equal(((await erased.json()) as { erased: { messages: number } }).erased.messages, 2);
+
+    // The old master key now opens nothing: destroying it is what makes the rotation worth doing.
+    const stale = await intake(withM1, 'pii', 'export', '203.0.113.6');
+    assert.notEqual(stale.code, 0);
+    const audit = await client.query(
+      "SELECT actor, detail FROM intake.audit_log WHERE action = 'rotate-key' AND (detail->>'master')::boolean",
+    );
+    assert.equal(audit.rows.length, 2);
+    assert.equal(audit.rows[0].actor, 'cli:keyops');
   });
 });
