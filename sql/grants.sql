@@ -35,6 +35,8 @@ BEGIN
     GRANT SELECT, DELETE ON intake.dead_letters TO intake_api;
     GRANT SELECT, INSERT, UPDATE ON intake.data_keys, intake.erasures TO intake_api;
     GRANT SELECT, INSERT ON intake.keyring TO intake_api;
+    -- `intake keys rotate-master`, run from an API pod, re-wraps the pseudonym key (never deletes it).
+    GRANT UPDATE (wrapped, kek_id, rewrapped_at) ON intake.keyring TO intake_api;
     -- The hourly prune clears unkeyed fingerprints an older API wrote during a deploy (migration 006).
     GRANT UPDATE (fingerprint) ON intake.idempotency_keys TO intake_api;
     GRANT INSERT ON intake.audit_log TO intake_api;

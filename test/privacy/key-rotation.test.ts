@@ -222,7 +222,10 @@ describe('intake keys rotate-master', () => {
     const dry = await intake(both, 'keys', 'rotate-master', '--dry-run');
     assert.equal(dry.code, 0, dry.stderr);
     assert.ok(JSON.parse(dry.stdout).to_rewrap.includes('keyring:pseudonym'));
-    const done = await intake(both, 'keys', 'rotate-master');
+    // From an API pod, as the runbook has it: with the API's own least-privilege database role.
+    const asApi = new URL(db.url);
+    asApi.searchParams.set('options', '-c role=intake_api');
+    const done = await intake({ ...both, DATABASE_URL: asApi.toString() }, 'keys', 'rotate-master');
     assert.equal(done.code, 0, done.stderr);
     const report = JSON.parse(done.stdout);
     assert.ok(report.data_keys.rewrapped >= 1);
