@@ -176,7 +176,15 @@ export class DataKeys {
       const now = this.current!;
       if (now.id !== before && this.encryptions(now.id) * 2 < this.max) return;
       const id = await this.rotate();
-      await this.opts.onBudgetRotation?.(id, before);
+      // The new key is in use whether or not the audit row could be written: ingestion goes on.
+      await this.opts
+        .onBudgetRotation?.(id, before)
+        .catch((err: unknown) =>
+          this.opts.log?.error(
+            { err, key: id },
+            'could not audit a data key started for the encryption budget',
+          ),
+        );
     })().finally(() => {
       this.renewing = undefined;
     });
