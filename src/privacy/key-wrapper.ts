@@ -44,9 +44,9 @@ export class KeyWrapper {
 
   /**
    * Opens a wrapped key with the KEK that made it (by id when known, else each configured one: rows
-   * from before migration 006 carry no id); says which KEK opened it.
+   * from before migration 006 carry no id); says which KEK opened it. `what` names the key in the error.
    */
-  unwrap(wrapped: Buffer, kekId?: string | null): { key: Buffer; kekId: string } {
+  unwrap(wrapped: Buffer, kekId?: string | null, what = 'a data key'): { key: Buffer; kekId: string } {
     const named = kekId ? this.keks.filter((k) => k.id === kekId) : this.keks;
     for (const kek of named) {
       const d = createDecipheriv('aes-256-gcm', kek.key, wrapped.subarray(0, 12));
@@ -58,7 +58,7 @@ export class KeyWrapper {
       }
     }
     throw new Error(
-      'cannot unwrap a stored key: INTAKE_PII_MASTER_KEY is not the key it was written with' +
+      `cannot unwrap ${what}: INTAKE_PII_MASTER_KEY is not the key it was written with` +
         (kekId && named.length === 0 ? ` (it is wrapped under master key ${kekId})` : '') +
         '; during a master key rotation set INTAKE_PII_PREVIOUS_MASTER_KEY to the key being retired',
     );

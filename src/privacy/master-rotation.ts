@@ -42,7 +42,7 @@ export async function rewrapUnderCurrent(tx: Queryable, wrapper: KeyWrapper): Pr
   }
   const p = await readKeyring(tx, PSEUDONYM_KEY);
   if (p && p.kekId !== wrapper.current.id) {
-    const { key } = wrapper.unwrap(p.wrapped, p.kekId);
+    const { key } = wrapper.unwrap(p.wrapped, p.kekId, 'the pseudonym key');
     report.pseudonymKey = await rewrapKeyring(tx, PSEUDONYM_KEY, p.wrapped, wrapper.wrap(key));
   }
   return report;

@@ -35,5 +35,5 @@ export async function loadPseudonymKey(
     });
     row = (await readKeyring(db, PSEUDONYM_KEY))!;
   }
-  return wrapper.unwrap(row.wrapped, row.kekId).key;
+  return wrapper.unwrap(row.wrapped, row.kekId, 'the pseudonym key').key;
 }
