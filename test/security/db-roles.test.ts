@@ -34,6 +34,7 @@ const EXPECTED_TABLES: Record<string, Record<string, string>> = {
     dead_letters: 'rd',
     data_keys: 'raw',
     erasures: 'raw',
+    keyring: 'ra',
     audit_log: 'a',
   },
   intake_worker: {
@@ -44,6 +45,17 @@ const EXPECTED_TABLES: Record<string, Record<string, string>> = {
     erasures: 'r',
   },
   public: {},
+};
+/** Column privileges beyond the table ones, as `table.column: letters` (UPDATE of single columns). */
+const EXPECTED_COLUMNS: Record<string, string[]> = {
+  intake_api: [
+    'idempotency_keys.fingerprint: w',
+    'keyring.kek_id: w',
+    'keyring.rewrapped_at: w',
+    'keyring.wrapped: w',
+  ],
+  intake_worker: [],
+  public: [],
 };
 const EXPECTED_FUNCTIONS: Record<string, string[]> = {
   intake_api: [],
@@ -207,6 +219,32 @@ describe('database roles: least privilege, as real logins', () => {
       for (const [t, l] of Object.entries(EXPECTED_TABLES[role]!)) expected[role]![t] = l;
     }
     assert.deepEqual(actual, expected);
+
+    const columns: Record<string, string[]> = {};
+    for (const role of Object.keys(EXPECTED_COLUMNS)) {
+      const subject = role === 'public' ? LOGINS.other : role;
+      const r = await admin.query<{ col: string; letters: string }>(
+        `SELECT c.relname || '.' || a.attname AS col,
+                concat_ws('', CASE WHEN has_column_privilege($1, c.oid, a.attnum, 'SELECT') THEN 'r' END,
+                              CASE WHEN has_column_privilege($1, c.oid, a.attnum, 'INSERT') THEN 'a' END,
+                              CASE WHEN has_column_privilege($1, c.oid, a.attnum, 'UPDATE') THEN 'w' END) AS letters
+           FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+          WHERE c.relnamespace = 'intake'::regnamespace AND c.relkind IN ('r', 'p')
+            AND NOT c.relispartition AND a.attacl IS NOT NULL
+          ORDER BY 1`,
+        [subject],
+      );
+      // Only what a column grant adds to the table's own privileges.
+      const table = actual[role] ?? {};
+      columns[role] = r.rows
+        .map(({ col, letters }) => {
+          const own = table[col.split('.')[0]!] ?? '';
+          return [col, [...letters].filter((l) => !own.includes(l)).join('')] as const;
+        })
+        .filter(([, extra]) => extra)
+        .map(([col, extra]) => `${col}: ${extra}`);
+    }
+    assert.deepEqual(columns, EXPECTED_COLUMNS);
 
     const fns: Record<string, string[]> = {};
     for (const role of Object.keys(EXPECTED_FUNCTIONS)) {
