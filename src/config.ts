@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type ApiKey, parseApiKeys } from './auth/api-keys.ts';
@@ -174,7 +174,7 @@ export const COMMAND_NEEDS: Record<
   start: { apiKeys: 'required', queue: true, piiKey: 'required', database: true },
   api: { apiKeys: 'required', queue: true, piiKey: 'required', database: true },
   worker: { apiKeys: 'unused', queue: true, piiKey: 'unused', database: true },
-  migrate: { apiKeys: 'unused', queue: false, piiKey: 'unused', database: true },
+  migrate: { apiKeys: 'unused', queue: true, piiKey: 'unused', database: true }, // provisions the stream
   doctor: { apiKeys: 'read', queue: true, piiKey: 'read', database: true },
   smoke: { apiKeys: 'unused', queue: false, piiKey: 'unused', database: false },
   pii: { apiKeys: 'unused', queue: true, piiKey: 'required', database: true }, // export/erase count queued messages
@@ -192,6 +192,9 @@ const SECRET_FILE_SETTINGS = [
   'NATS_PASSWORD_FILE',
   'NATS_TOKEN_FILE',
   'NATS_CREDS_FILE',
+  'NATS_TLS_CA_FILE',
+  'NATS_TLS_CERT_FILE',
+  'NATS_TLS_KEY_FILE',
 ];
 
 export interface NatsConfig {
@@ -247,6 +250,18 @@ export interface NatsConfig {
    * `NATS_CREDS_FILE` (a decentralised-auth .creds file with JWT and NKey seed).
    */
   auth: { user?: string; pass?: string; token?: string; credsFile?: string };
+  /**
+   * TLS to NATS, read from `NATS_TLS_CA_FILE` (PEM: the CA the server's certificate must chain to; the
+   * client then refuses a server without TLS, or with a certificate for another name or from another
+   * CA) and, for servers that verify clients, `NATS_TLS_CERT_FILE` + `NATS_TLS_KEY_FILE`. Undefined:
+   * TLS only if the server asks for it, checked against the system's CAs.
+   */
+  tls: { caFile?: string; certFile?: string; keyFile?: string } | undefined;
+  /**
+   * `NATS_INBOX_PREFIX` (default `_INBOX`): where replies and pulled messages come back. A NATS user
+   * restricted to its own prefix (e.g. `_INBOX.intake-api`) cannot read other users' replies.
+   */
+  inboxPrefix: string;
 }
 
 export class ConfigError extends Error {
@@ -363,6 +378,8 @@ export function loadConfig(env: Env = process.env, command: Command = 'start'): 
       publishConcurrency: int('NATS_PUBLISH_CONCURRENCY', 2, 1, 256),
       publishLingerMs: int('NATS_PUBLISH_LINGER_MS', 0, 0, 1000),
       auth: {},
+      tls: undefined,
+      inboxPrefix: '_INBOX',
     },
     logLevel,
     accessLog,
@@ -437,6 +454,7 @@ export function loadConfig(env: Env = process.env, command: Command = 'start'): 
     else cfg.piiMasterKeyProblem = keyProblems[0];
   }
   if (needs.queue) readNatsAuth(env, cfg, problems);
+  if (needs.queue) readNatsTls(env, cfg, problems);
   if (needs.apiKeys !== 'unused') readApiKeys(env, cfg, problems, int, needs.apiKeys === 'required');
   if (needs.database && production && !cfg.databaseUrl) {
     problems.push(
@@ -502,6 +520,36 @@ function readNatsAuth(env: Env, cfg: Config, problems: string[]): void {
     problems.push(
       `a NATS credentials file cannot be read (${(err as Error).message}): point the *_FILE variable at a readable file`,
     );
+  }
+}
+
+/** NATS_TLS_* files (each must be readable now, not at the first connection) and NATS_INBOX_PREFIX. */
+function readNatsTls(env: Env, cfg: Config, problems: string[]): void {
+  const [caFile, certFile, keyFile] = ['CA', 'CERT', 'KEY'].map((k) => {
+    const name = `NATS_TLS_${k}_FILE`;
+    const file = env[name] || undefined;
+    if (file !== undefined && !readable(file))
+      problems.push(`${name}=${file} cannot be read: mount the PEM file there`);
+    return file;
+  });
+  if ((certFile === undefined) !== (keyFile === undefined))
+    problems.push('NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE go together: set both or neither');
+  if (caFile || certFile || keyFile) cfg.nats.tls = { caFile, certFile, keyFile };
+  const prefix = env.NATS_INBOX_PREFIX || '_INBOX';
+  // A subject without wildcards or empty tokens: the client appends `.<id>...` to it.
+  if (!/^[^\s.*>]+(\.[^\s.*>]+)*$/.test(prefix))
+    problems.push(
+      `NATS_INBOX_PREFIX=${JSON.stringify(prefix)} is not valid: set subject tokens without wildcards, e.g. _INBOX.intake-api`,
+    );
+  cfg.nats.inboxPrefix = prefix;
+}
+
+function readable(file: string): boolean {
+  try {
+    accessSync(file, constants.R_OK);
+    return statSync(file).isFile();
+  } catch {
+    return false;
   }
 }
 

@@ -127,15 +127,17 @@ async function natsChecks(config: Config): Promise<Check[]> {
   const out: Check[] = [];
   let nc: Awaited<ReturnType<typeof connect>> | undefined;
   try {
-    const { natsAuthOptions } = await import('../queue/nats-auth.ts');
+    const { natsConnectOptions } = await import('../queue/nats-auth.ts');
     nc = await connect({
       servers: config.natsUrl.split(','),
       timeout: 5000,
       name: 'intake-doctor',
-      ...natsAuthOptions(config.nats.auth),
+      ...natsConnectOptions(config.nats),
     });
-    out.push({ name: 'nats', status: 'ok', detail: `reachable (${nc.getServer()})` });
-    const jsm = await jetstreamManager(nc);
+    const tls = config.nats.tls?.caFile ? ', TLS, server certificate verified against NATS_TLS_CA_FILE' : '';
+    out.push({ name: 'nats', status: 'ok', detail: `reachable (${nc.getServer()}${tls})` });
+    // No $JS.API.INFO request (checkAPI): a least-privilege user may not send one.
+    const jsm = await jetstreamManager(nc, { checkAPI: false });
     const want = messageStreamConfig(config.nats);
     try {
       const info = await jsm.streams.info(config.nats.stream);
@@ -173,7 +175,7 @@ async function natsChecks(config: Config): Promise<Check[]> {
       out.push({
         name: 'stream',
         status: 'warn',
-        detail: `${config.nats.stream} does not exist yet (created by the first api/worker start)`,
+        detail: `${config.nats.stream} does not exist yet (created by "intake migrate", or by the first api/worker start where its NATS user may)`,
       });
     }
   } catch (err) {

@@ -188,8 +188,8 @@ export const CLUSTER_POLICIES: Record<string, Policy> = {
 /**
  * The Secrets an overlay needs from outside: every Secret its objects refer to (pods' env, envFrom and
  * volumes; the CloudNativePG Cluster's role passwords, backup credentials, superuser), minus those it
- * generates and those an operator makes from the manifests (CloudNativePG's `<cluster>-app`,
- * cert-manager's Ingress TLS Secrets).
+ * generates and those an operator makes from the manifests (CloudNativePG's `<cluster>-app` and
+ * `<cluster>-ca`, cert-manager's Ingress TLS Secrets and its Certificates' Secrets).
  */
 export function expectedSecrets(objects: K8sObject[]): string[] {
   const refs = new Set<string>();
@@ -206,6 +206,7 @@ export function expectedSecrets(objects: K8sObject[]): string[] {
   const made = new Set(objects.filter((o) => o.kind === 'Secret').map((o) => o.metadata.name));
   for (const c of objects.filter((o) => o.kind === 'Cluster')) {
     made.add(`${c.metadata.name}-app`);
+    made.add(`${c.metadata.name}-ca`);
     for (const r of c.spec?.managed?.roles ?? []) if (r.passwordSecret) refs.add(r.passwordSecret.name);
     const s3 = c.spec?.backup?.barmanObjectStore?.s3Credentials ?? {};
     for (const k of Object.values<Any>(s3)) if (k?.name) refs.add(k.name);
@@ -213,5 +214,6 @@ export function expectedSecrets(objects: K8sObject[]): string[] {
   }
   for (const i of objects.filter((o) => o.kind === 'Ingress'))
     for (const t of i.spec?.tls ?? []) made.add(t.secretName);
+  for (const c of objects.filter((o) => o.kind === 'Certificate')) made.add(c.spec?.secretName);
   return [...refs].filter((n) => !made.has(n)).sort();
 }
