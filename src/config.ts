@@ -19,7 +19,11 @@ export interface Config {
   /** Listen address of the HTTP server (`HOST`, default `0.0.0.0`; `PORT`, default 8080). */
   host: string;
   port: number;
-  /** `DATABASE_URL`; when absent an embedded PostgreSQL is started under `dataDir`. */
+  /**
+   * `DATABASE_URL`; when absent an embedded PostgreSQL is started under `dataDir`. TLS as libpq spells
+   * it in the URL: `?sslmode=verify-full&sslrootcert=/path/ca.crt` checks the server's certificate and
+   * host name against that CA (the files named in the URL must be readable at start-up).
+   */
   databaseUrl: string | undefined;
   /** `INTAKE_DATA_DIR` (default `./.intake`): embedded PostgreSQL cluster and generated dev secrets. */
   dataDir: string;
@@ -453,6 +457,7 @@ export function loadConfig(env: Env = process.env, command: Command = 'start'): 
     if (needs.piiKey === 'required') problems.push(...keyProblems);
     else cfg.piiMasterKeyProblem = keyProblems[0];
   }
+  if (cfg.databaseUrl) checkDatabaseTls(cfg.databaseUrl, problems);
   if (needs.queue) readNatsAuth(env, cfg, problems);
   if (needs.queue) readNatsTls(env, cfg, problems);
   if (needs.apiKeys !== 'unused') readApiKeys(env, cfg, problems, int, needs.apiKeys === 'required');
@@ -520,6 +525,23 @@ function readNatsAuth(env: Env, cfg: Config, problems: string[]): void {
     problems.push(
       `a NATS credentials file cannot be read (${(err as Error).message}): point the *_FILE variable at a readable file`,
     );
+  }
+}
+
+/**
+ * DATABASE_URL's TLS parameters: node-postgres reads sslrootcert/sslcert/sslkey when it first connects
+ * and a missing file then fails every query with ENOENT; here it is a configuration error instead.
+ */
+function checkDatabaseTls(url: string, problems: string[]): void {
+  const params = new URL(url).searchParams;
+  const mode = params.get('sslmode');
+  const modes = ['disable', 'prefer', 'require', 'verify-ca', 'verify-full', 'no-verify'];
+  if (mode !== null && !modes.includes(mode))
+    problems.push(`DATABASE_URL sslmode=${mode} is not valid: set verify-full (with sslrootcert=<CA file>)`);
+  for (const name of ['sslrootcert', 'sslcert', 'sslkey']) {
+    const file = params.get(name);
+    if (file !== null && !readable(file))
+      problems.push(`DATABASE_URL ${name}=${file} cannot be read: mount the PEM file there`);
   }
 }
 

@@ -5,6 +5,7 @@ import type { Config } from '../config.ts';
 import { DataKeys } from '../privacy/data-keys.ts';
 import { devKeyFile, findMasterKey } from '../privacy/master-key.ts';
 import { expectedVersion, schemaVersion } from '../store/migrate.ts';
+import { databaseTls } from '../store/tls.ts';
 
 /**
  * `intake doctor`: the pre-deployment checks (docs/deployment.md). Each check answers ok, warn or fail
@@ -43,6 +44,8 @@ export async function runDoctor(config: Config, databaseUrl: string): Promise<Ch
     await db.connect();
     const v = await db.query<{ server_version: string }>('SHOW server_version');
     add('database', 'ok', `reachable, PostgreSQL ${v.rows[0]!.server_version}`);
+    const tls = await databaseTls(db, databaseUrl);
+    add('database tls', tls.verified ? 'ok' : 'warn', tls.detail);
   } catch (err) {
     add('database', 'fail', `cannot connect: ${(err as Error).message}`);
     await db.end().catch(() => {});

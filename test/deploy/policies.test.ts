@@ -168,6 +168,27 @@ const BREAKAGES: Array<{ policy: string; what: string; breakIt: (o: K8sObject[])
       expect: /job nats-metrics: no absent\(up\) alert/,
     },
     {
+      policy: 'databaseTls',
+      what: 'the worker connecting without verifying the server',
+      breakIt: (o) => {
+        const c = byName(o, 'Deployment', 'intake-worker').spec.template.spec.containers[0];
+        const url = c.env.find((e: Any) => e.name === 'DATABASE_URL');
+        url.value = url.value.replace('sslmode=verify-full', 'sslmode=require');
+      },
+      expect:
+        /Deployment\/intake-worker container worker: DATABASE_URL has sslmode=require, want verify-full/,
+    },
+    {
+      policy: 'natsClients',
+      what: "the migration Job using the API's inbox prefix",
+      breakIt: (o) => {
+        const c = byName(o, 'Job', 'intake-migrate').spec.template.spec.containers[0];
+        c.env.find((e: Any) => e.name === 'NATS_INBOX_PREFIX').value = '_INBOX.intake-api';
+      },
+      expect:
+        /Job\/intake-migrate container migrate: NATS_INBOX_PREFIX is _INBOX.intake-api, want _INBOX.intake-provision/,
+    },
+    {
       policy: 'tokenOnlyWhenNeeded',
       what: 'token mounted without RBAC',
       breakIt: (o) => {
