@@ -110,6 +110,14 @@ const BREAKAGES: Array<{ policy: string; what: string; breakIt: (o: K8sObject[])
       expect: /no default-deny NetworkPolicy/,
     },
     {
+      policy: 'networkPolicyPeers',
+      what: "the pod watcher's metrics port open to every source",
+      breakIt: (o) => {
+        delete byName(o, 'NetworkPolicy', 'pod-watcher').spec.ingress[0].from;
+      },
+      expect: /NetworkPolicy\/pod-watcher: ingress rule 0 admits every source \(no from\)/,
+    },
+    {
       policy: 'topologySpread',
       what: 'zone spread removed',
       breakIt: (o) => {
@@ -346,6 +354,35 @@ describe('policies over the rendered overlays', { skip }, () => {
       }
     });
   }
+
+  test('the pod watcher admits only Prometheus, and reaches only DNS and private addresses on 443/6443', () => {
+    for (const overlay of OVERLAYS) {
+      const np = byName(rendered.get(overlay)!, 'NetworkPolicy', 'pod-watcher');
+      assert.deepEqual(
+        np.spec.ingress.map((r: Any) => r.from),
+        [
+          [
+            {
+              namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } },
+              podSelector: { matchLabels: { 'app.kubernetes.io/name': 'prometheus' } },
+            },
+          ],
+        ],
+      );
+      for (const rule of np.spec.egress) {
+        const ports = rule.ports.map((p: Any) => `${p.protocol}/${p.port}`).sort();
+        const dns = rule.to.every((t: Any) => t.podSelector?.matchLabels?.['k8s-app'] === 'kube-dns');
+        if (dns) assert.deepEqual(ports, ['TCP/53', 'UDP/53']);
+        else {
+          assert.deepEqual(ports, ['TCP/443', 'TCP/6443']);
+          for (const t of rule.to) {
+            assert.ok(t.ipBlock, 'API server egress is by address');
+            assert.match(t.ipBlock.cidr, /^(10\.|172\.(1[6-9]|2\d|3[01])\.|192\.168\.)/, t.ipBlock.cidr);
+          }
+        }
+      }
+    }
+  });
 
   test('the pod watcher is part of the base', () => {
     assert.ok(existsSync(join(REPO, 'deploy/k8s/base/pod-watcher/kustomization.yaml')));
