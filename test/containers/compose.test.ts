@@ -11,7 +11,8 @@ import { IMAGES, requireImages, state, uniqueName } from './docker.ts';
 /**
  * The whole stack from compose.yaml, as a developer starts it, with the images this suite built (and
  * its PostgreSQL image): migrate runs once and exits 0, api and worker become healthy, `intake doctor`
- * passes inside the API container, and `intake smoke` stores a canary end to end through NATS.
+ * passes inside the API container, the API and the worker are connected to PostgreSQL as their own
+ * roles and the worker has no PII key, and `intake smoke` stores a canary end to end through NATS.
  */
 requireImages();
 const exec = promisify(execFile);
@@ -96,6 +97,32 @@ test('compose: migrate exits 0, api and worker healthy, doctor passes, smoke sto
   assert.equal(doctor.code, 0, doctor.out);
   assert.doesNotMatch(doctor.out, /^FAIL/m);
   assert.match(doctor.out, /^ok\s+stream\s/m, 'doctor checked the NATS stream');
+
+  // Least privilege: the API and the worker are connected as their roles, never as the superuser or
+  // the owner; the worker holds no PII master key (compose.yaml, deploy/postgres/compose-roles.sql).
+  const who = await compose([
+    'exec',
+    '-T',
+    'postgres',
+    'psql',
+    '-U',
+    'postgres',
+    '-d',
+    'intake',
+    '-tAc',
+    "SELECT string_agg(DISTINCT usename, ',' ORDER BY usename) FROM pg_stat_activity WHERE datname = 'intake' AND pid <> pg_backend_pid()",
+  ]);
+  assert.equal(who.code, 0, who.out);
+  assert.equal(who.out.trim().split('\n').at(-1), 'intake_api,intake_worker', who.out);
+  const workerSecrets = await compose([
+    'exec',
+    '-T',
+    'worker',
+    'sh',
+    '-c',
+    'ls /run/secrets 2>/dev/null; env | grep -E "^INTAKE_(PII|API_KEYS)" || true',
+  ]);
+  assert.equal(workerSecrets.out.trim(), '', `the worker sees: ${workerSecrets.out}`);
 
   const smoke = await compose([
     'exec',
