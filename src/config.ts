@@ -20,6 +20,12 @@ export interface Config {
   host: string;
   port: number;
   /**
+   * `INTAKE_ADMIN_PORT` (default unset): when set, the privacy and admin routes (GDPR export, erasure,
+   * reveal; dead letters) are served on this port of HOST only, and answer 404 on PORT, the port a public
+   * load balancer reaches (src/http/admin-listener.ts).
+   */
+  adminPort: number | undefined;
+  /**
    * `DATABASE_URL`; when absent an embedded PostgreSQL is started under `dataDir`. TLS as libpq spells
    * it in the URL: `?sslmode=verify-full&sslrootcert=/path/ca.crt` checks the server's certificate and
    * host name against that CA (the files named in the URL must be readable at start-up).
@@ -364,6 +370,7 @@ export function loadConfig(env: Env = process.env, command: Command = 'start'): 
     production,
     host: env.HOST || '0.0.0.0',
     port: int('PORT', 8080, 0, 65535),
+    adminPort: env.INTAKE_ADMIN_PORT ? int('INTAKE_ADMIN_PORT', 0, 1, 65535) : undefined,
     databaseUrl: url('DATABASE_URL', ['postgres:', 'postgresql:']),
     dataDir: resolve(env.INTAKE_DATA_DIR || './.intake'),
     natsUrl: needs.queue ? url('NATS_URL', ['nats:', 'tls:', 'ws:', 'wss:']) : undefined,
@@ -427,6 +434,8 @@ export function loadConfig(env: Env = process.env, command: Command = 'start'): 
       SECRET_FILE_SETTINGS.flatMap((name) => (env[name] ? [[name, env[name]!]] : [])),
     ),
   };
+  if (cfg.adminPort !== undefined && cfg.adminPort === cfg.port)
+    problems.push(`INTAKE_ADMIN_PORT=${cfg.adminPort} is PORT too: set another port, or unset it`);
   cfg.smoke.url ||= `http://127.0.0.1:${cfg.port}`;
   if (!/^https?:\/\//.test(cfg.smoke.url))
     problems.push(`INTAKE_SMOKE_URL=${JSON.stringify(cfg.smoke.url)} is not valid: set http(s)://host:port`);

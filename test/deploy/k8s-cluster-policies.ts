@@ -256,6 +256,41 @@ export const natsClients: Policy = (objects) => {
   );
 };
 
+/**
+ * No Ingress reaches the privacy and admin routes: every intake API container behind an Ingress sets
+ * INTAKE_ADMIN_PORT, and no Ingress backend's Service port targets that port.
+ */
+export const adminRoutesInternal: Policy = (objects) => {
+  const out: string[] = [];
+  const backends = objects
+    .filter((o) => o.kind === 'Ingress')
+    .flatMap((i) => (i.spec?.rules ?? []).flatMap((r: Any) => r.http?.paths ?? []))
+    .map((p: Any) => p.backend?.service);
+  for (const b of backends) {
+    const svc = objects.find((o) => o.kind === 'Service' && o.metadata.name === b?.name);
+    const port = (svc?.spec?.ports ?? []).find(
+      (p: Any) => p.name === b?.port?.name || p.port === b?.port?.number,
+    );
+    if (!svc || !port) continue;
+    for (const p of podOwners(objects).filter((x) =>
+      selectorMatches({ matchLabels: svc.spec.selector }, x.labels),
+    )) {
+      for (const c of p.spec.containers ?? []) {
+        if (!['api', 'start'].includes(c.args?.[0])) continue;
+        const admin = plainEnv(objects, c).INTAKE_ADMIN_PORT;
+        const target = (c.ports ?? []).find(
+          (cp: Any) => cp.name === port.targetPort || cp.containerPort === port.targetPort,
+        )?.containerPort;
+        if (!admin)
+          out.push(`${ref(p.owner)}: behind Ingress via ${ref(svc)} but INTAKE_ADMIN_PORT is not set`);
+        else if (Number(admin) === Number(target))
+          out.push(`${ref(p.owner)}: Ingress via ${ref(svc)} reaches the admin port ${admin}`);
+      }
+    }
+  }
+  return out;
+};
+
 export const CLUSTER_POLICIES: Record<string, Policy> = {
   clusterScopedNames,
   connectionBudget,
@@ -263,6 +298,7 @@ export const CLUSTER_POLICIES: Record<string, Policy> = {
   scrapedJobsAlerted,
   databaseTls,
   natsClients,
+  adminRoutesInternal,
 };
 
 /**

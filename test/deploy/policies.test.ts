@@ -20,6 +20,14 @@ const byName = (objects: K8sObject[], kind: string, name: string): Any => {
 };
 const apiContainer = (objects: K8sObject[]) =>
   byName(objects, 'Deployment', 'intake-api').spec.template.spec.containers[0];
+/** Removes one env entry of the API container. */
+const dropApiEnv = (objects: K8sObject[], name: string) => {
+  const env = apiContainer(objects).env;
+  env.splice(
+    env.findIndex((e: Any) => e.name === name),
+    1,
+  );
+};
 
 /** One broken manifest per policy: each policy must report what was broken. */
 const BREAKAGES: Array<{ policy: string; what: string; breakIt: (o: K8sObject[]) => void; expect: RegExp }> =
@@ -147,13 +155,7 @@ const BREAKAGES: Array<{ policy: string; what: string; breakIt: (o: K8sObject[])
     {
       policy: 'connectionBudget',
       what: 'the API pool left at the default under the prod HPA ceiling',
-      breakIt: (o) => {
-        const env = apiContainer(o).env;
-        env.splice(
-          env.findIndex((e: Any) => e.name === 'INTAKE_DB_POOL_SIZE'),
-          1,
-        );
-      },
+      breakIt: (o) => dropApiEnv(o, 'INTAKE_DB_POOL_SIZE'),
       expect:
         /role intake_api: intake-api 30 pods × pool 10 = 300 connections, not under its connectionLimit 150/,
     },
@@ -195,6 +197,25 @@ const BREAKAGES: Array<{ policy: string; what: string; breakIt: (o: K8sObject[])
       },
       expect:
         /Job\/intake-migrate container migrate: NATS_INBOX_PREFIX is _INBOX.intake-api, want _INBOX.intake-provision/,
+    },
+    {
+      policy: 'adminRoutesInternal',
+      what: 'an Ingress path to the admin Service',
+      breakIt: (o) => {
+        byName(o, 'Ingress', 'intake-api').spec.rules[0].http.paths.push({
+          path: '/admin',
+          pathType: 'Prefix',
+          backend: { service: { name: 'intake-api-admin', port: { name: 'admin' } } },
+        });
+      },
+      expect: /Deployment\/intake-api: Ingress via Service\/intake-api-admin reaches the admin port 8082/,
+    },
+    {
+      policy: 'adminRoutesInternal',
+      what: 'the admin port setting removed',
+      breakIt: (o) => dropApiEnv(o, 'INTAKE_ADMIN_PORT'),
+      expect:
+        /Deployment\/intake-api: behind Ingress via Service\/intake-api but INTAKE_ADMIN_PORT is not set/,
     },
     {
       policy: 'tokenOnlyWhenNeeded',
