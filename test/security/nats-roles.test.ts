@@ -27,7 +27,7 @@ import {
 import { makeCa } from './test-ca.ts';
 
 /**
- * A pod in the namespace gets only what its NATS user permits (docs/security.md). The prod overlay's
+ * A pod in the namespace gets only what its NATS user permits (docs/production.md#nats-security). The prod overlay's
  * NATS cluster is started from its rendered manifests (rendered-nats.ts) with test certificates and
  * passwords, and each role is played against it: the provisioning Job (`intake migrate`), the API and
  * the worker do their jobs through real intake processes, then each NATS user tries what it must not.
