@@ -13,6 +13,7 @@ import {
   type StreamConfig,
   type StreamInfo,
 } from '@nats-io/jetstream';
+import { PermissionViolationError } from '@nats-io/transport-node';
 import type { Config, NatsConfig } from '../config.ts';
 import type { Logger } from '../ops/logger.ts';
 
@@ -221,6 +222,7 @@ export async function ensureStream(
       log.info({ stream: want.name, fixed: Object.keys(fix) }, 'NATS stream settings updated');
       return updated;
     } catch (err) {
+      if (notThisUsersJob(err, log, `stream ${want.name}`, Object.keys(fix))) return info;
       throw new NatsProvisionError(
         `NATS stream ${want.name} could not be updated to the configured ${Object.keys(fix).join(', ')} ` +
           `(${(err as Error).message}); fix the setting or the stream by hand`,
@@ -290,6 +292,7 @@ export async function ensureConsumer(
       log.info({ stream, consumer: name, fixed: Object.keys(fix) }, 'NATS consumer settings updated');
       return updated;
     } catch (err) {
+      if (notThisUsersJob(err, log, `consumer ${stream}/${name}`, Object.keys(fix))) return info;
       throw new NatsProvisionError(
         `NATS consumer ${name} on ${stream} could not be updated (${(err as Error).message})`,
       );
@@ -338,6 +341,21 @@ export async function applyDeferredLimits(
   if (Object.keys(fix).length === 0) return;
   await jsm.streams.update(nats.stream, fix);
   log.info({ stream: nats.stream, ...fix }, 'NATS stream limit applied now that the stream holds less');
+}
+
+/**
+ * The server refused the update to this NATS user: with per-role permissions only the provisioning
+ * identity (`intake migrate`) may change a stream or consumer (deploy/k8s/base/nats/permissions.conf).
+ * That is no conflict: an API or worker whose settings differ (an old pod during a rollout, a
+ * setting changed since the last migrate) keeps working with the stream as it is, and says so.
+ */
+function notThisUsersJob(err: unknown, log: Logger, what: string, fields: string[]): boolean {
+  if (!(err instanceof Error && err.cause instanceof PermissionViolationError)) return false;
+  log.warn(
+    { what, fields },
+    'NATS settings differ from the configuration, and this NATS user may not change them: run `intake migrate` to apply them',
+  );
+  return true;
 }
 
 function reportDrift(log: Logger, what: string, field: string, expected: unknown, actual: unknown): void {

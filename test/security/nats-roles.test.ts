@@ -334,6 +334,30 @@ describe('NATS users from the rendered prod overlay: each role does its job and 
     }
   });
 
+  test('an API whose settings differ from the stream starts, and leaves the stream to intake migrate', async () => {
+    const { jsm } = await as('provision');
+    const before = (await jsm.streams.info('INTAKE')).config.duplicate_window;
+    // An old pod during a rollout, or a setting changed since the last migrate.
+    const drifted = await startIntakeProcess('api', {
+      ...roleEnv('api'),
+      DATABASE_URL: db.url,
+      NATS_DUPLICATE_WINDOW_S: '61',
+      INTAKE_DATA_DIR: join(dir.path, 'api'), // the first API's (development) PII key
+    });
+    procs.push(drifted);
+    assert.equal((await fetch(`${drifted.url}/readyz`)).status, 200);
+    assert.equal(
+      (await jsm.streams.info('INTAKE')).config.duplicate_window,
+      before,
+      'the stream is unchanged',
+    );
+    assert.ok(
+      drifted.logs.some((l) => String(l.msg).includes('this NATS user may not change them')),
+      'the drift is reported',
+    );
+    await drifted.stop(5000);
+  });
+
   test('the API cannot consume, acknowledge, delete or purge, nor read the worker’s replies', async () => {
     const { nc, jsm } = await as('api');
     assert.equal((await jsm.streams.info('INTAKE')).config.name, 'INTAKE', 'control: info is allowed');
