@@ -37,10 +37,21 @@ export interface IntakeProcess {
 export async function startIntakeProcess(
   command: string,
   env: Record<string, string>,
-  opts: { waitReady?: boolean; timeoutMs?: number; port?: number; detached?: boolean } = {},
+  opts: {
+    waitReady?: boolean;
+    timeoutMs?: number;
+    port?: number;
+    detached?: boolean;
+    /** Run as this OS user (the test runs as root); supplementary groups are dropped. */
+    user?: { uid: number; gid: number };
+    /** Another copy of bin/intake.js and of the node binary (default: this checkout's, this node). */
+    bin?: string;
+    node?: string;
+  } = {},
 ): Promise<IntakeProcess> {
   const port = opts.port ?? (await freePort());
-  const child = spawn(process.execPath, [BIN, command], {
+  const child = spawn(opts.node ?? process.execPath, [opts.bin ?? BIN, command], {
+    ...opts.user,
     env: { ...process.env, LOG_LEVEL: 'info', HOST: '127.0.0.1', PORT: String(port), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     // Its own process group, so a test can signal the group as a terminal's Ctrl-C does.

@@ -1,8 +1,20 @@
--- Re-applied by every `intake migrate` after the versioned migrations (idempotent): roles created
--- after a migration ran (CloudNativePG's managed roles, an operator's CREATE ROLE) still get their
--- grants. Least privilege: row access only; no role but the owner can change the schema.
+-- Re-applied by every `intake migrate` after the versioned migrations (idempotent, in one transaction):
+-- roles created after a migration ran (CloudNativePG's managed roles, an operator's CREATE ROLE) still
+-- get their grants, and a grant this file no longer lists is taken back. Least privilege (docs/security.md):
+-- row access only, no DDL, and each function only for the role that calls it. test/security/db-roles.test.ts
+-- holds every role to this list.
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA intake FROM PUBLIC;
 DO $$
+DECLARE
+  r text;
 BEGIN
+  FOREACH r IN ARRAY ARRAY['intake_api', 'intake_worker'] LOOP
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
+      EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA intake FROM %I', r);
+      EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA intake FROM %I', r);
+    END IF;
+  END LOOP;
+
   IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'intake_worker') THEN
     GRANT USAGE ON SCHEMA intake TO intake_worker;
     GRANT SELECT ON intake.schema_version TO intake_worker;
@@ -10,16 +22,35 @@ BEGIN
     GRANT SELECT, INSERT, UPDATE, DELETE ON intake.queue TO intake_worker;
     GRANT SELECT, INSERT ON intake.dead_letters TO intake_worker;
     GRANT SELECT ON intake.erasures TO intake_worker;
+    -- Partition maintenance (runtime.ts), bounded inside the functions themselves (migration 007).
     GRANT EXECUTE ON FUNCTION intake.ensure_partitions(integer, integer) TO intake_worker;
     GRANT EXECUTE ON FUNCTION intake.drop_partitions_before(timestamptz) TO intake_worker;
   END IF;
   IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'intake_api') THEN
     GRANT USAGE ON SCHEMA intake TO intake_api;
     GRANT SELECT ON intake.schema_version TO intake_api;
+    -- DELETE on messages, queue and dead letters: erasure, dead-letter discard and retention run as the API.
     GRANT SELECT, DELETE ON intake.messages TO intake_api;
     GRANT SELECT, INSERT, DELETE ON intake.queue, intake.idempotency_keys TO intake_api;
     GRANT SELECT, DELETE ON intake.dead_letters TO intake_api;
     GRANT SELECT, INSERT, UPDATE ON intake.data_keys, intake.erasures TO intake_api;
     GRANT INSERT ON intake.audit_log TO intake_api;
   END IF;
+END $$;
+
+-- Where intake owns the database (or migrates as a superuser): nobody else creates objects in schema
+-- public (PostgreSQL 15 made that the default; older clusters and upgraded databases still allow it),
+-- and only the worker, which stages batches in a temporary table (store/messages.ts), may create
+-- temporary tables. Elsewhere these belong to the database's owner, and are left to them.
+DO $$
+BEGIN
+  IF pg_has_role((SELECT datdba FROM pg_database WHERE datname = current_database()), 'USAGE') THEN
+    REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+    EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC', current_database());
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'intake_worker') THEN
+      EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO intake_worker', current_database());
+    END IF;
+  END IF;
+EXCEPTION WHEN insufficient_privilege THEN
+  RAISE NOTICE 'database privileges left as they are: %', SQLERRM;
 END $$;

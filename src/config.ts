@@ -1,4 +1,5 @@
 import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
+import { BlockList, isIP } from 'node:net';
 import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type ApiKey, parseApiKeys } from './auth/api-keys.ts';
@@ -14,10 +15,20 @@ export type AccessLog = (typeof ACCESS_LOG)[number];
 export interface Config {
   /** The command this configuration was loaded for: it decides what is read and what is required. */
   command: Command;
-  /** `NODE_ENV=production` makes explicit secrets mandatory (each command checks those it uses). */
+  /**
+   * `NODE_ENV=production` (in any case) makes explicit secrets mandatory (each command checks those it
+   * uses). Any value but production, development and test is refused, so a misspelt production never
+   * runs with authentication off and a generated master key.
+   */
   production: boolean;
-  /** Listen address of the HTTP server (`HOST`, default `0.0.0.0`; `PORT`, default 8080). */
+  /**
+   * Listen address of the HTTP server (`HOST`; `PORT`, default 8080). Default `0.0.0.0`, except for
+   * `start` and `api` with no API keys (authentication off): `127.0.0.1`, and a `HOST` that is not
+   * loopback is refused unless `INTAKE_ALLOW_NO_AUTH_REMOTE=true` (docs/contract.md §6).
+   */
   host: string;
+  /** `INTAKE_ALLOW_NO_AUTH_REMOTE=true`: the operator's explicit consent to serve without keys beyond loopback. */
+  allowNoAuthRemote: boolean;
   port: number;
   /**
    * `INTAKE_ADMIN_PORT` (default unset): when set, the privacy and admin routes (GDPR export, erasure,
@@ -90,6 +101,12 @@ export interface Config {
   workerMaxAttempts: number;
   /** `INTAKE_RETENTION_DAYS` (default 30): partitions and data keys older than this are dropped. */
   retentionDays: number;
+  /**
+   * `INTAKE_DEAD_LETTER_RETENTION_DAYS` (default INTAKE_RETENTION_DAYS, at most that): dead letters that
+   * failed longer ago are deleted hourly by the API. Past the message retention they could no longer be
+   * stored (their partition is gone) nor their IP read (their data key is destroyed).
+   */
+  deadLetterRetentionDays: number;
   /** `INTAKE_SHUTDOWN_DELAY_MS` (default 0): keep serving after readiness turns false (no preStop hook). */
   shutdownDelayMs: number;
   /** `INTAKE_SHUTDOWN_TIMEOUT_MS` (default 25000): in-flight work is aborted after this. */
@@ -344,7 +361,7 @@ export function loadConfig(env: Env = process.env, command: Command = 'start'): 
     return raw;
   };
 
-  const production = env.NODE_ENV === 'production';
+  const production = readNodeEnv(env.NODE_ENV, problems);
   const logLevel = env.LOG_LEVEL ?? 'info';
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
     problems.push(
@@ -365,10 +382,15 @@ export function loadConfig(env: Env = process.env, command: Command = 'start'): 
   else if (migrateRaw !== undefined && migrateRaw !== '')
     problems.push(`INTAKE_MIGRATE_ON_START=${JSON.stringify(migrateRaw)} is not valid: set true or false`);
 
+  const allowRaw = env.INTAKE_ALLOW_NO_AUTH_REMOTE;
+  if (allowRaw !== undefined && allowRaw !== '' && allowRaw !== 'true' && allowRaw !== 'false')
+    problems.push(`INTAKE_ALLOW_NO_AUTH_REMOTE=${JSON.stringify(allowRaw)} is not valid: set true or false`);
+
   const cfg: Config = {
     command,
     production,
-    host: env.HOST || '0.0.0.0',
+    host: env.HOST || '0.0.0.0', // loopback when authentication is off: see the end of loadConfig
+    allowNoAuthRemote: allowRaw === 'true',
     port: int('PORT', 8080, 0, 65535),
     adminPort: env.INTAKE_ADMIN_PORT ? int('INTAKE_ADMIN_PORT', 0, 1, 65535) : undefined,
     databaseUrl: url('DATABASE_URL', ['postgres:', 'postgresql:']),
@@ -409,6 +431,7 @@ export function loadConfig(env: Env = process.env, command: Command = 'start'): 
     workerConcurrency: int('INTAKE_WORKER_CONCURRENCY', 2, 1, 32),
     workerMaxAttempts: int('INTAKE_WORKER_MAX_ATTEMPTS', 5, 1, 100),
     retentionDays: int('INTAKE_RETENTION_DAYS', 30, 1, 3650),
+    deadLetterRetentionDays: 0, // below: its default and bound are the message retention
     shutdownDelayMs: int('INTAKE_SHUTDOWN_DELAY_MS', 0, 0, 300_000),
     shutdownTimeoutMs: int('INTAKE_SHUTDOWN_TIMEOUT_MS', 25_000, 100, 600_000),
     requestTimeoutMs: int('INTAKE_REQUEST_TIMEOUT_MS', 10_000, 100, 600_000),
@@ -436,6 +459,12 @@ export function loadConfig(env: Env = process.env, command: Command = 'start'): 
   };
   if (cfg.adminPort !== undefined && cfg.adminPort === cfg.port)
     problems.push(`INTAKE_ADMIN_PORT=${cfg.adminPort} is PORT too: set another port, or unset it`);
+  cfg.deadLetterRetentionDays = int(
+    'INTAKE_DEAD_LETTER_RETENTION_DAYS',
+    cfg.retentionDays,
+    1,
+    cfg.retentionDays,
+  );
   cfg.smoke.url ||= `http://127.0.0.1:${cfg.port}`;
   if (!/^https?:\/\//.test(cfg.smoke.url))
     problems.push(`INTAKE_SMOKE_URL=${JSON.stringify(cfg.smoke.url)} is not valid: set http(s)://host:port`);
@@ -470,6 +499,9 @@ export function loadConfig(env: Env = process.env, command: Command = 'start'): 
   if (needs.queue) readNatsAuth(env, cfg, problems);
   if (needs.queue) readNatsTls(env, cfg, problems);
   if (needs.apiKeys !== 'unused') readApiKeys(env, cfg, problems, int, needs.apiKeys === 'required');
+  // In production no keys is refused already (readApiKeys).
+  if (needs.apiKeys === 'required' && cfg.apiKeys.length === 0 && !production)
+    checkAuthOffHost(env, cfg, problems);
   if (needs.database && production && !cfg.databaseUrl) {
     problems.push(
       'DATABASE_URL is required when NODE_ENV=production: set it to postgres://user:pass@host:5432/db',
@@ -477,6 +509,46 @@ export function loadConfig(env: Env = process.env, command: Command = 'start'): 
   }
   if (problems.length) throw new ConfigError(problems);
   return cfg;
+}
+
+/** Whether NODE_ENV says production; an unknown value is a problem, judged as production meanwhile. */
+function readNodeEnv(raw: string | undefined, problems: string[]): boolean {
+  const v = (raw ?? '').trim().toLowerCase();
+  if (v === 'production') return true;
+  if (v === '' || v === 'development' || v === 'test') return false;
+  problems.push(
+    `NODE_ENV=${JSON.stringify(raw)} is not valid: set production, development or test (or leave it unset)`,
+  );
+  return true;
+}
+
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+
+/** Whether `host` is a loopback address (a name other than localhost may resolve to anything). */
+export function isLoopback(host: string): boolean {
+  if (host === 'localhost') return true;
+  const family = isIP(host);
+  return family !== 0 && LOOPBACK.check(host, family === 4 ? 'ipv4' : 'ipv6');
+}
+
+/**
+ * Authentication is off (a command serving the API with no keys, outside production): listen on
+ * loopback unless the operator opted in to more, so that nobody on the network can read, export and
+ * erase (docs/contract.md §6).
+ */
+function checkAuthOffHost(env: Env, cfg: Config, problems: string[]): void {
+  if (!env.HOST) {
+    cfg.host = '127.0.0.1';
+    return;
+  }
+  if (isLoopback(cfg.host) || cfg.allowNoAuthRemote) return;
+  problems.push(
+    `HOST=${cfg.host} with no INTAKE_API_KEYS would let anyone who reaches it ingest, read, export and erase: ` +
+      'create keys with `intake keys create`, listen on 127.0.0.1, or set INTAKE_ALLOW_NO_AUTH_REMOTE=true ' +
+      'to serve without authentication there on purpose',
+  );
 }
 
 /** The PII master key from the environment: 32 bytes in base64, or undefined when not set. */

@@ -1,5 +1,8 @@
+import cluster from 'node:cluster';
+import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import type { Config } from './config.ts';
+import { ClusterBuckets } from './auth/cluster-buckets.ts';
+import { type Config, isLoopback } from './config.ts';
 import { buildApp } from './http/app.ts';
 import { Lifecycle } from './http/app-deps.ts';
 import { closeHttp } from './http/close-server.ts';
@@ -8,11 +11,13 @@ import type { Logger } from './ops/logger.ts';
 import { Maintenance } from './ops/maintenance.ts';
 import { checkHeapLimit } from './ops/memory.ts';
 import { createMetrics, type Metrics } from './ops/metrics.ts';
+import { makePrivateDir } from './ops/private-dir.ts';
 import { Shutdown } from './ops/shutdown.ts';
 import { DataKeys } from './privacy/data-keys.ts';
 import { createIpProtector, type IpProtector } from './privacy/ip-protector.ts';
 import { loadMasterKey } from './privacy/master-key.ts';
 import { openQueue } from './queue/open-queue.ts';
+import { expireDeadLetters } from './store/dead-letters.ts';
 import { startEmbeddedPostgres } from './store/embedded-postgres.ts';
 import { assertSchemaCurrent, migrate } from './store/migrate.ts';
 import { dropExpiredPartitions, ensurePartitions } from './store/partitions.ts';
@@ -60,7 +65,8 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
       stopEmbedded = pg.stop;
       cleanup.push(pg.stop);
     }
-    if (!config.databaseUrl || config.migrateOnStart) await migrate(databaseUrl, log);
+    if (!config.databaseUrl || config.migrateOnStart)
+      await migrate(databaseUrl, log, { retentionDays: config.retentionDays });
 
     const pool = createPool({
       connectionString: databaseUrl,
@@ -113,6 +119,8 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
     // Only the API encrypts (and, for privacy requests, decrypts): a worker never loads the PII key.
     let ipProtector: IpProtector = WITHOUT_PII_KEY;
     if (roles.includes('api')) {
+      // A development master key is written into the data directory: private to this user first.
+      if (!config.piiMasterKey && !config.production) await makePrivateDir(config.dataDir, log);
       const masterKey = await loadMasterKey(config, log);
       const dataKeys = new DataKeys(pool, masterKey);
       ipProtector = createIpProtector(masterKey, dataKeys);
@@ -124,6 +132,20 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
           pruneIdempotencyKeys(pool, config.idempotencyTtlHours).then(() => {}),
         );
       }
+      // The API role may delete dead letters (discard); at start too, so a process down for days catches up.
+      maintenance.every(
+        'dead-letter-retention',
+        3_600_000,
+        async () => {
+          const expired = await expireDeadLetters(pool, config.deadLetterRetentionDays);
+          if (expired)
+            log.info(
+              { expired, days: config.deadLetterRetentionDays },
+              'dead letters past retention deleted',
+            );
+        },
+        { now: true },
+      );
       maintenance.every('data-key-retention', 3_600_000, async () => {
         const destroyed = await dataKeys.destroyBefore(
           new Date(Date.now() - config.retentionDays * 86_400_000),
@@ -133,13 +155,6 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
           log.info({ keys: destroyed }, 'data keys past retention destroyed');
         }
       });
-    }
-    if (roles.includes('api') && config.apiKeys.length === 0) {
-      // Only reachable outside production (config refuses production without keys).
-      log.warn(
-        'AUTHENTICATION IS OFF: no INTAKE_API_KEYS configured, anyone who can reach this port can ingest and read. ' +
-          'Create keys with `intake keys create` before exposing it.',
-      );
     }
     const app = await buildApp({
       queue: producer,
@@ -155,7 +170,12 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
       log,
       ipProtector,
       lifecycle,
-      auth: { keys: config.apiKeys, defaultRateLimit: config.defaultRateLimit },
+      auth: {
+        keys: config.apiKeys,
+        defaultRateLimit: config.defaultRateLimit,
+        // An API process of INTAKE_API_WORKERS: the pod's buckets, held by the primary (ops/api-cluster.ts).
+        ...(cluster.isWorker ? { buckets: new ClusterBuckets(process, config.apiWorkers) } : {}),
+      },
       routes: roles.includes('api') ? 'all' : 'ops',
       options: {
         bodyLimit: config.bodyLimit,
@@ -168,10 +188,22 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
       },
     });
     const url = await app.listen({ port: config.port, host: config.host });
+    // The address really bound (0.0.0.0 is every interface), not the loopback URL Fastify returns for it.
+    const bound = app.server.address() as AddressInfo;
+    const listening = `http://${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`;
+    if (roles.includes('api') && config.apiKeys.length === 0) {
+      // Only reachable outside production (config refuses production without keys).
+      log.warn(
+        { listening },
+        `AUTHENTICATION IS OFF: no INTAKE_API_KEYS configured, anyone who can reach ${listening} can ingest, read, ` +
+          `export and erase${isLoopback(bound.address) ? ' (loopback only)' : ' (INTAKE_ALLOW_NO_AUTH_REMOTE=true)'}. ` +
+          'Create keys with `intake keys create` before exposing it.',
+      );
+    }
     const adminUrl = await app.adminListener?.listen(config.adminPort!, config.host);
     if (adminUrl) log.info({ adminUrl }, 'privacy and admin routes served on their own port only');
     log.info(
-      { url, roles, queue: config.natsUrl ? 'nats' : 'postgres', embedded: !config.databaseUrl },
+      { url: listening, roles, queue: config.natsUrl ? 'nats' : 'postgres', embedded: !config.databaseUrl },
       'intake started',
     );
 

@@ -18,10 +18,30 @@ export interface ApiKey {
   /** `sha256:<hex>` of the key as the client sends it. */
   hash: string;
   scopes: Scope[];
-  /** When set, the senders this key may ingest as (others get 403). */
+  /**
+   * When set, the only senders this key may ingest as (others get 403) and read: a list without
+   * `sender` shows only theirs, `?sender=` another one is 403, and another sender's message is 404. A
+   * key with senders may hold only `ingest` and `read` (BOUND_SCOPES).
+   */
   senders?: string[];
   /** Token bucket for this key: sustained requests per second and burst size. */
   rateLimit?: { perSecond: number; burst: number };
+}
+
+/**
+ * The scopes a key bound to senders may hold. `privacy` and `admin` act on every sender (a subject's
+ * export and erasure must be complete; dead letters are the operators'), so they belong to keys
+ * without senders: config refuses the mix, and the auth hook refuses it again per request.
+ */
+export const BOUND_SCOPES: readonly Scope[] = ['ingest', 'read'];
+
+/** Why a key's scopes and senders cannot go together, or undefined. */
+export function boundScopeProblem(scopes: readonly Scope[], senders: readonly string[] | undefined) {
+  const unbound = senders === undefined ? [] : scopes.filter((s) => !BOUND_SCOPES.includes(s));
+  return unbound.length
+    ? `a key bound to senders may hold only ${BOUND_SCOPES.join(' and ')}, not ${unbound.join(', ')}: ` +
+        'give those scopes to a separate key without senders'
+    : undefined;
 }
 
 export function hashKey(key: string): string {
@@ -34,6 +54,8 @@ export function generateKey(
   scopes: Scope[],
   senders?: string[],
 ): { key: string; entry: ApiKey } {
+  const problem = boundScopeProblem(scopes, senders?.length ? senders : undefined);
+  if (problem) throw new Error(problem);
   const key = `ik_${randomBytes(32).toString('base64url')}`;
   const entry: ApiKey = { name, hash: hashKey(key), scopes };
   if (senders?.length) entry.senders = senders;
@@ -83,6 +105,9 @@ export function parseApiKeys(json: string | undefined): { keys: ApiKey[]; proble
       (!Array.isArray(k.senders) || !k.senders.every((s) => typeof s === 'string'))
     ) {
       problems.push(`${at}.senders must be a list of sender names`);
+    } else if (Array.isArray(k.scopes)) {
+      const problem = boundScopeProblem(k.scopes, k.senders);
+      if (problem) problems.push(`${at}: ${problem}`);
     }
     const rl = k.rateLimit;
     if (rl !== undefined && !(rl.perSecond > 0 && rl.burst >= 1)) {

@@ -1,6 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { type ApiKey, hashKey, type Scope } from './api-keys.ts';
+import { type ApiKey, BOUND_SCOPES, hashKey, type Scope } from './api-keys.ts';
+import type { Buckets } from './cluster-buckets.ts';
 import { ForbiddenError, RateLimitedError, UnauthenticatedError } from './errors.ts';
 import { type BucketOptions, type TakeResult, TokenBuckets } from './rate-limit.ts';
 
@@ -8,6 +9,8 @@ export interface AuthOptions {
   keys: ApiKey[];
   /** Default bucket for keys without their own; undefined = no limit. */
   defaultRateLimit: BucketOptions | undefined;
+  /** Where tokens are taken: default this process's own buckets; the pod's in an API cluster. */
+  buckets?: Buckets;
 }
 
 declare module 'fastify' {
@@ -24,7 +27,7 @@ declare module 'fastify' {
   interface FastifyRequest {
     apiKey?: ApiKey;
     /** Charges the rate limit for `n` messages (429 if it cannot pay); absent when there is no limit. */
-    chargeMessages?: (n: number) => void;
+    chargeMessages?: (n: number) => Promise<void>;
   }
 }
 
@@ -34,7 +37,7 @@ declare module 'fastify' {
  */
 export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
   const byHash = new Map(opts.keys.map((k) => [k.hash, k]));
-  const buckets = new TokenBuckets();
+  const buckets = opts.buckets ?? new TokenBuckets();
   const enabled = opts.keys.length > 0;
 
   app.addHook('onRequest', async (req, reply) => {
@@ -45,6 +48,10 @@ export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
       if (!key.scopes.includes(scope)) {
         throw new ForbiddenError(`the key "${key.name}" does not have the "${scope}" scope`);
       }
+      // Config refuses such keys (api-keys.ts); a route of every sender never serves a bound key.
+      if (key.senders && !BOUND_SCOPES.includes(scope)) {
+        throw new ForbiddenError(`the key "${key.name}" is bound to senders: "${scope}" needs a key without`);
+      }
       req.apiKey = key;
       req.client = key.name;
     }
@@ -54,13 +61,13 @@ export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
     // Every request pays one token before its body is read, so an empty bucket is refused at once (and
     // the refusal reaches the client still uploading); an ingest route pays the rest, one per further
     // message, once it knows how many the body holds.
-    const r = buckets.take(client, limit);
+    const r = await buckets.take(client, limit);
     rateHeaders(reply, r);
     if (!r.allowed) throw rateLimited(limit, r, '');
     if (req.routeOptions.config?.rateCost === 'messages') {
-      req.chargeMessages = (n) => {
+      req.chargeMessages = async (n) => {
         if (n <= 1) return;
-        const paid = buckets.take(client, limit, n - 1);
+        const paid = await buckets.take(client, limit, n - 1);
         rateHeaders(reply, paid);
         if (!paid.allowed) throw rateLimited(limit, paid, ` by this request's ${n} messages`);
       };
@@ -103,10 +110,25 @@ function authenticate(req: FastifyRequest, byHash: Map<string, ApiKey>): ApiKey 
   return key;
 }
 
-/** Whether the request's key may ingest as `sender` (keys without a sender list may send as anyone). */
+/** Whether the request's key may ingest as and read `sender` (keys without a sender list: anyone). */
 export function senderAllowed(req: FastifyRequest, sender: string): boolean {
   const allowed = req.apiKey?.senders;
   return !allowed || allowed.includes(sender);
+}
+
+/**
+ * The senders whose messages the request may read: undefined for every sender (a key without
+ * senders, or auth off), else the key's list, narrowed to `asked` when given; 403 when `asked` is
+ * another sender (asking by name is a mistake worth telling, unlike an id, which is 404: routes
+ * check a found message with senderAllowed).
+ */
+export function readableSenders(req: FastifyRequest, asked: string | undefined): string[] | undefined {
+  if (asked !== undefined) {
+    if (!senderAllowed(req, asked))
+      throw new ForbiddenError(`the key "${req.apiKey!.name}" may not read sender "${asked}"`);
+    return [asked];
+  }
+  return req.apiKey?.senders;
 }
 
 /** 403 unless the request's key may ingest as `sender`. */

@@ -24,7 +24,8 @@ const create: CommandSpec = {
     senders: {
       type: 'string',
       value: 'LIST',
-      description: 'comma-separated senders the key may send as (default: any)',
+      description:
+        'comma-separated senders the key may send as and read (default: any); a bound key may hold only ingest and read',
       check: (v) =>
         v.split(',').some((s) => s.trim() === '') ? `an empty sender in --senders: ${v}` : undefined,
     },

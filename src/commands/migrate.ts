@@ -17,7 +17,7 @@ export const migrateCommand: CommandSpec = {
     const { migrate } = await import('../store/migrate.ts');
     const db = await resolveDatabase(config!, log);
     try {
-      const { from, to } = await migrate(db.url, log);
+      const { from, to } = await migrate(db.url, log, { retentionDays: config!.retentionDays });
       console.log(
         from === to ? `schema up to date (version ${to})` : `schema migrated from version ${from} to ${to}`,
       );

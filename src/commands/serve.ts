@@ -16,7 +16,8 @@ const listen: Record<string, OptionSpec> = {
   host: {
     type: 'string',
     value: 'HOST',
-    description: 'address to listen on (default: the HOST setting, else 0.0.0.0)',
+    description:
+      'address to listen on (default: the HOST setting, else 0.0.0.0, or 127.0.0.1 for an API without keys)',
     setting: 'HOST',
     check: checks.host,
   },

@@ -159,3 +159,38 @@ export const API_SCHEMAS = [
   Discarded,
   Problem,
 ];
+
+/*
+ * Request parameters shared by several routes. Their formats are enforced by Ajv (contract/keywords.ts
+ * defines `uuid` and `ipv4` exactly as intake means them) and documented in the OpenAPI document, so a
+ * contract-test generator sends well-formed values: a path parameter not of its format is a 400
+ * INVALID_REQUEST, a well-formed id that names nothing a 404 (docs/errors.md).
+ */
+
+/** The path parameter of the routes that name one message or dead letter. */
+export const MessageIdParams = Type.Object({
+  id: Type.String({
+    format: 'uuid',
+    maxLength: 200,
+    description: 'A message id: a UUID (intake issues version 7 only)',
+  }),
+});
+
+/** The path parameter of the GDPR subject routes. */
+export const SubjectIpParams = Type.Object({
+  ip: Type.String({
+    format: 'ipv4',
+    maxLength: 200,
+    description: 'A dotted-decimal IPv4 address (four octets 0-255, no leading zeros)',
+  }),
+});
+
+/**
+ * A `since`/`until` query parameter: an RFC 3339 date-time or Unix seconds. The range (years 1 to 9999)
+ * is checked by the route (http/routes/cursor.ts parseTime), which words its own 400.
+ */
+export const TimeParam = (description: string) =>
+  Type.Union([Type.String({ format: 'date-time' }), Type.String({ pattern: '^[0-9]{1,12}$' })], {
+    maxLength: 40,
+    description: `${description}: RFC 3339 date-time, or Unix seconds`,
+  });

@@ -1,5 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import type { FastifyInstance } from 'fastify';
+import { NON_FINITE_DETAIL, nonFiniteNumbers } from '../contract/json-numbers.ts';
 import { jsonTooComplex } from './json-limits.ts';
 import { ProblemError } from './problem.ts';
 
@@ -32,13 +33,26 @@ export function registerJsonParser(app: FastifyInstance): void {
       return;
     }
     const body = (bytes as Buffer).toString('utf8');
+    let value: unknown;
     try {
-      done(null, JSON.parse(body));
+      value = JSON.parse(body);
     } catch (err) {
       // V8's message quotes part of the body, which may hold personal data: keep only the position.
       const at = /position (\d+)/.exec((err as Error).message)?.[1];
       const where = at ? ` (at character ${at})` : body.length === 0 ? ' (the body is empty)' : '';
       done(new ProblemError('INVALID_JSON', `the body is not valid JSON${where}`), undefined);
+      return;
     }
+    const huge = nonFiniteNumbers(body, value);
+    if (huge.length) {
+      done(
+        new ProblemError('INVALID_MESSAGE', 'a number in the body is too large to be stored', {
+          errors: huge.map((pointer) => ({ pointer, detail: NON_FINITE_DETAIL })),
+        }),
+        undefined,
+      );
+      return;
+    }
+    done(null, value);
   });
 }

@@ -1,5 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import type { FastifyInstance } from 'fastify';
+import { NON_FINITE_DETAIL, nonFiniteNumbers } from '../contract/json-numbers.ts';
 import { jsonTooComplex } from './json-limits.ts';
 import { ProblemError } from './problem.ts';
 
@@ -13,8 +14,8 @@ import { ProblemError } from './problem.ts';
 
 export const MAX_NDJSON_LINES = 10_000;
 
-/** One line of an NDJSON body: its parsed value, or why it could not be parsed. */
-export type NdjsonLine = { line: number; value: unknown } | { line: number; error: string };
+/** One line of an NDJSON body: its parsed value, or why it could not be parsed (and where, if known). */
+export type NdjsonLine = { line: number; value: unknown } | { line: number; error: string; pointer?: string };
 
 /** The parsed body of an NDJSON request (request.body on the batch route). */
 export class NdjsonBody {
@@ -91,10 +92,14 @@ function parseLine(line: number, bytes: Buffer): NdjsonLine {
   if (!isUtf8(bytes)) return { line, error: 'the line is not valid UTF-8' };
   const tooComplex = jsonTooComplex(bytes);
   if (tooComplex) return { line, error: tooComplex.replace('the body', 'the line') };
+  const text = bytes.toString('utf8');
+  let value: unknown;
   try {
-    return { line, value: JSON.parse(bytes.toString('utf8')) };
+    value = JSON.parse(text);
   } catch (err) {
     const at = /position (\d+)/.exec((err as Error).message)?.[1];
     return { line, error: `the line is not valid JSON${at ? ` (at character ${at})` : ''}` };
   }
+  const [huge] = nonFiniteNumbers(text, value, 1);
+  return huge === undefined ? { line, value } : { line, error: NON_FINITE_DETAIL, pointer: huge };
 }

@@ -1,4 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
+import { answerRateRequest, RATE_REQUEST, type RateRequest } from '../auth/cluster-buckets.ts';
+import { TokenBuckets } from '../auth/rate-limit.ts';
 import type { Logger } from './logger.ts';
 
 /**
@@ -10,7 +12,9 @@ import type { Logger } from './logger.ts';
  *     abandons the drain, as for a single process (src/ops/process-exit.ts);
  *   - a worker that exits on its own takes the others down (SIGTERM), and the primary exits 1, so the
  *     pod restarts whole rather than serving with fewer processes than configured;
- *   - it exits with the highest worker exit code once all are gone.
+ *   - it exits with the highest worker exit code once all are gone;
+ *   - it holds the pod's rate-limit token buckets, which the API processes take from over IPC, so a
+ *     key's rate holds per pod, not per process (auth/cluster-buckets.ts).
  * /metrics and /readyz are answered by whichever process takes the connection.
  */
 const MESSAGE = 'intake:signal';
@@ -27,6 +31,8 @@ export function runApiCluster(workers: number, log: Logger): Promise<number> {
     // Workers that can act on a signal (their handlers are installed); one still starting asks for the
     // signals so far when it gets there.
     const following = new Set<Worker>();
+    // The pod's token buckets: every API process takes from these (auth/cluster-buckets.ts).
+    const buckets = new TokenBuckets();
     const tell = (w: Worker) => {
       if (signals > 0 && w.isConnected()) w.send({ type: MESSAGE, signal: last, n: signals });
     };
@@ -45,6 +51,10 @@ export function runApiCluster(workers: number, log: Logger): Promise<number> {
       const w = cluster.fork();
       live.add(w);
       w.on('message', (m: { type?: string }) => {
+        if (m?.type === RATE_REQUEST) {
+          if (w.isConnected()) w.send(answerRateRequest(buckets, m as RateRequest));
+          return;
+        }
         if (m?.type !== FOLLOW) return;
         following.add(w);
         tell(w);

@@ -1,4 +1,5 @@
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectProcessMetrics } from './default-metrics.ts';
 import { droppedLogLines } from './logger.ts';
 
 /**
@@ -9,7 +10,7 @@ import { droppedLogLines } from './logger.ts';
  */
 export function createMetrics() {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 20 });
+  collectProcessMetrics(registry, { eventLoopMonitoringPrecision: 20 });
   const r = [registry];
   return {
     registry,

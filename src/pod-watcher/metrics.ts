@@ -1,4 +1,5 @@
-import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { collectProcessMetrics } from '../ops/default-metrics.ts';
 
 /** The pod watcher's Prometheus metrics, in a Registry of its own (never prom-client's global one). */
 export interface PodWatcherMetrics {
@@ -24,7 +25,7 @@ export function createMetrics(identity: string): PodWatcherMetrics {
   const registry = new Registry();
   // Lets a dashboard tell replicas apart even when scraped through a Service.
   registry.setDefaultLabels({ replica: identity });
-  collectDefaultMetrics({ register: registry });
+  collectProcessMetrics(registry);
   const registers = [registry];
   return {
     registry,

@@ -22,8 +22,9 @@ export async function openQueue(
     // Every process exports stream usage and depth; workers also trim what they acknowledged.
     return openNatsQueue(config, log, opts);
   }
-  // The producer's own connections carry the publish deadline as statement and lock timeouts, so
-  // PostgreSQL itself aborts a publish that overruns it (pg-producer.ts).
+  // The producer answers by the publish deadline and cancels what still runs then (pg-producer.ts); its
+  // connections also carry the deadline as statement and lock timeouts, so PostgreSQL itself aborts a
+  // publish that overruns it even if the cancel cannot reach it.
   const producerPool = createPool({
     connectionString: databaseUrl,
     max: 5,
@@ -40,6 +41,7 @@ export async function openQueue(
       maxBatch: config.enqueueMaxBatch,
       maxPending: config.maxPendingPublishes,
       maxQueued: config.queueMaxMessages,
+      timeoutMs: config.publishTimeoutMs,
     },
     log,
   );

@@ -1,7 +1,7 @@
 import type { Logger } from '../ops/logger.ts';
-import { isRefusedBeforeCommit, isRolledBackStatement } from '../store/errors.ts';
+import { DeadlineExceededError, isRefusedBeforeCommit, isRolledBackStatement } from '../store/errors.ts';
 import type { Queryable } from '../store/pool.ts';
-import { type Pool, type PoolClient, withClient } from '../store/pool.ts';
+import { type Pool, type PoolClient, withClientUntil } from '../store/pool.ts';
 import {
   claimIdempotencyKeys,
   countQueued,
@@ -11,6 +11,7 @@ import {
   enqueueMessages,
   type IdempotencyRecord,
   readIdempotencyKeys,
+  touchIdempotencyKeys,
 } from '../store/queue-table.ts';
 import {
   IdempotencyKeyReusedError,
@@ -28,12 +29,14 @@ import type { PublishRequest, PublishResult, QueueProducer } from './queue.ts';
  * one fsync per request. One call (a single message, or a whole HTTP batch) is never split between
  * transactions: it is accepted or refused as a whole.
  *
- * The answer is always true (queue/errors.ts). The producer's own pool carries `statement_timeout` and
- * `lock_timeout` equal to the publish deadline, so a queue that is locked or slow makes PostgreSQL
- * abort the transaction itself: then nothing was committed and "not accepted" is certain. Only when
- * the COMMIT was sent and no answer came back (connection lost, server crashed mid-commit) is the
- * outcome unknown, and the caller is told so. Idempotency-Keys are claimed in the same transaction as
- * the messages they name, so a key that exists always names a committed message.
+ * The answer is always true (queue/errors.ts) and comes by the publish deadline, counted from when the
+ * group's oldest call arrived. At the deadline the statement still running is cancelled and its
+ * connection dropped (store/pool.ts withClientUntil): a statement cancelled before COMMIT (a locked or
+ * slow queue) committed nothing, so "not accepted" is certain. Only when the COMMIT was sent and not
+ * confirmed (connection lost, server crashed mid-commit, or a COMMIT still waiting for a synchronous
+ * standby, which PostgreSQL keeps committed locally when cancelled) is the outcome unknown, and the
+ * caller is told so. Idempotency-Keys are claimed in the same transaction as the messages they name, so
+ * a key that exists always names a committed message.
  */
 export interface PgProducerOptions {
   lingerMs: number;
@@ -45,6 +48,11 @@ export interface PgProducerOptions {
   concurrency?: number;
   /** How often the queue's size is sampled for the cap and the depth gauge (default 1000 ms). */
   sampleMs?: number;
+  /**
+   * The publish deadline (INTAKE_PUBLISH_TIMEOUT_MS): a group's write is answered by this long after its
+   * oldest call arrived (default 2000 ms).
+   */
+  timeoutMs?: number;
 }
 
 type CallResult = PublishResult[] | Error;
@@ -55,6 +63,8 @@ export class PgQueueProducer implements QueueProducer {
   private queued: number | undefined;
   private readonly timer: NodeJS.Timeout;
   private closed: Promise<void> | undefined;
+  /** When each call arrived, for its group's deadline. */
+  private readonly arrivals = new WeakMap<PublishRequest[], number>();
 
   /** `pool` is the producer's own: its statement and lock timeouts are the publish deadline. */
   constructor(
@@ -84,6 +94,7 @@ export class PgQueueProducer implements QueueProducer {
         `the queue holds ${this.queued} messages, its limit (INTAKE_QUEUE_MAX_MESSAGES); the worker is behind`,
       );
     }
+    this.arrivals.set(requests, Date.now());
     const out = await this.batcher.submit(requests, signal);
     if (out instanceof Error) throw out;
     return out;
@@ -132,25 +143,29 @@ export class PgQueueProducer implements QueueProducer {
   /** One transaction for the whole group; one result (or error) per call. */
   private async flush(calls: PublishRequest[][]): Promise<CallResult[]> {
     const messages = calls.flat();
+    let arrived = Number.POSITIVE_INFINITY;
+    for (const call of calls) arrived = Math.min(arrived, this.arrivals.get(call) ?? Date.now());
+    const until = arrived + (this.opts.timeoutMs ?? 2000);
     if (messages.length <= ENQUEUE_CHUNK && messages.every((r) => r.idempotencyKey === undefined)) {
-      return this.flushOneStatement(calls, messages);
+      return this.flushOneStatement(calls, messages, until);
     }
     let commitSent = false;
-    let committedIds: string[] = [];
+    let planned: CallResult[] | undefined;
     try {
-      const results = await withClient(this.pool, async (client) => {
+      const results = await withClientUntil(this.pool, until, async (client, deadline) => {
         await client.query('BEGIN');
         try {
-          const planned = await this.plan(client, calls);
-          committedIds = planned.fresh.map((m) => m.id);
-          if (planned.fresh.length) await enqueueMessages(client, planned.fresh);
-          if (planned.release.length)
+          const plan = await this.plan(client, calls);
+          planned = plan.results;
+          if (plan.fresh.length) await enqueueMessages(client, plan.fresh);
+          if (plan.release.length)
             await client.query('DELETE FROM intake.idempotency_keys WHERE key = ANY($1::text[])', [
-              planned.release,
+              plan.release,
             ]);
+          if (deadline.passed) throw new DeadlineExceededError('the deadline passed before COMMIT');
           commitSent = true;
           await client.query('COMMIT');
-          return planned.results;
+          return plan.results;
         } catch (err) {
           if (!commitSent) await client.query('ROLLBACK').catch(() => {});
           throw err;
@@ -159,7 +174,7 @@ export class PgQueueProducer implements QueueProducer {
       this.ready = true;
       return results;
     } catch (err) {
-      throw this.failed(err, commitSent && !isRefusedBeforeCommit(err), committedIds);
+      return this.failed(err, commitSent && !isRefusedBeforeCommit(err), calls, planned);
     }
   }
 
@@ -173,10 +188,11 @@ export class PgQueueProducer implements QueueProducer {
   private async flushOneStatement(
     calls: PublishRequest[][],
     messages: PublishRequest[],
+    until: number,
   ): Promise<CallResult[]> {
     let sent = false;
     try {
-      await withClient(this.pool, (client) => {
+      await withClientUntil(this.pool, until, (client) => {
         sent = true;
         return enqueueMessages(
           client,
@@ -184,31 +200,42 @@ export class PgQueueProducer implements QueueProducer {
         );
       });
     } catch (err) {
-      throw this.failed(
-        err,
-        sent && !isRolledBackStatement(err),
-        messages.map((r) => r.message.id),
-      );
+      return this.failed(err, sent && !isRolledBackStatement(err), calls);
     }
     this.ready = true;
     return calls.map((call) => call.map((r) => ({ id: r.message.id, duplicate: false })));
   }
 
-  /** The error that is true for a group that failed: not queued, or (`unknown`) perhaps queued. */
-  private failed(err: unknown, unknown: boolean, ids: string[]): Error {
+  /**
+   * The errors that are true for each call of a group that failed: not queued, or (`unknown`) perhaps
+   * queued, each call told only its own ids (the original ids for a duplicate, when the plan got that
+   * far) and a call the plan refused keeping its refusal.
+   */
+  private failed(
+    err: unknown,
+    unknown: boolean,
+    calls: PublishRequest[][],
+    planned?: CallResult[],
+  ): CallResult[] {
     this.ready = false;
     if (!unknown) {
       this.log?.warn({ err }, 'Postgres queue refused a publish; nothing of it was committed');
-      return new QueueUnavailableError('PostgreSQL queue did not take the messages; nothing was queued', {
-        cause: err,
-      });
+      const refused = new QueueUnavailableError(
+        'PostgreSQL queue did not take the messages; nothing was queued',
+        { cause: err },
+      );
+      return calls.map(() => refused);
     }
-    this.log?.error({ err, ids: ids.length }, 'Postgres queue COMMIT got no answer: outcome unknown');
-    return new PublishOutcomeUnknownError(
-      'PostgreSQL did not confirm the commit: the messages may or may not be queued',
-      ids,
-      { cause: err },
-    );
+    this.log?.error({ err, calls: calls.length }, 'Postgres queue COMMIT not confirmed: outcome unknown');
+    return calls.map((call, i) => {
+      const plan = planned?.[i];
+      if (plan instanceof Error) return plan;
+      return new PublishOutcomeUnknownError(
+        'PostgreSQL did not confirm the commit: the messages may or may not be queued',
+        plan ? plan.map((r) => r.id) : call.map((r) => r.message.id),
+        { cause: err },
+      );
+    });
   }
 
   /**
@@ -231,6 +258,10 @@ export class PgQueueProducer implements QueueProducer {
       const lost = keyed.map((r) => r.idempotencyKey!).filter((k) => !claimed.has(k));
       // A new statement sees rows committed by the concurrent transactions that made ours conflict.
       if (lost.length) for (const rec of await readIdempotencyKeys(client, lost)) existing.set(rec.key, rec);
+      // A retry answered from a key writes nothing, and a COMMIT that wrote nothing does not wait for
+      // the synchronous standby: rewriting the keys makes it wait, so a duplicate's 202 also means the
+      // original is replicated (after a cancelled wait it may be committed only locally).
+      if (existing.size) await touchIdempotencyKeys(client, [...existing.keys()]);
     }
     const results: CallResult[] = [];
     const fresh: PublishRequest['message'][] = [];

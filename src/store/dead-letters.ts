@@ -89,6 +89,27 @@ export async function deleteDeadLetters(db: Queryable, ids: string[]): Promise<s
   return r.rows.map((row) => row.id);
 }
 
+/** Most dead letters one DELETE of expireDeadLetters removes, so a backlog never makes one long lock. */
+const EXPIRE_CHUNK = 10_000;
+
+/**
+ * Retention: deletes the dead letters that failed more than `days` ago (their partition and data key go
+ * the same way: docs/privacy.md); returns how many. In chunks, oldest first.
+ */
+export async function expireDeadLetters(db: Queryable, days: number): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const r = await db.query(
+      `DELETE FROM intake.dead_letters WHERE id IN (
+         SELECT id FROM intake.dead_letters WHERE failed_at < now() - $1 * interval '1 day'
+         ORDER BY failed_at LIMIT ${EXPIRE_CHUNK})`,
+      [days],
+    );
+    total += r.rowCount ?? 0;
+    if ((r.rowCount ?? 0) < EXPIRE_CHUNK) return total;
+  }
+}
+
 export async function countDeadLetters(db: Queryable): Promise<number> {
   const r = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM intake.dead_letters');
   return r.rows[0]!.n;

@@ -64,3 +64,33 @@ export function isDataException(err: unknown): boolean {
 export function isMissingPartition(err: unknown): boolean {
   return codeOf(err) === '23514' && /no partition of relation/.test((err as PgLikeError).message ?? '');
 }
+
+/**
+ * PostgreSQL's warning that a COMMIT stopped waiting for its synchronous standby ("canceling wait for
+ * synchronous replication …", raised by a cancel request or a backend termination while it waited):
+ * the transaction is committed locally and may not be on any standby, so a failover can lose it. Read
+ * from the notice's source-file field, which, unlike the message, is never translated.
+ */
+export function isSyncRepWaitCancelled(notice: { file?: string | undefined }): boolean {
+  return notice.file === 'syncrep.c';
+}
+
+/**
+ * A write returned, but PostgreSQL cannot have confirmed it as replicated: its wait for a synchronous
+ * standby was cancelled (by intake at its deadline, or by anyone else). Committed locally, maybe not on
+ * a standby: the outcome is unknown to anyone who needs it to survive a failover.
+ */
+export class CommitNotConfirmedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CommitNotConfirmedError';
+  }
+}
+
+/** No answer from PostgreSQL by the caller's deadline: the connection was given up (destroyed). */
+export class DeadlineExceededError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DeadlineExceededError';
+  }
+}

@@ -187,7 +187,8 @@ export async function getMessage(
 }
 
 export interface MessageQuery {
-  sender?: string;
+  /** Only these senders (a key bound to senders, or `?sender=`); undefined: every sender. */
+  senders?: string[];
   /** Inclusive lower and exclusive upper bound on received_at. */
   since?: Date;
   until?: Date;
@@ -204,7 +205,9 @@ export async function queryMessages(db: Queryable, q: MessageQuery): Promise<Sto
     args.push(v);
     return `$${args.length}`;
   };
-  if (q.sender !== undefined) where.push(`sender = ${arg(q.sender)}`);
+  // One sender as an equality, so the (sender, received_at, id) index serves the page directly.
+  if (q.senders?.length === 1) where.push(`sender = ${arg(q.senders[0])}`);
+  else if (q.senders !== undefined) where.push(`sender = ANY(${arg(q.senders)}::text[])`);
   if (q.since) where.push(`received_at >= ${arg(q.since)}`);
   if (q.until) where.push(`received_at < ${arg(q.until)}`);
   if (q.after) where.push(`(received_at, id) < (${arg(q.after.receivedAt)}, ${arg(q.after.id)}::uuid)`);

@@ -8,13 +8,26 @@ import type { Queryable } from './pool.ts';
 const MIGRATIONS = fileURLToPath(new URL('../../sql/migrations/*.do.*.sql', import.meta.url));
 const GRANTS = fileURLToPath(new URL('../../sql/grants.sql', import.meta.url));
 
+/** What `intake migrate` sets besides the schema. */
+export interface MigrateOptions {
+  /**
+   * INTAKE_RETENTION_DAYS: written to intake.retention_policy, the window inside which the partition
+   * functions refuse to drop anything, whoever calls them. Unset: the policy stays as it is.
+   */
+  retentionDays?: number;
+}
+
 /**
  * Applies the numbered SQL migrations in sql/migrations (postgrator keeps the applied versions and
  * checksums in intake.schema_version), then re-applies sql/grants.sql, so roles created after a
- * migration still get their grants. Many replicas may start at once, so the run holds a session
- * advisory lock: the first applies, the rest wait and then find nothing to do.
+ * migration still get their grants, and sets the retention policy. Many replicas may start at once, so
+ * the run holds a session advisory lock: the first applies, the rest wait and then find nothing to do.
  */
-export async function migrate(connectionString: string, log: Logger): Promise<{ from: number; to: number }> {
+export async function migrate(
+  connectionString: string,
+  log: Logger,
+  opts: MigrateOptions = {},
+): Promise<{ from: number; to: number }> {
   const client = new pg.Client({ connectionString, application_name: 'intake-migrate' });
   await client.connect();
   try {
@@ -29,6 +42,13 @@ export async function migrate(connectionString: string, log: Logger): Promise<{ 
     const applied = await postgrator.migrate();
     const to = applied.length ? Number(applied[applied.length - 1]!.version) : from;
     await client.query(await readFile(GRANTS, 'utf8'));
+    if (opts.retentionDays !== undefined) {
+      const r = await client.query(
+        'UPDATE intake.retention_policy SET days = $1, updated_at = now() WHERE days <> $1',
+        [opts.retentionDays],
+      );
+      if (r.rowCount) log.info({ days: opts.retentionDays }, 'retention policy set');
+    }
     if (applied.length) log.info({ from, to, applied: applied.map((m) => m.filename) }, 'migrations applied');
     else log.debug({ version: from }, 'schema up to date');
     return { from, to };

@@ -152,3 +152,15 @@ export async function deleteQueuedForSubject(tx: Queryable, pseudonym: string): 
   );
   return r.rowCount ?? 0;
 }
+
+/**
+ * Rewrites key rows as they are (delete and insert back, the API role's grants), so the transaction
+ * writes WAL and its COMMIT waits for the synchronous standby like the one that created them.
+ */
+export async function touchIdempotencyKeys(tx: Queryable, keys: string[]): Promise<void> {
+  await tx.query(
+    `WITH gone AS (DELETE FROM intake.idempotency_keys WHERE key = ANY($1::text[]) RETURNING *)
+     INSERT INTO intake.idempotency_keys SELECT * FROM gone`,
+    [keys],
+  );
+}

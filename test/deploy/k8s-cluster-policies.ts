@@ -103,7 +103,7 @@ export const connectionBudget: Policy = (objects) => {
 
 /**
  * Every CloudNativePG Cluster archives WAL and keeps base backups in object storage (with a retention
- * policy and credentials from a Secret), has a ScheduledBackup, and exposes its metrics to Prometheus.
+ * policy and credentials from a Secret) and has a ScheduledBackup.
  */
 export const databaseBackups: Policy = (objects) =>
   objects
@@ -123,10 +123,42 @@ export const databaseBackups: Policy = (objects) =>
         )
       )
         out.push(`${ref(c)}: no ScheduledBackup takes base backups of it`);
-      if (c.spec?.monitoring?.enablePodMonitor !== true)
-        out.push(`${ref(c)}: monitoring.enablePodMonitor is not true (Prometheus would not scrape it)`);
       return out;
     });
+
+/** The PodMonitors that scrape a CloudNativePG Cluster's instances: its pods, on the exporter's port. */
+const podMonitorsOf = (objects: K8sObject[], cluster: K8sObject) =>
+  objects.filter(
+    (m) =>
+      m.kind === 'PodMonitor' &&
+      !m.spec?.namespaceSelector &&
+      selectorMatches(m.spec?.selector, {
+        // The labels CloudNativePG puts on every instance pod of the cluster.
+        'cnpg.io/cluster': cluster.metadata.name,
+        'cnpg.io/podRole': 'instance',
+      }) &&
+      (m.spec?.podMetricsEndpoints ?? []).some((e: Any) => e.port === 'metrics'),
+  );
+
+/**
+ * Every CloudNativePG Cluster is scraped through a PodMonitor of our own that selects its instance pods
+ * on the port `metrics` (CloudNativePG's docs). `monitoring.enablePodMonitor` is deprecated ("will be
+ * removed in an upcoming release"): left on, the operator would also make a PodMonitor of the same name
+ * and fight ours.
+ */
+export const databaseScraped: Policy = (objects) =>
+  objects
+    .filter((o) => o.kind === 'Cluster')
+    .flatMap((c) => [
+      ...(podMonitorsOf(objects, c).length === 1
+        ? []
+        : [
+            `${ref(c)}: ${podMonitorsOf(objects, c).length} PodMonitors scrape its instances on port metrics, not 1`,
+          ]),
+      ...(c.spec?.monitoring?.enablePodMonitor === true
+        ? [`${ref(c)}: monitoring.enablePodMonitor is deprecated; ship a PodMonitor instead`]
+        : []),
+    ]);
 
 /** The Prometheus job of every scrape target the manifests create. */
 export function scrapeJobs(objects: K8sObject[]): string[] {
@@ -146,10 +178,8 @@ export function scrapeJobs(objects: K8sObject[]): string[] {
           )
           .map((s) => s.metadata.name),
       ),
-    // CloudNativePG's PodMonitor is named after the Cluster; a PodMonitor's job is <namespace>/<name>.
-    ...objects
-      .filter((o) => o.kind === 'Cluster' && o.spec?.monitoring?.enablePodMonitor === true)
-      .map((c) => `${ns}/${c.metadata.name}`),
+    // A PodMonitor's job is <namespace>/<its name>; the pods it selects are made by an operator.
+    ...objects.filter((o) => o.kind === 'PodMonitor').map((m) => `${ns}/${m.metadata.name}`),
   ];
 }
 
@@ -295,6 +325,7 @@ export const CLUSTER_POLICIES: Record<string, Policy> = {
   clusterScopedNames,
   connectionBudget,
   databaseBackups,
+  databaseScraped,
   scrapedJobsAlerted,
   databaseTls,
   natsClients,

@@ -308,6 +308,16 @@ const ISSUER: Shape = {
   },
 };
 
+/**
+ * Custom resources checked against models generated from their project's own CRD schemas (the
+ * `@kubernetes-models/*` packages): the generated validator (types, required fields, enums) and, like the
+ * built-in kinds, the TypeScript interface for unknown fields. Preferred to a hand-kept shape.
+ */
+const CRD_MODELS: Record<string, string> = {
+  // From prometheus-operator's CRDs (v0.65); PodMonitor has changed only by additions since.
+  'monitoring.coreos.com/v1/PodMonitor': '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1',
+};
+
 /** Custom resources we ship, by `apiVersion/kind`. */
 export const CRD_SHAPES: Record<string, Shape> = {
   'postgresql.cnpg.io/v1/Cluster': CNPG_CLUSTER,
@@ -346,6 +356,9 @@ const isBuiltin = (o: { apiVersion: string; kind: string }) =>
   typeof o.kind === 'string' &&
   /^[A-Za-z0-9]+$/.test(o.kind) &&
   existsSync(join(MODELS, o.apiVersion, `${o.kind}.d.ts`));
+/** The folder module of a kind's generated model: kubernetes-models' for built-ins, else CRD_MODELS'. */
+const modelModule = (o: { apiVersion: string; kind: string }): string | undefined =>
+  isBuiltin(o) ? `kubernetes-models/${o.apiVersion}` : CRD_MODELS[kindKey(o)];
 
 const require = createRequire(import.meta.url);
 
@@ -358,7 +371,10 @@ export class StrictSchema {
   /** Loads the interfaces for every built-in kind in `objects` plus the core types CRDs embed. */
   static load(objects: Array<{ apiVersion: string; kind: string }>): StrictSchema {
     const imports = new Map<string, string>(Object.entries(CORE_TYPES).map(([name, mod]) => [name, mod]));
-    for (const o of objects) if (isBuiltin(o)) imports.set(kindKey(o), builtinModule(o));
+    for (const o of objects) {
+      if (isBuiltin(o)) imports.set(kindKey(o), builtinModule(o));
+      else if (CRD_MODELS[kindKey(o)]) imports.set(kindKey(o), `${CRD_MODELS[kindKey(o)]}/${o.kind}`);
+    }
     const aliases = [...imports.keys()];
     const source = aliases
       .map((key, i) => {
@@ -403,8 +419,8 @@ export class StrictSchema {
     const problems: SchemaProblem[] = [];
     const report = (path: string, message: string) => problems.push({ object, path, message });
 
-    if (isBuiltin(o)) {
-      this.modelValidate(o, report);
+    if (modelModule(o)) {
+      this.modelValidate(o, modelModule(o)!, report);
       this.walk(o, this.types.get(kindKey(o))!, '', report);
     } else if (CRD_SHAPES[kindKey(o)]) {
       this.walkShape(o, CRD_SHAPES[kindKey(o)]!, '', report);
@@ -434,10 +450,10 @@ export class StrictSchema {
     return problems;
   }
 
-  /** kubernetes-models' generated validator: types, formats, required fields. */
-  private modelValidate(o: K8sObject, report: (path: string, message: string) => void) {
+  /** The generated validator (kubernetes-models, or a CRD's model package): types, formats, required fields. */
+  private modelValidate(o: K8sObject, module: string, report: (path: string, message: string) => void) {
     // biome-ignore lint/suspicious/noExplicitAny: generated model classes, looked up by kind
-    const mod = require(`kubernetes-models/${o.apiVersion}`) as Record<string, any>;
+    const mod = require(module) as Record<string, any>;
     const Model = mod[o.kind];
     if (!Model) {
       report('', `kubernetes-models has no class for ${kindKey(o)}`);

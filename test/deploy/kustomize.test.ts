@@ -85,6 +85,20 @@ describe('kustomize overlays render and match the Kubernetes schema strictly', {
     );
   });
 
+  test("negative: the PodMonitor is checked against prometheus-operator's CRD schema", () => {
+    const m = structuredClone(rendered.get('prod')!.find((o) => o.kind === 'PodMonitor')!);
+    m.spec.podMetricsEndpoints[0].intervall = '30s';
+    m.spec.podMetricsEndpoints[0].port = 9187; // the CRD says a port name (string)
+    delete m.spec.selector; // required by the CRD
+    const problems = schema.validate(m).map((p) => `${p.path} ${p.message}`);
+    assert.ok(
+      problems.some((p) => p.startsWith('/spec/podMetricsEndpoints/0/intervall unknown field')),
+      problems.join('\n'),
+    );
+    assert.match(problems.join('\n'), /port.*must be string/);
+    assert.match(problems.join('\n'), /must have required property selector/);
+  });
+
   test('negative: a typo in a PrometheusRule rule is reported', () => {
     const r = structuredClone(rendered.get('prod')!.find((o) => o.kind === 'PrometheusRule')!);
     r.spec.groups[0].rules[0].anotations = {};

@@ -161,12 +161,27 @@ const BREAKAGES: Array<{ policy: string; what: string; breakIt: (o: K8sObject[])
     },
     {
       policy: 'databaseBackups',
-      what: 'ScheduledBackup deleted and the pod monitor off',
+      what: 'ScheduledBackup deleted',
       breakIt: (o) => {
         o.splice(o.indexOf(byName(o, 'ScheduledBackup', 'intake-pg-daily')), 1);
-        byName(o, 'Cluster', 'intake-pg').spec.monitoring.enablePodMonitor = false;
       },
       expect: /Cluster\/intake-pg: no ScheduledBackup takes base backups of it/,
+    },
+    {
+      policy: 'databaseScraped',
+      what: "the PodMonitor selects the poolers' label instead of the instances'",
+      breakIt: (o) => {
+        byName(o, 'PodMonitor', 'intake-pg').spec.selector.matchLabels['cnpg.io/podRole'] = 'pooler';
+      },
+      expect: /Cluster\/intake-pg: 0 PodMonitors scrape its instances on port metrics, not 1/,
+    },
+    {
+      policy: 'databaseScraped',
+      what: 'the deprecated operator-made PodMonitor switched back on',
+      breakIt: (o) => {
+        byName(o, 'Cluster', 'intake-pg').spec.monitoring = { enablePodMonitor: true };
+      },
+      expect: /Cluster\/intake-pg: monitoring.enablePodMonitor is deprecated/,
     },
     {
       policy: 'scrapedJobsAlerted',

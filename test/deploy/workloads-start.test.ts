@@ -234,7 +234,7 @@ async function runOverlay(t: TestContext, overlay: string) {
   for (const [name, values] of Object.entries(secretManager(overlay))) state.addSecret(name, values);
 
   const pgdir = join(root, 'postgres');
-  const db = await startEmbeddedPostgres(pgdir, quietLog);
+  const db = await startEmbeddedPostgres(pgdir, quietLog, { listenTcp: true });
   t.after(() => db.stop());
   const cluster = objects.find((o) => o.kind === 'Cluster')!;
   await emulateCloudNativePg(cluster, state, db.url, join(pgdir, 'pg'), makeCa(root, 'cnpg'));

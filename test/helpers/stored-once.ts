@@ -2,13 +2,13 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { waitFor } from '../../harness/db.ts';
 import type { IntakeProcess } from '../../harness/intake-process.ts';
+import { embeddedUrl as socketUrl } from '../../src/store/embedded-postgres.ts';
 
-/** The URL of the embedded PostgreSQL an `intake start` process logged (never the system one). */
+/** The URL of the embedded PostgreSQL an `intake start` process logged (its socket, never the system one). */
 export function embeddedUrl(p: IntakeProcess): string {
   const line = p.logs.find((l) => l.msg === 'embedded PostgreSQL started');
-  assert.ok(line, 'the embedded PostgreSQL logged its port');
-  assert.notEqual(line.port, 5432, 'never the system PostgreSQL port');
-  return `postgres://postgres@127.0.0.1:${line.port}/postgres`;
+  assert.ok(line, 'the embedded PostgreSQL logged its socket');
+  return socketUrl(String(line.socketDir), Number(line.port));
 }
 
 /**

@@ -74,12 +74,22 @@ describe('garbage in any parameter gets a small 4xx problem, never a 5xx', () =>
     });
   }
 
-  test('reveal of 36 dashes → 404, not a 500', async () => {
-    await expectProblem(await fetch(`${app.url}/v1/messages/${dashes}/revealed`), 404, 'NOT_FOUND');
+  test('reveal of 36 dashes → 400 naming the id (not a UUID), not a 500', async () => {
+    const p = await expectProblem(
+      await fetch(`${app.url}/v1/messages/${dashes}/revealed`),
+      400,
+      'INVALID_REQUEST',
+    );
+    assert.deepEqual(
+      p.errors?.map((e) => e.pointer),
+      ['/id'],
+    );
   });
 
-  test('read of a non-v7 or malformed id → 404', async () => {
-    await expectProblem(await fetch(`${app.url}/v1/messages/${dashes}`), 404, 'NOT_FOUND');
+  test('read of a malformed id → 400, of a well-formed non-v7 one → 404', async () => {
+    await expectProblem(await fetch(`${app.url}/v1/messages/${dashes}`), 400, 'INVALID_REQUEST');
+    const v4 = '0b5f4b8e-6c1d-4f7a-9e2b-3c4d5e6f7a8b';
+    await expectProblem(await fetch(`${app.url}/v1/messages/${v4}`), 404, 'NOT_FOUND');
   });
 
   test('a bad percent-encoding in the path → 400 problem that does not echo the URL', async () => {

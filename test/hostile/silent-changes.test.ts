@@ -61,6 +61,61 @@ describe('nothing is changed or bypassed silently', () => {
     assert.equal(r.rows[0].n, 0);
   });
 
+  test('a number no double holds (1e400, -1e400, 400 digits) → 400 with its pointer, never stored as null', async () => {
+    const big = `1${'0'.repeat(400)}`;
+    const cases: Array<[string, string, string[]]> = [
+      ['/v1/messages', '{"ts":1,"sender":"huge","message":{"a":1e400}}', ['/message/a']],
+      ['/v1/messages', '{"ts":1,"sender":"huge","message":{"x":[1,{"y":-1e400}]}}', ['/message/x/1/y']],
+      ['/v1/messages', `{"ts":1,"sender":"huge","message":{"a/b~":${big}}}`, ['/message/a~1b~0']],
+      ['/v1/messages', '{"ts":1e400,"sender":"huge","message":{"a":1}}', ['/ts']],
+      [
+        '/v1/messages/batch',
+        '{"messages":[{"ts":1,"sender":"huge","message":{"a":1}},{"ts":1,"sender":"huge","message":{"n":1E+400}}]}',
+        ['/messages/1/message/n'],
+      ],
+      [
+        '/v1/messages/batch?mode=partial',
+        '{"messages":[{"ts":1,"sender":"huge","message":{"n":-2e999,"m":3e308}}]}',
+        ['/messages/0/message/n', '/messages/0/message/m'],
+      ],
+    ];
+    for (const [path, body, pointers] of cases) {
+      const p = await expectProblem(await app.post(path, body, auth()), 400, 'INVALID_MESSAGE');
+      assert.deepEqual(
+        p.errors?.map((e) => e.pointer),
+        pointers,
+        body.slice(0, 80),
+      );
+    }
+    // NDJSON answers per line: the line with the number is refused with its pointer, the other kept.
+    const nd = await fetch(`${app.url}/v1/messages/batch`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-ndjson', ...auth() },
+      body: '{"ts":1,"sender":"huge-nd","message":{"a":1}}\n{"ts":1,"sender":"huge","message":{"n":1e400}}\n',
+    });
+    assert.equal(nd.status, 207);
+    const items = (
+      (await nd.json()) as { items: Array<{ status: string; errors?: Array<{ pointer: string }> }> }
+    ).items;
+    assert.deepEqual(
+      items.map((i) => [i.status, i.errors?.[0]?.pointer]),
+      [
+        ['accepted', undefined],
+        ['rejected', '/message/n'],
+      ],
+    );
+    // Large but finite numbers, and the text "1e400" in a string, are stored as sent.
+    const fine = await app.post(
+      '/v1/messages',
+      '{"ts":1,"sender":"huge-ok","message":{"a":1.7e308,"s":"1e400"}}',
+      auth(),
+    );
+    assert.equal(fine.status, 202);
+    const r = await db.query(`SELECT count(*)::int AS n FROM intake.queue WHERE payload->>'sender' = 'huge'`);
+    const stored = await db.query(`SELECT count(*)::int AS n FROM intake.messages WHERE sender = 'huge'`);
+    assert.equal(r.rows[0].n + stored.rows[0].n, 0, 'nothing of the refused messages was queued');
+  });
+
   test('the token bucket charges a batch per message, not per request', async () => {
     const small = await app.post('/v1/messages/batch', { messages: Array(20).fill(ok) }, auth());
     assert.equal(small.status, 202);

@@ -119,7 +119,7 @@ describe('dead letters: list, show, replay, discard', () => {
     assert.equal(v['sent-from-ip'], 'redacted');
     assert.doesNotMatch(JSON.stringify(v), /192\.0\.2\.8/);
     await expectProblem(await get('/v1/dead-letters/01890a5d-ac96-774b-bcce-b302099a8057'), 404, 'NOT_FOUND');
-    await expectProblem(await get(`/v1/dead-letters/${'-'.repeat(36)}`), 404, 'NOT_FOUND');
+    await expectProblem(await get(`/v1/dead-letters/${'-'.repeat(36)}`), 400, 'INVALID_REQUEST');
   });
 
   test('replay stores the message once under its original id; replaying again is a 404', async () => {

@@ -84,8 +84,9 @@ describe('HTTP errors are RFC 9457 problems with stable codes', () => {
     await problem(await fetch(`${app.url}/v2/nothing`), 404, 'NOT_FOUND');
   });
 
-  test('unknown or malformed id → 404', async () => {
-    await problem(await fetch(`${app.url}/v1/messages/not-a-uuid`), 404, 'NOT_FOUND');
+  test('malformed id → 400 naming it; unknown id → 404 (docs/errors.md)', async () => {
+    const p = await problem(await fetch(`${app.url}/v1/messages/not-a-uuid`), 400, 'INVALID_REQUEST');
+    assert.deepEqual(p.errors, [{ pointer: '/id', detail: 'path parameter must be a valid uuid' }]);
     await problem(
       await fetch(`${app.url}/v1/messages/01890a5d-ac96-774b-bcce-b302099a8057`),
       404,

@@ -14,11 +14,41 @@ const run = promisify(execFile);
 const REPO = new URL('../../', import.meta.url).pathname;
 const BIN = (name: string) => join(REPO, 'node_modules/.bin', name);
 
+/** `redocly lint` under the repository's redocly.yaml: each problem as `<rule> <JSON pointer>`. */
+async function redocly(spec: string): Promise<string[]> {
+  const r = await run(
+    process.execPath,
+    [BIN('redocly'), 'lint', spec, '--format=json', `--config=${join(REPO, 'redocly.yaml')}`],
+    { env: { ...process.env, REDOCLY_TELEMETRY: 'off', REDOCLY_SUPPRESS_UPDATE_NOTICE: 'true' } },
+  ).catch((e: { stdout: string }) => e);
+  const report = JSON.parse(r.stdout) as {
+    problems: Array<{ ruleId: string; location: Array<{ pointer: string }> }>;
+  };
+  return report.problems.map((p) => `${p.ruleId} ${p.location[0]?.pointer}`);
+}
+
+/** `spectral lint` under the repository's .spectral.yaml: each problem, hints included, as `<rule> <path>`. */
+async function spectral(spec: string): Promise<string[]> {
+  const r = await run(process.execPath, [
+    BIN('spectral'),
+    'lint',
+    spec,
+    '--ruleset',
+    join(REPO, '.spectral.yaml'),
+    '--format=json',
+    '--quiet',
+  ]).catch((e: { stdout: string }) => e);
+  const results = JSON.parse(r.stdout) as Array<{ code: string; path: string[] }>;
+  return results.map((p) => `${p.code} ${p.path.join('.')}`);
+}
+
 /**
  * The OpenAPI document intake serves is accepted by the tools people use on it: swagger-parser
- * validates and dereferences it, redocly lints it with no error and no warning, openapi-typescript
+ * validates and dereferences it, Spectral (spectral:oas) and Redocly (recommended) lint it with no
+ * error and no warning under the repository's .spectral.yaml and redocly.yaml, openapi-typescript
  * generates types that a typed client (openapi-fetch) compiles against and uses on the running service,
- * and a Prism proxy finds no response that breaks the document over a pass of real API requests.
+ * every path parameter's documented format is what the service enforces, and a Prism proxy finds no
+ * response that breaks the document over a pass of real API requests.
  */
 describe('the OpenAPI document, checked by real tools', () => {
   let app: TestApp;
@@ -43,22 +73,67 @@ describe('the OpenAPI document, checked by real tools', () => {
     assert.ok(api.paths['/v1/messages']);
   });
 
-  test('redocly lint: no errors; warnings only that the probes have no 4xx answer (they have none)', async () => {
-    const r = await run(process.execPath, [BIN('redocly'), 'lint', file, '--format=json'], {
-      cwd: dir,
-      env: { ...process.env, REDOCLY_TELEMETRY: 'off', REDOCLY_SUPPRESS_UPDATE_NOTICE: 'true' },
-    }).catch((e: { stdout: string }) => e);
-    const report = JSON.parse(r.stdout) as {
-      totals: { errors: number; warnings: number };
-      problems: Array<{ ruleId: string; location: Array<{ pointer: string }> }>;
+  test('Redocly (recommended, redocly.yaml) and Spectral (spectral:oas, .spectral.yaml): no problem at all', async () => {
+    assert.deepEqual(await redocly(file), []);
+    assert.deepEqual(await spectral(file), []);
+  });
+
+  test('the linters do report a document that breaks their rules (the control)', async () => {
+    const broken = structuredClone(doc) as {
+      info: Record<string, unknown>;
+      paths: Record<string, Record<string, { tags?: string[]; responses: Record<string, unknown> }>>;
     };
-    assert.equal(report.totals.errors, 0, JSON.stringify(report.problems, null, 1));
-    const warnings = report.problems.map((p) => `${p.ruleId} ${p.location[0]?.pointer}`);
-    assert.deepEqual(warnings.sort(), [
-      'operation-4xx-response #/paths/~1livez/get/responses',
-      'operation-4xx-response #/paths/~1metrics/get/responses',
-      'operation-4xx-response #/paths/~1readyz/get/responses',
+    delete broken.info.contact;
+    delete broken.paths['/v1/messages']!.get!.tags;
+    const read = broken.paths['/v1/messages/{id}']!.get!.responses;
+    for (const status of Object.keys(read)) if (status.startsWith('4')) delete read[status];
+    const brokenFile = join(dir, 'broken.json');
+    writeFileSync(brokenFile, JSON.stringify(broken));
+    assert.deepEqual((await redocly(brokenFile)).sort(), [
+      'rule/v1-operation-4xx-response #/paths/~1v1~1messages~1{id}/get/responses',
     ]);
+    assert.deepEqual((await spectral(brokenFile)).sort(), [
+      'info-contact info',
+      'operation-tags paths./v1/messages.get',
+    ]);
+  });
+
+  test('every path parameter is enforced as documented: off its format → 400 naming it', async () => {
+    const paths = doc.paths as Record<
+      string,
+      Record<string, { parameters?: Array<{ in: string; name: string; schema: { format?: string } }> }>
+    >;
+    // A value of each documented format that names nothing, and one that is not of the format.
+    const wellFormed: Record<string, string> = {
+      uuid: '0b5f4b8e-6c1d-4f7a-9e2b-3c4d5e6f7a8b',
+      ipv4: '192.0.2.250',
+    };
+    const malformed: Record<string, string> = { uuid: '0b5f4b8e-6c1d-4f7a-9e2b', ipv4: '192.0.2.1.5' };
+    let checked = 0;
+    for (const [template, ops] of Object.entries(paths)) {
+      for (const [method, op] of Object.entries(ops)) {
+        for (const p of (op.parameters ?? []).filter((x) => x.in === 'path')) {
+          const format = p.schema.format;
+          assert.ok(format && wellFormed[format], `${method} ${template}: {${p.name}} has no known format`);
+          const url = (v: string) => app.url + template.replace(`{${p.name}}`, v);
+          const init = { method: method.toUpperCase() };
+          const bad = await fetch(url(malformed[format]!), init);
+          const problem = (await bad.json()) as { code: string; errors: Array<{ pointer: string }> };
+          assert.equal(bad.status, 400, `${method} ${template} with a malformed ${p.name}`);
+          assert.equal(problem.code, 'INVALID_REQUEST');
+          assert.deepEqual(
+            problem.errors.map((e) => e.pointer),
+            [`/${p.name}`],
+          );
+          const good = await fetch(url(wellFormed[format]!), init);
+          await good.arrayBuffer();
+          // An id that names nothing is a 404; a subject with nothing stored is still a subject.
+          assert.equal(good.status, format === 'uuid' ? 404 : 200, `${method} ${template} well-formed`);
+          checked++;
+        }
+      }
+    }
+    assert.equal(checked, 7, 'path parameters checked');
   });
 
   test('every operation has an operationId, its statuses with schemas, problems as application/problem+json', () => {
@@ -102,6 +177,8 @@ if (!sent.data) throw new Error('no 202: ' + JSON.stringify(sent.error));
 const id: string = sent.data.id;
 const refused = await client.POST('/v1/messages', { body: { ts: -1, sender: 'generated', message: { a: 1 } } });
 const code: string | undefined = refused.error?.code;
+const page = await client.GET('/v1/messages', { params: { query: { since: '2018-06-28T00:00:00Z', limit: 5 } } });
+if (!page.data) throw new Error('no page: ' + JSON.stringify(page.error));
 let stored;
 for (let i = 0; i < 100 && !stored; i++) {
   stored = (await client.GET('/v1/messages/{id}', { params: { path: { id } } })).data;

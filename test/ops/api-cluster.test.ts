@@ -1,18 +1,17 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { createTestDatabase, waitFor } from '../../harness/db.ts';
+import { createTestDatabase } from '../../harness/db.ts';
 import { startIntakeProcess } from '../../harness/intake-process.ts';
+import { apiProcesses } from '../helpers/api-cluster.ts';
 
 /**
  * INTAKE_API_WORKERS=2: `intake api` runs two processes on one port under a supervising primary. Both
  * serve; a SIGTERM to the primary (what Kubernetes sends) drains both and the primary exits 0; a worker
  * process that dies takes the pod down (exit 1) instead of leaving it at half capacity.
  */
-const children = (pid: number): number[] =>
-  readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
 const alive = (pid: number) => {
   try {
     process.kill(pid, 0);
@@ -39,15 +38,7 @@ test('two API processes serve one port, and a SIGTERM to the primary drains both
   const api = await startIntakeProcess('api', env, { timeoutMs: 60_000 });
   t.after(() => api.stop(1000));
   // Both processes come up (readiness answers as soon as one does).
-  const kids = await waitFor(
-    'two API processes listening',
-    async () => {
-      const k = children(api.child.pid!);
-      const started = api.logs.filter((l) => l.msg === 'intake started').length;
-      return k.length === 2 && started === 2 ? k : undefined;
-    },
-    60_000,
-  );
+  const kids = await apiProcesses(api);
   for (let i = 0; i < 20; i++) {
     const r = await fetch(`${api.url}/v1/messages`, {
       method: 'POST',
@@ -76,16 +67,7 @@ test('an API process that dies stops the others and the primary exits 1', async 
     { timeoutMs: 60_000 },
   );
   t.after(() => api.stop(1000));
-  const kids = await waitFor(
-    'two API processes',
-    async () => {
-      const k = children(api.child.pid!);
-      return k.length === 2 && api.logs.filter((l) => l.msg === 'intake started').length === 2
-        ? k
-        : undefined;
-    },
-    60_000,
-  );
+  const kids = await apiProcesses(api);
   process.kill(kids[0]!, 'SIGKILL');
   const exit = await api.exited;
   assert.equal(exit.code, 1);

@@ -22,7 +22,7 @@ const names = uniqueStream('pgdown');
 
 before(async () => {
   port = await freePort();
-  [nats, pg] = await Promise.all([startNatsServer(), startEmbeddedPostgres(dir.path, quietLog, port)]);
+  [nats, pg] = await Promise.all([startNatsServer(), startEmbeddedPostgres(dir.path, quietLog, { port })]);
   await migrate(pg.url, quietLog);
 });
 after(async () => {
@@ -59,7 +59,7 @@ test('PostgreSQL down for 10 s: the API keeps accepting, the worker catches up, 
       250,
     );
     assert.ok(load.result.accepted.length > acceptedAtStop + 200, 'messages were accepted during the outage');
-    pg = await startEmbeddedPostgres(dir.path, quietLog, port);
+    pg = await startEmbeddedPostgres(dir.path, quietLog, { port });
   } finally {
     await load.stop();
   }

@@ -1,16 +1,13 @@
 import { type Static, Type } from '@sinclair/typebox';
+import { TimeParam } from '../../contract/api-schemas.ts';
 import { isMessageId } from '../../contract/message-id.ts';
 import { ProblemError } from '../problem.ts';
 
 export const MessageListQuery = Type.Object(
   {
     sender: Type.Optional(Type.String({ minLength: 1, maxLength: 256, 'x-storable': true })),
-    since: Type.Optional(
-      Type.String({ maxLength: 40, description: 'received at or after (RFC 3339 or Unix seconds)' }),
-    ),
-    until: Type.Optional(
-      Type.String({ maxLength: 40, description: 'received before (RFC 3339 or Unix seconds)' }),
-    ),
+    since: Type.Optional(TimeParam('received at or after')),
+    until: Type.Optional(TimeParam('received before')),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
     cursor: Type.Optional(Type.String({ maxLength: 200, description: 'next_cursor of the previous page' })),
   },

@@ -4,7 +4,9 @@ import {
   DeadLetterList,
   DeadLetter as DeadLetterView,
   Discarded,
+  MessageIdParams as IdParams,
   Replayed,
+  TimeParam,
 } from '../../contract/api-schemas.ts';
 import { isMessageId } from '../../contract/message-id.ts';
 import { discardDeadLetters, type ReplayOptions, replayDeadLetters } from '../../ingest/replay.ts';
@@ -23,12 +25,8 @@ const Filter = {
   reason: Type.Optional(
     Type.String({ minLength: 1, maxLength: 200, 'x-storable': true, description: 'part of the reason' }),
   ),
-  since: Type.Optional(
-    Type.String({ maxLength: 40, description: 'failed at or after (RFC 3339 or Unix seconds)' }),
-  ),
-  until: Type.Optional(
-    Type.String({ maxLength: 40, description: 'failed before (RFC 3339 or Unix seconds)' }),
-  ),
+  since: Type.Optional(TimeParam('failed at or after')),
+  until: Type.Optional(TimeParam('failed before')),
 };
 const ListQuery = Type.Object(
   {
@@ -42,7 +40,6 @@ const ReplayFilter = Type.Object(
   { ...Filter, limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 1000 })) },
   { additionalProperties: false, description: 'Replays the newest dead letters matching every field given' },
 );
-const IdParams = Type.Object({ id: Type.String({ maxLength: 200, description: 'The message id (UUIDv7)' }) });
 const problems = problemResponses(400, ...AUTH_PROBLEMS, 404, 503);
 
 type FilterFields = Partial<Record<'sender' | 'reason' | 'since' | 'until', string>>;
@@ -74,7 +71,11 @@ export async function deadLetterRoutes(app: FastifyInstance, deps: AppDeps): Pro
       config: { scope: 'admin' },
       schema: {
         operationId: 'listDeadLetters',
+        tags: ['dead-letters'],
         summary: 'List dead letters, newest first, cursor-paginated',
+        description:
+          'Messages the worker could not store, with the reason, filtered by sender, reason and time of ' +
+          'failure; PII "redacted". A full page carries next_cursor.',
         querystring: ListQuery,
         response: { 200: jsonResponse('A page of dead letters', ref(DeadLetterList)), ...problems },
       },
@@ -102,7 +103,9 @@ export async function deadLetterRoutes(app: FastifyInstance, deps: AppDeps): Pro
       config: { scope: 'admin' },
       schema: {
         operationId: 'getDeadLetter',
+        tags: ['dead-letters'],
         summary: 'One dead letter',
+        description: 'The dead letter with this message id, PII "redacted".',
         params: IdParams,
         response: { 200: jsonResponse('The dead letter', ref(DeadLetterView)), ...problems },
       },
@@ -116,7 +119,11 @@ export async function deadLetterRoutes(app: FastifyInstance, deps: AppDeps): Pro
       config: { scope: 'admin' },
       schema: {
         operationId: 'replayDeadLetter',
+        tags: ['dead-letters'],
         summary: 'Put one dead letter back on the queue, under its original id (audited)',
+        description:
+          'Queues the message again under its original id, so it is stored at most once, and removes ' +
+          'the dead letter. Written to the audit log.',
         params: IdParams,
         response: { 200: jsonResponse('Replayed', ref(Replayed)), ...problems },
       },
@@ -132,7 +139,11 @@ export async function deadLetterRoutes(app: FastifyInstance, deps: AppDeps): Pro
       config: { scope: 'admin' },
       schema: {
         operationId: 'replayDeadLetters',
+        tags: ['dead-letters'],
         summary: 'Replay every dead letter matching a filter, at most `limit` (audited)',
+        description:
+          'Replays the newest dead letters matching every field given, each under its original id. ' +
+          'Written to the audit log.',
         body: ReplayFilter,
         response: { 200: jsonResponse('Replayed', ref(Replayed)), ...problems },
       },
@@ -149,7 +160,9 @@ export async function deadLetterRoutes(app: FastifyInstance, deps: AppDeps): Pro
       config: { scope: 'admin' },
       schema: {
         operationId: 'discardDeadLetter',
+        tags: ['dead-letters'],
         summary: 'Discard a dead letter for good (audited)',
+        description: 'Deletes the dead letter; its message will never be stored. Written to the audit log.',
         params: IdParams,
         response: { 200: jsonResponse('Discarded', ref(Discarded)), ...problems },
       },

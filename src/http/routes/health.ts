@@ -23,7 +23,11 @@ export async function healthRoutes(app: FastifyInstance, deps: AppDeps): Promise
     {
       schema: {
         operationId: 'livez',
+        tags: ['operations'],
         summary: 'Liveness',
+        description:
+          'Answers 200 while the event loop runs. A queue or database outage does not fail it: a restart ' +
+          'would not fix those.',
         response: { 200: json('The process answers', Live) },
       },
     },
@@ -35,7 +39,11 @@ export async function healthRoutes(app: FastifyInstance, deps: AppDeps): Promise
     {
       schema: {
         operationId: 'readyz',
+        tags: ['operations'],
         summary: 'Readiness: 503 while draining or while the queue cannot take messages',
+        description:
+          'Ready (200) unless shutting down or the queue cannot take a message now; otherwise 503 with ' +
+          'Retry-After, so load balancers send elsewhere.',
         response: {
           200: json('Ready', Ready),
           503: {
@@ -59,7 +67,9 @@ export async function healthRoutes(app: FastifyInstance, deps: AppDeps): Promise
     {
       schema: {
         operationId: 'metrics',
+        tags: ['operations'],
         summary: 'Prometheus metrics (text exposition format)',
+        description: "This process's metrics for Prometheus to scrape (docs/alerting.md).",
         response: {
           200: { description: 'Metrics', content: { 'text/plain': { schema: { type: 'string' } } } },
         },

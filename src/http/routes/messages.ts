@@ -1,10 +1,11 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { assertSenderAllowed, senderAllowed } from '../../auth/authenticate.ts';
+import { assertSenderAllowed, readableSenders, senderAllowed } from '../../auth/authenticate.ts';
 import {
   Accepted,
   BatchAccepted,
   BatchResults,
+  MessageIdParams,
   MessageList,
   StoredMessage,
 } from '../../contract/api-schemas.ts';
@@ -32,7 +33,12 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
       config: { scope: 'ingest', rateCost: 'messages' },
       schema: {
         operationId: 'ingestMessage',
+        tags: ['ingest'],
         summary: 'Ingest one message',
+        description:
+          'Validates the message against the contract (all violations listed in the 400) and answers 202 ' +
+          'once it is durably queued; the worker then stores it once. A retry with the same ' +
+          'Idempotency-Key returns the same id.',
         body: ref(IncomingMessage),
         headers: idempotencyHeader,
         response: {
@@ -50,7 +56,7 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
     },
     async (req, reply) => {
       assertSenderAllowed(req, req.body.sender);
-      req.chargeMessages?.(1);
+      await req.chargeMessages?.(1);
       const [result] = await ingest.accept([req.body], ingestContext(req, false));
       reply.code(202).header('location', `/v1/messages/${result!.id}`);
       return { id: result!.id, status: 'accepted' as const };
@@ -74,6 +80,7 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
           'answers per item (207): a bad line never costs the good ones. An Idempotency-Key names the ' +
           'request as a whole; item i is remembered as <key>/i.',
         operationId: 'ingestBatch',
+        tags: ['ingest'],
         querystring: BatchQuery,
         body: {
           content: {
@@ -119,7 +126,7 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
         if (failed) throw failed;
         const { messages } = req.body;
         for (const m of messages) assertSenderAllowed(req, m.sender);
-        req.chargeMessages?.(messages.length);
+        await req.chargeMessages?.(messages.length);
         const results = await ingest.accept(messages, ctx);
         reply.code(202);
         return {
@@ -140,7 +147,7 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
           ];
         }
       }
-      req.chargeMessages?.(items.length);
+      await req.chargeMessages?.(items.length);
       const good = items.flatMap((item, i) => (item.body ? [{ body: item.body, i }] : []));
       const rejected = items.length - good.length;
       if (rejected) metrics.rejected.inc({ reason: 'invalid' }, rejected);
@@ -171,11 +178,14 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
       config: { scope: 'read' },
       schema: {
         operationId: 'getMessage',
+        tags: ['messages'],
         summary: 'Read one stored message',
+        description:
+          'The stored record, its IP "redacted". 404 until the worker has stored it, a moment after the 202.',
         params: MessageIdParams,
         response: {
           200: jsonResponse('The stored record', ref(StoredMessage)),
-          ...problemResponses(...AUTH_PROBLEMS, 404, 503),
+          ...problemResponses(400, ...AUTH_PROBLEMS, 404, 503),
         },
       },
     },
@@ -183,7 +193,8 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
       const { id } = req.params;
       if (!isMessageId(id)) throw new ProblemError('NOT_FOUND', 'no message has this id (ids are UUIDv7)');
       const found = await getMessage(deps.db, id.toLowerCase());
-      if (!found)
+      // Another sender's message is as absent as one never stored, so ids cannot be probed.
+      if (!found || !senderAllowed(req, found.sender))
         throw new ProblemError(
           'NOT_FOUND',
           'no message with this id is stored (yet: storing takes a moment)',
@@ -198,7 +209,13 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
       config: { scope: 'read' },
       schema: {
         operationId: 'listMessages',
+        tags: ['messages'],
         summary: 'Query stored messages, newest first, cursor-paginated',
+        description:
+          'Stored records by sender and time received, newest first, IPs "redacted". A full page carries ' +
+          'next_cursor: pass it as cursor for the next one. ' +
+          "A key bound to senders reads only theirs: without `sender` the list holds only the key's " +
+          'senders; `sender` naming another one is 403.',
         querystring: MessageListQuery,
         response: {
           200: jsonResponse('A page of stored records', ref(MessageList)),
@@ -210,9 +227,10 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
       const q = req.query;
       const after = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
       const limit = q.limit ?? 100;
+      const senders = readableSenders(req, q.sender);
       const items = await queryMessages(deps.db, {
         limit,
-        ...(q.sender === undefined ? {} : { sender: q.sender }),
+        ...(senders === undefined ? {} : { senders }),
         ...(q.since === undefined ? {} : { since: parseTime(q.since, 'since') }),
         ...(q.until === undefined ? {} : { until: parseTime(q.until, 'until') }),
         ...(after ? { after: { receivedAt: new Date(after.at), id: after.id } } : {}),
@@ -240,10 +258,6 @@ const idempotencyHeader = {
   },
 };
 
-const MessageIdParams = Type.Object({
-  id: Type.String({ maxLength: 200, description: 'A message id (UUIDv7)' }),
-});
-
 const BatchQuery = Type.Object(
   {
     mode: Type.Optional(
@@ -265,7 +279,7 @@ const validateItem = compileValidator(createAjv(), IncomingMessage);
 /** NDJSON lines, each validated on its own. */
 function checkLines(body: NdjsonBody): CheckedItem[] {
   return body.lines.map((l) => {
-    if ('error' in l) return { errors: [{ pointer: '', detail: l.error }] };
+    if ('error' in l) return { errors: [{ pointer: l.pointer ?? '', detail: l.error }] };
     const errors = validateItem(l.value);
     return errors.length
       ? { errors: errors.slice(0, MAX_ITEM_VIOLATIONS) }

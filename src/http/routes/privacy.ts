@@ -1,17 +1,17 @@
-import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { Erasure, StoredMessage, SubjectExport } from '../../contract/api-schemas.ts';
+import {
+  Erasure,
+  MessageIdParams,
+  StoredMessage,
+  SubjectExport,
+  SubjectIpParams,
+} from '../../contract/api-schemas.ts';
 import { IPV4 } from '../../contract/keywords.ts';
 import { isMessageId } from '../../contract/message-id.ts';
 import { eraseSubject, exportSubject, revealMessage } from '../../privacy/subjects.ts';
 import type { AppDeps } from '../app-deps.ts';
 import { AUTH_PROBLEMS, jsonResponse, problemResponses, ref } from '../openapi.ts';
 import { ProblemError } from '../problem.ts';
-
-const IpParams = Type.Object({
-  ip: Type.String({ maxLength: 200, description: 'A dotted-decimal IPv4 address' }),
-});
-const IdParams = Type.Object({ id: Type.String({ maxLength: 200, description: 'A message id (UUIDv7)' }) });
 
 /** GDPR endpoints (docs/contract.md §2, §5): export, erasure and reveal, all under the `privacy` scope, all audited. */
 export async function privacyRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
@@ -28,8 +28,12 @@ export async function privacyRoutes(app: FastifyInstance, deps: AppDeps): Promis
       config: { scope: 'privacy' },
       schema: {
         operationId: 'exportSubject',
+        tags: ['privacy'],
         summary: 'GDPR export: everything held about an IP (audited)',
-        params: IpParams,
+        description:
+          'The stored messages of the subject with IP and PII fields in clear, and how many of its ' +
+          'messages are dead-lettered or still queued. Written to the audit log.',
+        params: SubjectIpParams,
         response: {
           200: jsonResponse('Everything held about the subject', ref(SubjectExport)),
           ...problemResponses(400, ...AUTH_PROBLEMS, 503),
@@ -45,8 +49,12 @@ export async function privacyRoutes(app: FastifyInstance, deps: AppDeps): Promis
       config: { scope: 'privacy' },
       schema: {
         operationId: 'eraseSubject',
+        tags: ['privacy'],
         summary: 'GDPR erasure of an IP: deletes its rows, tombstones it (audited)',
-        params: IpParams,
+        description:
+          'Deletes the stored messages and dead letters of the subject and tombstones it, so messages ' +
+          'of it still queued are never stored. Written to the audit log.',
+        params: SubjectIpParams,
         response: {
           200: jsonResponse('What was erased', ref(Erasure)),
           ...problemResponses(400, ...AUTH_PROBLEMS, 503),
@@ -64,11 +72,13 @@ export async function privacyRoutes(app: FastifyInstance, deps: AppDeps): Promis
       config: { scope: 'privacy' },
       schema: {
         operationId: 'revealMessage',
+        tags: ['privacy'],
         summary: 'One message with its IP and PII fields in clear (audited)',
-        params: IdParams,
+        description: 'The stored record with its IP and PII fields decrypted. Written to the audit log.',
+        params: MessageIdParams,
         response: {
           200: jsonResponse('The stored record, revealed', ref(StoredMessage)),
-          ...problemResponses(...AUTH_PROBLEMS, 404, 503),
+          ...problemResponses(400, ...AUTH_PROBLEMS, 404, 503),
         },
       },
     },
