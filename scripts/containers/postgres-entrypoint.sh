@@ -2,7 +2,8 @@
 # Entrypoint of the local PostgreSQL test image (scripts/containers/base-images.sh). It honours the part
 # of the official postgres image's contract that compose.yaml uses: on an empty $PGDATA it creates the
 # cluster with superuser $POSTGRES_USER (password $POSTGRES_PASSWORD, required) and the database
-# $POSTGRES_DB, accepts password (scram-sha-256) connections from anywhere, then runs the server as PID 1.
+# $POSTGRES_DB, runs the *.sql files of /docker-entrypoint-initdb.d, accepts password (scram-sha-256)
+# connections from anywhere, then runs the server as PID 1.
 set -eu
 : "${PGDATA:=/var/lib/postgresql/data}"
 if [ "${1#-}" != "$1" ]; then set -- postgres "$@"; fi
@@ -21,6 +22,13 @@ if [ "$1" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
   if [ "$db" != postgres ]; then
     echo "CREATE DATABASE \"$db\"" | postgres --single -D "$PGDATA" -j postgres >/dev/null
   fi
+  # As the official image: *.sql in /docker-entrypoint-initdb.d run once, in $POSTGRES_DB, as the
+  # superuser (compose.yaml mounts deploy/postgres/compose-roles.sql there).
+  for f in /docker-entrypoint-initdb.d/*.sql; do
+    [ -e "$f" ] || continue
+    postgres --single -D "$PGDATA" -j "$db" <"$f" >/dev/null
+    echo "postgres-entrypoint: ran $f"
+  done
   echo "postgres-entrypoint: initialised $PGDATA (user $user, database $db)"
 fi
 if [ "$1" = postgres ]; then shift; exec postgres -D "$PGDATA" "$@"; fi

@@ -7,6 +7,7 @@ import { KeyWrapper } from '../privacy/key-wrapper.ts';
 import { devKeyFile, findMasterKey } from '../privacy/master-key.ts';
 import { keysToRewrap } from '../privacy/master-rotation.ts';
 import { expectedVersion, schemaVersion } from '../store/migrate.ts';
+import { databaseTls } from '../store/tls.ts';
 
 /**
  * `intake doctor`: the pre-deployment checks (docs/deployment.md). Each check answers ok, warn or fail
@@ -45,6 +46,8 @@ export async function runDoctor(config: Config, databaseUrl: string): Promise<Ch
     await db.connect();
     const v = await db.query<{ server_version: string }>('SHOW server_version');
     add('database', 'ok', `reachable, PostgreSQL ${v.rows[0]!.server_version}`);
+    const tls = await databaseTls(db, databaseUrl);
+    add('database tls', tls.verified ? 'ok' : 'warn', tls.detail);
   } catch (err) {
     add('database', 'fail', `cannot connect: ${(err as Error).message}`);
     await db.end().catch(() => {});
@@ -139,15 +142,17 @@ async function natsChecks(config: Config): Promise<Check[]> {
   const out: Check[] = [];
   let nc: Awaited<ReturnType<typeof connect>> | undefined;
   try {
-    const { natsAuthOptions } = await import('../queue/nats-auth.ts');
+    const { natsConnectOptions } = await import('../queue/nats-auth.ts');
     nc = await connect({
       servers: config.natsUrl.split(','),
       timeout: 5000,
       name: 'intake-doctor',
-      ...natsAuthOptions(config.nats.auth),
+      ...natsConnectOptions(config.nats),
     });
-    out.push({ name: 'nats', status: 'ok', detail: `reachable (${nc.getServer()})` });
-    const jsm = await jetstreamManager(nc);
+    const tls = config.nats.tls?.caFile ? ', TLS, server certificate verified against NATS_TLS_CA_FILE' : '';
+    out.push({ name: 'nats', status: 'ok', detail: `reachable (${nc.getServer()}${tls})` });
+    // No $JS.API.INFO request (checkAPI): a least-privilege user may not send one.
+    const jsm = await jetstreamManager(nc, { checkAPI: false });
     const want = messageStreamConfig(config.nats);
     try {
       const info = await jsm.streams.info(config.nats.stream);
@@ -185,7 +190,7 @@ async function natsChecks(config: Config): Promise<Check[]> {
       out.push({
         name: 'stream',
         status: 'warn',
-        detail: `${config.nats.stream} does not exist yet (created by the first api/worker start)`,
+        detail: `${config.nats.stream} does not exist yet (created by "intake migrate", or by the first api/worker start where its NATS user may)`,
       });
     }
   } catch (err) {

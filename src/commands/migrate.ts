@@ -7,7 +7,8 @@ export const migrateCommand: CommandSpec = {
   description:
     'Applies the numbered SQL migrations in sql/migrations and re-applies sql/grants.sql, then exits. ' +
     'Safe to run from many replicas at once (an advisory lock serialises them). Without DATABASE_URL it ' +
-    'migrates the embedded PostgreSQL under INTAKE_DATA_DIR.',
+    'migrates the embedded PostgreSQL under INTAKE_DATA_DIR. With NATS_URL it also creates the NATS ' +
+    'stream, the writer consumer and the idempotency bucket, or brings their settings in line.',
   options: {},
   positionals: [],
   config: 'migrate',
@@ -22,6 +23,11 @@ export const migrateCommand: CommandSpec = {
       );
     } finally {
       await db.close();
+    }
+    if (config!.natsUrl) {
+      const { setUpNatsQueue } = await import('../queue/nats-setup.ts');
+      await setUpNatsQueue(config!, log);
+      console.log(`NATS stream ${config!.nats.stream} and consumer ${config!.nats.consumer} ready`);
     }
     return 0;
   },

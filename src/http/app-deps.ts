@@ -30,6 +30,11 @@ export interface AppDeps {
     lingeringTimeoutMs: number;
     /** INTAKE_ACCESS_LOG: which requests get an access-log line (default all). */
     accessLog?: AccessLog;
+    /**
+     * INTAKE_ADMIN_PORT is set: the privacy and admin routes go to `app.adminListener` only
+     * (admin-listener.ts); the caller makes it listen.
+     */
+    separateAdminRoutes?: boolean;
   };
 }
 

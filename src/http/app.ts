@@ -3,6 +3,7 @@ import type { Ajv } from 'ajv';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { registerAuth } from '../auth/authenticate.ts';
 import { createAjv } from '../contract/validator.ts';
+import { separateAdminRoutes } from './admin-listener.ts';
 import type { AppDeps } from './app-deps.ts';
 import { answerClientError } from './client-error.ts';
 import { registerConnectionHandling } from './connections.ts';
@@ -96,6 +97,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     );
   });
 
+  if (deps.options.separateAdminRoutes) app.decorate('adminListener', separateAdminRoutes(app, deps.options));
   documentSecurity(app);
   registerAuth(app, deps.auth);
 

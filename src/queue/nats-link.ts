@@ -11,9 +11,15 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { Config } from '../config.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
-import { natsAuthOptions } from './nats-auth.ts';
+import { natsConnectOptions } from './nats-auth.ts';
 import { isNoResponders, isStoreFull, NO_ROOM_CODES } from './nats-errors.ts';
-import { idempotencyBucket, NatsProvisionError, probeSubject, provisionQueue } from './nats-provision.ts';
+import {
+  idempotencyBucket,
+  NatsProvisionError,
+  probeSubject,
+  provisionOptions,
+  provisionQueue,
+} from './nats-provision.ts';
 import { NatsStreamMonitor, streamHasRoom } from './nats-stream-monitor.ts';
 
 /** How long start-up waits for NATS before it goes on unready. */
@@ -196,7 +202,7 @@ export class NatsLink {
           pingInterval: 10_000,
           maxPingOut: 2,
           timeout: 2000,
-          ...natsAuthOptions(this.config.nats.auth),
+          ...natsConnectOptions(this.config.nats),
         });
         break;
       } catch (err) {
@@ -285,14 +291,7 @@ export class NatsLink {
   private async provisionOnce(): Promise<void> {
     const { jsm, js } = this;
     if (!jsm || !js) return;
-    await provisionQueue(
-      jsm,
-      this.config.nats,
-      // The worker dead-letters after workerMaxAttempts; the server only stops a message that keeps
-      // crashing workers (each crash is a delivery) well after that.
-      { maxDeliver: this.config.workerMaxAttempts + 10 },
-      this.log,
-    );
+    await provisionQueue(jsm, this.config.nats, provisionOptions(this.config), this.log);
     this.kv ??= await new Kvm(js).open(idempotencyBucket(this.config.nats.stream), { allow_direct: false });
   }
 

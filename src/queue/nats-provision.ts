@@ -13,7 +13,8 @@ import {
   type StreamConfig,
   type StreamInfo,
 } from '@nats-io/jetstream';
-import type { NatsConfig } from '../config.ts';
+import { PermissionViolationError } from '@nats-io/transport-node';
+import type { Config, NatsConfig } from '../config.ts';
 import type { Logger } from '../ops/logger.ts';
 
 /**
@@ -42,6 +43,15 @@ export class NatsProvisionError extends Error {
 export interface ProvisionOptions {
   /** Consumer max_deliver: a safety net above the worker's own attempt limit. */
   maxDeliver: number;
+}
+
+/**
+ * The options every provisioner uses for a configuration. The worker dead-letters after
+ * workerMaxAttempts; the server only stops a message that keeps crashing workers (each crash is a
+ * delivery) well after that.
+ */
+export function provisionOptions(config: Pick<Config, 'workerMaxAttempts'>): ProvisionOptions {
+  return { maxDeliver: config.workerMaxAttempts + 10 };
 }
 
 /** Name of the KV bucket holding Idempotency-Key → message id for this stream. */
@@ -212,6 +222,7 @@ export async function ensureStream(
       log.info({ stream: want.name, fixed: Object.keys(fix) }, 'NATS stream settings updated');
       return updated;
     } catch (err) {
+      if (notThisUsersJob(err, log, `stream ${want.name}`, Object.keys(fix))) return info;
       throw new NatsProvisionError(
         `NATS stream ${want.name} could not be updated to the configured ${Object.keys(fix).join(', ')} ` +
           `(${(err as Error).message}); fix the setting or the stream by hand`,
@@ -281,6 +292,7 @@ export async function ensureConsumer(
       log.info({ stream, consumer: name, fixed: Object.keys(fix) }, 'NATS consumer settings updated');
       return updated;
     } catch (err) {
+      if (notThisUsersJob(err, log, `consumer ${stream}/${name}`, Object.keys(fix))) return info;
       throw new NatsProvisionError(
         `NATS consumer ${name} on ${stream} could not be updated (${(err as Error).message})`,
       );
@@ -329,6 +341,21 @@ export async function applyDeferredLimits(
   if (Object.keys(fix).length === 0) return;
   await jsm.streams.update(nats.stream, fix);
   log.info({ stream: nats.stream, ...fix }, 'NATS stream limit applied now that the stream holds less');
+}
+
+/**
+ * The server refused the update to this NATS user: with per-role permissions only the provisioning
+ * identity (`intake migrate`) may change a stream or consumer (deploy/k8s/base/nats/permissions.conf).
+ * That is no conflict: an API or worker whose settings differ (an old pod during a rollout, a
+ * setting changed since the last migrate) keeps working with the stream as it is, and says so.
+ */
+function notThisUsersJob(err: unknown, log: Logger, what: string, fields: string[]): boolean {
+  if (!(err instanceof Error && err.cause instanceof PermissionViolationError)) return false;
+  log.warn(
+    { what, fields },
+    'NATS settings differ from the configuration, and this NATS user may not change them: run `intake migrate` to apply them',
+  );
+  return true;
 }
 
 function reportDrift(log: Logger, what: string, field: string, expected: unknown, actual: unknown): void {

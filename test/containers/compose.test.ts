@@ -11,7 +11,8 @@ import { IMAGES, requireImages, state, uniqueName } from './docker.ts';
 /**
  * The whole stack from compose.yaml, as a developer starts it, with the images this suite built (and
  * its PostgreSQL image): migrate runs once and exits 0, api and worker become healthy, `intake doctor`
- * passes inside the API container, and `intake smoke` stores a canary end to end through NATS.
+ * passes inside the API container, the API and the worker are connected to PostgreSQL as their own
+ * roles and the worker has no PII key, and `intake smoke` stores a canary end to end through NATS.
  */
 requireImages();
 const exec = promisify(execFile);
@@ -116,6 +117,46 @@ test('compose: migrate exits 0, api and worker healthy, doctor passes, smoke sto
     .map((l) => JSON.parse(l) as { ok?: boolean })
     .find((o) => 'ok' in o);
   assert.equal(report?.ok, true, smoke.out);
+
+  // Least privilege: the API and the worker are connected as their roles, never as the superuser or
+  // the owner; the worker holds no PII master key (compose.yaml, deploy/postgres/compose-roles.sql).
+  // Right after the canary (the worker stored it, the API read it back) both hold a pooled connection.
+  const sessions = async () => {
+    const r = await compose([
+      'exec',
+      '-T',
+      'postgres',
+      'psql',
+      '-U',
+      'postgres',
+      '-d',
+      'intake',
+      '-tAc',
+      "SELECT coalesce(string_agg(DISTINCT usename, ',' ORDER BY usename), '') FROM pg_stat_activity WHERE datname = 'intake' AND pid <> pg_backend_pid()",
+    ]);
+    assert.equal(r.code, 0, r.out);
+    return r.out.trim().split('\n').at(-1) ?? '';
+  };
+  const seen = await waitFor(
+    'the API and the worker connected to PostgreSQL',
+    async () => {
+      const who = await sessions();
+      assert.match(who, /^(intake_api|intake_worker)?(,intake_worker)?$/, `connected as: ${who}`);
+      return who === 'intake_api,intake_worker' && who;
+    },
+    20_000,
+    500,
+  );
+  assert.equal(seen, 'intake_api,intake_worker');
+  const workerSecrets = await compose([
+    'exec',
+    '-T',
+    'worker',
+    'sh',
+    '-c',
+    'ls /run/secrets 2>/dev/null; env | grep -E "^INTAKE_(PII|API_KEYS)" || true',
+  ]);
+  assert.equal(workerSecrets.out.trim(), '', `the worker sees: ${workerSecrets.out}`);
 
   // And from the host, through the published port, as the README shows.
   const res = await fetch(`http://127.0.0.1:${ports.INTAKE_API_PORT}/v1/messages`, {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
+import bcrypt from 'bcryptjs';
 import { createTestDatabase, type TestDatabase, waitFor } from '../../harness/db.ts';
 import { freePort } from '../../harness/intake-process.ts';
 import { FakeApiServer, kubeconfigFor } from '../pod-watcher/fake-apiserver.ts';
@@ -126,6 +127,15 @@ describe('images', () => {
         "try { require('fs').writeFileSync('/app/x', 'x'); console.log('written') } catch (e) { console.log(e.code) }",
       ]);
       assert.equal(write, 'EROFS');
+      // No package manager left in the runtime image (Dockerfile): nothing to fetch packages with.
+      const managers = await dockerOk([
+        'exec',
+        name,
+        'sh',
+        '-c',
+        'for c in npm npx corepack yarn yarnpkg; do command -v "$c"; done; ls /usr/local/lib/node_modules 2>/dev/null; true',
+      ]);
+      assert.equal(managers, '', `package managers in the image: ${managers}`);
 
       const started = Date.now();
       await dockerOk(['stop', '--time', '35', name]);
@@ -155,8 +165,14 @@ describe('images', () => {
     assert.equal((await state(name)).ExitCode, 0, await logs(name));
   });
 
-  test('nats: read-only, no capabilities, uid 10002; JetStream stores on its volume; healthy', async (t) => {
+  test('nats: read-only, no capabilities, uid 10002; users only; JetStream stores on its volume; healthy', async (t) => {
     const [client, monitor] = [await freePort(), await freePort()];
+    // The image's users (deploy/nats/permissions.conf), with this test's passwords.
+    const passwords = { API: 'ct-api', WORKER: 'ct-worker', PROVISION: 'ct-provision' };
+    const hashes = Object.entries(passwords).flatMap(([role, pw]) => [
+      '-e',
+      `NATS_${role}_PASSWORD_HASH="${bcrypt.hashSync(pw, 10)}"`,
+    ]);
     const name = await runDetached(t, 'nats', [
       ...HARDENED,
       '--tmpfs',
@@ -165,20 +181,27 @@ describe('images', () => {
       `127.0.0.1:${client}:4222`,
       '-p',
       `127.0.0.1:${monitor}:8222`,
+      ...hashes,
       IMAGES.nats,
     ]);
     await waitHttp(name, `http://127.0.0.1:${monitor}/healthz?js-enabled-only=true`);
     assertHardened(name, await processFacts(name), 10002);
 
-    const nc = await connect({ servers: `127.0.0.1:${client}`, timeout: 5000 });
+    const servers = `127.0.0.1:${client}`;
+    await assert.rejects(connect({ servers, timeout: 5000, maxReconnectAttempts: 0 }), /Authorization/);
+    const as = (user: string, pass: string) =>
+      connect({ servers, user, pass, inboxPrefix: `_INBOX.${user}`, timeout: 5000 });
+    const provision = await as('intake-provision', passwords.PROVISION);
+    const api = await as('intake-api', passwords.API);
     try {
-      const jsm = await jetstreamManager(nc);
-      await jsm.streams.add({ name: 'CT', subjects: ['ct.>'], storage: StorageType.File });
-      const ack = await jetstream(nc).publish('ct.1', 'hello');
-      assert.equal(ack.stream, 'CT');
-      assert.equal((await jsm.streams.info('CT')).state.messages, 1);
+      const jsm = await jetstreamManager(provision, { checkAPI: false });
+      await jsm.streams.add({ name: 'INTAKE', subjects: ['intake.messages'], storage: StorageType.File });
+      const ack = await jetstream(api).publish('intake.messages', 'hello');
+      assert.equal(ack.stream, 'INTAKE');
+      assert.equal((await jsm.streams.info('INTAKE')).state.messages, 1);
     } finally {
-      await nc.close();
+      await provision.close();
+      await api.close();
     }
     // The image's own HEALTHCHECK (wget on the monitoring port) must work with this base.
     await waitFor(

@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import bcrypt from 'bcryptjs';
 import { parse } from 'yaml';
 import { baseImages, finalStage, instructions } from './dockerfile.ts';
 import { imagePinned } from './k8s-policies.ts';
@@ -34,6 +35,30 @@ describe('Dockerfiles', () => {
       assert.notEqual(user.split(':')[0], '0');
     });
   }
+
+  test('every base image default is pinned by digest as well as by version', () => {
+    for (const f of files) {
+      for (const image of baseImages(f).filter((i) => i !== 'scratch'))
+        assert.match(image, /^[a-z0-9./-]+:[\w.-]*\d[\w.-]*@sha256:[0-9a-f]{64}$/, `${f}: FROM ${image}`);
+    }
+  });
+
+  test('intake: the runtime stage removes the package managers (npm, npx, corepack, yarn)', () => {
+    const run = finalStage('Dockerfile')
+      .filter((i) => i.op === 'RUN')
+      .map((i) => i.args)
+      .join(' ');
+    for (const path of [
+      '/usr/local/lib/node_modules/npm',
+      '/usr/local/lib/node_modules/corepack',
+      '/usr/local/bin/npm',
+      '/usr/local/bin/npx',
+      '/usr/local/bin/corepack',
+      '/usr/local/bin/yarn',
+      '/opt/yarn-v*',
+    ])
+      assert.ok(run.includes(path), `the runtime stage does not remove ${path}`);
+  });
 
   test('every base image is a build argument whose default is the official image', () => {
     for (const [f, arg] of [
@@ -105,21 +130,37 @@ describe('Dockerfiles', () => {
   });
 
   test('nats: JetStream config with a file store, lame duck timings and HTTP monitoring', () => {
-    assert.match(baseImages('deploy/nats/Dockerfile')[0]!, /^nats:2\.10\.\d+-alpine$/);
+    assert.match(baseImages('deploy/nats/Dockerfile')[0]!, /^nats:2\.10\.\d+-alpine@sha256:[0-9a-f]{64}$/);
     const conf = read('deploy/nats/nats.conf');
     assert.match(conf, /jetstream\s*\{[^}]*store_dir:\s*\/data[^}]*max_file_store/s);
     assert.match(conf, /^lame_duck_duration:\s*\d+s/m);
     assert.match(conf, /^http_port:\s*8222/m);
   });
 
-  test('nats.conf files are accepted by nats-server -t', { skip: needTool('nats-server') }, () => {
-    for (const f of ['deploy/nats/nats.conf', 'deploy/k8s/base/nats/nats.conf']) {
-      const r = spawnSync('nats-server', ['-c', join(REPO, f), '-t'], {
-        env: { ...process.env, POD_NAME: 'nats-0' },
-        encoding: 'utf8',
-      });
-      assert.equal(r.status, 0, `${f}: ${r.stderr}${r.stdout}`);
-    }
+  // The Kubernetes configuration needs its Secrets' files: test/security/nats-roles.test.ts runs it.
+  test("the compose nats.conf is accepted by nats-server -t with compose.yaml's environment", {
+    skip: needTool('nats-server'),
+  }, () => {
+    const compose: Any = parse(read('compose.yaml'), { merge: true });
+    // Compose turns $$ into $ before the container sees it.
+    const env = Object.fromEntries(
+      Object.entries<string>(compose.services.nats.environment).map(([k, v]) => [k, v.replace(/\$\$/g, '$')]),
+    );
+    const r = spawnSync('nats-server', ['-c', join(REPO, 'deploy/nats/nats.conf'), '-t'], {
+      env: { PATH: process.env.PATH, ...env },
+      encoding: 'utf8',
+    });
+    assert.equal(r.status, 0, `${r.stderr}${r.stdout}`);
+    const bare = spawnSync('nats-server', ['-c', join(REPO, 'deploy/nats/nats.conf'), '-t'], {
+      env: { PATH: process.env.PATH },
+      encoding: 'utf8',
+    });
+    assert.notEqual(bare.status, 0, 'without the password hashes the server must not start (no open server)');
+  });
+
+  test('compose and Kubernetes NATS grant the same permissions (one file, two copies)', () => {
+    const blocks = (f: string) => read(f).slice(read(f).indexOf('API_PERMISSIONS'));
+    assert.equal(blocks('deploy/nats/permissions.conf'), blocks('deploy/k8s/base/nats/permissions.conf'));
   });
 });
 
@@ -164,6 +205,51 @@ describe('compose.yaml', () => {
     const grace = Number.parseInt(s.api.stop_grace_period, 10);
     const drain = (Number(s.api.environment.INTAKE_SHUTDOWN_DELAY_MS ?? 0) + 25_000) / 1000;
     assert.ok(grace > drain, `stop_grace_period ${grace}s <= drain ${drain}s`);
+  });
+
+  test('least privilege: migrate as the owner, api and worker as their roles, each its own NATS user', () => {
+    const user = (name: string) => new URL(s[name].environment.DATABASE_URL).username;
+    assert.equal(user('migrate'), 'intake');
+    assert.equal(user('api'), 'intake_api');
+    assert.equal(user('worker'), 'intake_worker');
+    assert.notEqual(s.postgres.environment.POSTGRES_USER, 'intake', 'the owner is not the superuser');
+    const roles = read('deploy/postgres/compose-roles.sql');
+    for (const role of ['intake', 'intake_api', 'intake_worker']) {
+      const password = decodeURIComponent(
+        new URL(s[role === 'intake' ? 'migrate' : role.slice(7)].environment.DATABASE_URL).password,
+      );
+      assert.ok(roles.includes(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`), role);
+    }
+    assert.match(roles, /ALTER DATABASE intake OWNER TO intake;/);
+    assert.ok(
+      s.postgres.volumes.some((v: string) => v.endsWith(':/docker-entrypoint-initdb.d/10-roles.sql:ro')),
+      'the roles script runs at the first start',
+    );
+    for (const [name, natsUser] of [
+      ['migrate', 'intake-provision'],
+      ['api', 'intake-api'],
+      ['worker', 'intake-worker'],
+    ] as const) {
+      const env = s[name].environment;
+      assert.equal(env.NATS_USER, natsUser, name);
+      assert.equal(env.NATS_INBOX_PREFIX, `_INBOX.${natsUser}`, name);
+      const hash = s.nats.environment[`NATS_${natsUser.slice(7).toUpperCase()}_PASSWORD_HASH`];
+      const bare = String(hash).replace(/\$\$/g, '$').replace(/^"|"$/g, '');
+      assert.ok(bcrypt.compareSync(env.NATS_PASSWORD, bare), `${name}: the server's hash is of its password`);
+    }
+  });
+
+  test('the worker gets neither the API keys nor the PII master key', () => {
+    const env = s.worker.environment;
+    for (const k of [
+      'INTAKE_PII_MASTER_KEY',
+      'INTAKE_PII_MASTER_KEY_FILE',
+      'INTAKE_API_KEYS',
+      'INTAKE_API_KEYS_FILE',
+    ])
+      assert.equal(env[k], undefined, k);
+    assert.equal(s.worker.secrets, undefined);
+    assert.deepEqual(s.api.secrets.sort(), ['intake_api_keys', 'intake_pii_master_key']);
   });
 
   test('images are pinned and secret files exist', () => {

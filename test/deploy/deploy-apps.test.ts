@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -107,6 +108,50 @@ describe('deploy-apps', { skip }, () => {
     });
   }
 
+  for (const [what, env, message] of [
+    [
+      'a newline in TAG',
+      { TAG: 'abc\n    newName: attacker.example/evil' },
+      /TAG=.* is not a valid image tag/,
+    ],
+    ['a quote in TAG', { TAG: 'abc"' }, /TAG=.* is not a valid image tag/],
+    ['a tag starting with a dot', { TAG: '.hidden' }, /TAG=.* is not a valid image tag/],
+    ['a tag of 129 characters', { TAG: 'a'.repeat(129) }, /TAG=.* is not a valid image tag/],
+    [
+      'a newline in REGISTRY',
+      { REGISTRY: 'registry.test/acme\n    newName: attacker.example/evil' },
+      /REGISTRY=.* is not a valid image repository prefix/,
+    ],
+    ['an upper-case path in REGISTRY', { REGISTRY: 'ghcr.io/Acme' }, /REGISTRY=.* is not a valid image/],
+    ['a space in REGISTRY', { REGISTRY: 'ghcr.io/acme --flag' }, /REGISTRY=.* is not a valid image/],
+    [
+      'a malformed digest',
+      { SKIP_BUILD: 'true', GO_APP_DIGEST: 'sha256:abc\n' },
+      /GO_APP_DIGEST=.* is not a digest/,
+    ],
+  ] as const) {
+    test(`${what} is refused before anything runs (exit 2)`, async () => {
+      for (const args of [['go-app'], ['--dry-run', 'go-app']]) {
+        const r = await deployApps(args, { ...REAL, ...env });
+        assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+        assert.match(r.stderr, message);
+        assert.deepEqual(r.calls, [], 'nothing was rendered, built or applied');
+      }
+    });
+  }
+
+  test('valid references pass: host:port, nested paths, separators', async () => {
+    for (const env of [
+      { REGISTRY: 'localhost:5000/a/b', TAG: 'v1.2.3_rc-1' },
+      { REGISTRY: 'registry.example.test/team/sub__x', TAG: 'A' },
+      { REGISTRY: 'acme', TAG: '0' },
+    ]) {
+      const r = await deployApps(['--dry-run', 'go-app'], env);
+      assert.equal(r.code, 0, `${JSON.stringify(env)}: ${r.stderr}`);
+      assert.match(r.stdout, new RegExp(`image: ${env.REGISTRY}/go-app:${env.TAG}\n`));
+    }
+  });
+
   test('a real deploy without REGISTRY is a usage error before anything runs', async () => {
     const r = await deployApps(['go-app']);
     assert.equal(r.code, 2);
@@ -172,8 +217,13 @@ describe('deploy-apps', { skip }, () => {
     ]);
     assert.equal(r.calls.filter((c) => c.startsWith('docker build')).length, 2, 'each image is built once');
     assert.ok(!r.calls.some((c) => c.includes('rollout undo')));
-    assert.match(r.applied, /image: registry\.test\/acme\/go-app:abc123/);
-    assert.match(r.applied, /image: registry\.test\/acme\/intake:abc123/);
+    // Deployed by the digest each image was pushed as (the fake's repo digest of repo:tag).
+    for (const image of ['go-app', 'intake']) {
+      const sum = createHash('sha256').update(`registry.test/acme/${image}:abc123`).digest('hex');
+      assert.match(r.applied, new RegExp(`image: registry\\.test/acme/${image}@sha256:${sum}\n`));
+    }
+    assert.doesNotMatch(r.applied, /image: \S+:abc123/, 'no image is deployed by its tag');
+    assert.doesNotMatch(r.applied, /some\.other\/mirror/, "another repository's digest is not taken");
   });
 
   test('a failed rollout is undone for that app only, later apps are not touched, exit 1', async () => {
@@ -204,16 +254,31 @@ describe('deploy-apps', { skip }, () => {
     assert.ok(!r.calls.some((c) => c.includes('name=intake-api') || c.includes('deployment/')));
   });
 
-  test('SKIP_BUILD=true deploys prebuilt images without calling docker', async () => {
-    const r = await deployApps(['worker'], { ...REAL, SKIP_BUILD: 'true' });
+  test('SKIP_BUILD=true deploys prebuilt images without calling docker, by the digest given', async () => {
+    const digest = `sha256:${'ab'.repeat(32)}`;
+    const r = await deployApps(['worker'], { ...REAL, SKIP_BUILD: 'true', INTAKE_DIGEST: digest });
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stderr, /use the prebuilt registry\.test\/acme\/intake:abc123/);
+    assert.match(r.stderr, new RegExp(`use the prebuilt registry\\.test/acme/intake@${digest}`));
     assert.ok(!r.calls.some((c) => c.startsWith('docker')));
     assertSequence(r.calls, [
       /wait --for=condition=complete job\/intake-migrate/,
       /rollout status deployment\/intake-worker/,
     ]);
+    assert.match(r.applied, new RegExp(`image: registry\\.test/acme/intake@${digest}\n`));
+  });
+
+  test('SKIP_BUILD=true without a digest deploys by tag, and says so', async () => {
+    const r = await deployApps(['worker'], { ...REAL, SKIP_BUILD: 'true' });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /warning: registry\.test\/acme\/intake is deployed by its tag abc123/);
     assert.match(r.applied, /image: registry\.test\/acme\/intake:abc123/);
+  });
+
+  test('a push that yields no registry digest stops before the cluster is touched', async () => {
+    const r = await deployApps(['go-app'], { ...REAL, FAKE_NO_DIGEST: '1' });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /no registry digest for registry\.test\/acme\/go-app:abc123 after the push/);
+    assert.ok(!r.calls.some((c) => / apply /.test(c)));
   });
 
   test('a failed image build stops before the cluster is touched', async () => {

@@ -208,19 +208,135 @@ export const scrapedJobsAlerted: Policy = (objects) => {
   ]);
 };
 
+/** A container's environment from its env values and envFrom ConfigMaps (Secrets are not resolved). */
+function plainEnv(objects: K8sObject[], c: Any): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const f of c.envFrom ?? []) {
+    const cm = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === f.configMapRef?.name);
+    Object.assign(env, cm?.data ?? {});
+  }
+  for (const e of c.env ?? []) if (e.value !== undefined) env[e.name] = String(e.value);
+  return env;
+}
+
+/** The Secret (and key) a file path inside a container comes from, if it is a mounted Secret item. */
+function secretFileSource(pod: Any, c: Any, path: string): { secret: string; key: string } | undefined {
+  for (const m of c.volumeMounts ?? []) {
+    if (!path.startsWith(`${m.mountPath}/`)) continue;
+    const v = (pod.volumes ?? []).find((x: Any) => x.name === m.name);
+    if (!v?.secret) return undefined;
+    const file = path.slice(m.mountPath.length + 1);
+    const item = (v.secret.items ?? []).find((i: Any) => i.path === file);
+    return { secret: v.secret.secretName, key: item?.key ?? file };
+  }
+  return undefined;
+}
+
+/**
+ * Every container that talks to PostgreSQL does so over TLS and checks whom it talks to:
+ * `sslmode=verify-full` with `sslrootcert` a mounted `ca.crt` of CloudNativePG's `<cluster>-ca` Secret.
+ */
+export const databaseTls: Policy = (objects) => {
+  const cas = new Set(objects.filter((o) => o.kind === 'Cluster').map((o) => `${o.metadata.name}-ca`));
+  return podOwners(objects).flatMap((p) =>
+    (p.spec.containers ?? []).flatMap((c: Any) => {
+      const url = plainEnv(objects, c).DATABASE_URL;
+      if (!url) return [];
+      const at = `${ref(p.owner)} container ${c.name}`;
+      const params = new URL(url).searchParams;
+      if (params.get('sslmode') !== 'verify-full')
+        return [`${at}: DATABASE_URL has sslmode=${params.get('sslmode')}, want verify-full`];
+      const root = params.get('sslrootcert');
+      const src = root ? secretFileSource(p.spec, c, root) : undefined;
+      return src && cas.has(src.secret) && src.key === 'ca.crt'
+        ? []
+        : [`${at}: sslrootcert ${root} is not the mounted ca.crt of the database's CA Secret`];
+    }),
+  );
+};
+
+/**
+ * Every container that talks to NATS does so over TLS with the server checked against the NATS CA
+ * (`NATS_TLS_CA_FILE`, the mounted ca.crt of a cert-manager Certificate's Secret), as its own user
+ * (`NATS_USER`, password from a mounted Secret) and with that user's inbox prefix.
+ */
+export const natsClients: Policy = (objects) => {
+  const certSecrets = new Set(
+    objects.filter((o) => o.kind === 'Certificate').map((o) => String(o.spec?.secretName)),
+  );
+  return podOwners(objects).flatMap((p) =>
+    (p.spec.containers ?? []).flatMap((c: Any) => {
+      const env = plainEnv(objects, c);
+      if (!env.NATS_URL) return [];
+      const at = `${ref(p.owner)} container ${c.name}`;
+      const out: string[] = [];
+      if (!env.NATS_URL.split(',').every((u) => u.trim().startsWith('tls://')))
+        out.push(`${at}: NATS_URL ${env.NATS_URL} is not tls://`);
+      const ca = env.NATS_TLS_CA_FILE ? secretFileSource(p.spec, c, env.NATS_TLS_CA_FILE) : undefined;
+      if (!ca || !certSecrets.has(ca.secret) || ca.key !== 'ca.crt')
+        out.push(`${at}: NATS_TLS_CA_FILE is not the mounted ca.crt of the NATS certificate's Secret`);
+      if (!env.NATS_USER) out.push(`${at}: no NATS_USER`);
+      const pass = env.NATS_PASSWORD_FILE ? secretFileSource(p.spec, c, env.NATS_PASSWORD_FILE) : undefined;
+      if (!pass?.secret.startsWith('intake-nats-'))
+        out.push(`${at}: NATS_PASSWORD_FILE is not mounted from an intake-nats-<role> Secret`);
+      if (env.NATS_INBOX_PREFIX !== `_INBOX.${env.NATS_USER}`)
+        out.push(`${at}: NATS_INBOX_PREFIX is ${env.NATS_INBOX_PREFIX}, want _INBOX.${env.NATS_USER}`);
+      return out;
+    }),
+  );
+};
+
+/**
+ * No Ingress reaches the privacy and admin routes: every intake API container behind an Ingress sets
+ * INTAKE_ADMIN_PORT, and no Ingress backend's Service port targets that port.
+ */
+export const adminRoutesInternal: Policy = (objects) => {
+  const out: string[] = [];
+  const backends = objects
+    .filter((o) => o.kind === 'Ingress')
+    .flatMap((i) => (i.spec?.rules ?? []).flatMap((r: Any) => r.http?.paths ?? []))
+    .map((p: Any) => p.backend?.service);
+  for (const b of backends) {
+    const svc = objects.find((o) => o.kind === 'Service' && o.metadata.name === b?.name);
+    const port = (svc?.spec?.ports ?? []).find(
+      (p: Any) => p.name === b?.port?.name || p.port === b?.port?.number,
+    );
+    if (!svc || !port) continue;
+    for (const p of podOwners(objects).filter((x) =>
+      selectorMatches({ matchLabels: svc.spec.selector }, x.labels),
+    )) {
+      for (const c of p.spec.containers ?? []) {
+        if (!['api', 'start'].includes(c.args?.[0])) continue;
+        const admin = plainEnv(objects, c).INTAKE_ADMIN_PORT;
+        const target = (c.ports ?? []).find(
+          (cp: Any) => cp.name === port.targetPort || cp.containerPort === port.targetPort,
+        )?.containerPort;
+        if (!admin)
+          out.push(`${ref(p.owner)}: behind Ingress via ${ref(svc)} but INTAKE_ADMIN_PORT is not set`);
+        else if (Number(admin) === Number(target))
+          out.push(`${ref(p.owner)}: Ingress via ${ref(svc)} reaches the admin port ${admin}`);
+      }
+    }
+  }
+  return out;
+};
+
 export const CLUSTER_POLICIES: Record<string, Policy> = {
   clusterScopedNames,
   connectionBudget,
   databaseBackups,
   databaseScraped,
   scrapedJobsAlerted,
+  databaseTls,
+  natsClients,
+  adminRoutesInternal,
 };
 
 /**
  * The Secrets an overlay needs from outside: every Secret its objects refer to (pods' env, envFrom and
  * volumes; the CloudNativePG Cluster's role passwords, backup credentials, superuser), minus those it
- * generates and those an operator makes from the manifests (CloudNativePG's `<cluster>-app`,
- * cert-manager's Ingress TLS Secrets).
+ * generates and those an operator makes from the manifests (CloudNativePG's `<cluster>-app` and
+ * `<cluster>-ca`, cert-manager's Ingress TLS Secrets and its Certificates' Secrets).
  */
 export function expectedSecrets(objects: K8sObject[]): string[] {
   const refs = new Set<string>();
@@ -237,6 +353,7 @@ export function expectedSecrets(objects: K8sObject[]): string[] {
   const made = new Set(objects.filter((o) => o.kind === 'Secret').map((o) => o.metadata.name));
   for (const c of objects.filter((o) => o.kind === 'Cluster')) {
     made.add(`${c.metadata.name}-app`);
+    made.add(`${c.metadata.name}-ca`);
     for (const r of c.spec?.managed?.roles ?? []) if (r.passwordSecret) refs.add(r.passwordSecret.name);
     const s3 = c.spec?.backup?.barmanObjectStore?.s3Credentials ?? {};
     for (const k of Object.values<Any>(s3)) if (k?.name) refs.add(k.name);
@@ -244,5 +361,6 @@ export function expectedSecrets(objects: K8sObject[]): string[] {
   }
   for (const i of objects.filter((o) => o.kind === 'Ingress'))
     for (const t of i.spec?.tls ?? []) made.add(t.secretName);
+  for (const c of objects.filter((o) => o.kind === 'Certificate')) made.add(c.spec?.secretName);
   return [...refs].filter((n) => !made.has(n)).sort();
 }

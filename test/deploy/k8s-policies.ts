@@ -290,6 +290,26 @@ export const tokenOnlyWhenNeeded: Policy = (objects) => {
     .map((p) => `${ref(p.owner)}: mounts a service account token but has no API permissions`);
 };
 
+/**
+ * Every NetworkPolicy rule names its peers: an ingress rule without `from` admits every source, an
+ * egress rule without `to` reaches every address (the ports alone do not narrow it to anyone).
+ */
+export const networkPolicyPeers: Policy = (objects) =>
+  objects
+    .filter((o) => o.kind === 'NetworkPolicy')
+    .flatMap((np) => [
+      ...(np.spec?.ingress ?? [])
+        .map((r: Any, i: number) => [r, i] as const)
+        .filter(([r]: readonly [Any, number]) => !(r.from ?? []).length)
+        .map(
+          ([, i]: readonly [Any, number]) => `${ref(np)}: ingress rule ${i} admits every source (no from)`,
+        ),
+      ...(np.spec?.egress ?? [])
+        .map((r: Any, i: number) => [r, i] as const)
+        .filter(([r]: readonly [Any, number]) => !(r.to ?? []).length)
+        .map(([, i]: readonly [Any, number]) => `${ref(np)}: egress rule ${i} reaches every address (no to)`),
+    ]);
+
 export const POLICIES: Record<string, Policy> = {
   probesPresent,
   resourcesSet,
@@ -299,6 +319,7 @@ export const POLICIES: Record<string, Policy> = {
   graceArithmetic,
   imagesPinned,
   networkPolicyPerWorkload,
+  networkPolicyPeers,
   topologySpread,
   tokenOnlyWhenNeeded,
 };

@@ -262,6 +262,52 @@ const RULE_GROUP = new Set([
 ]);
 const RULE = new Set(['alert', 'record', 'expr', 'for', 'keep_firing_for', 'labels', 'annotations']);
 
+/** cert-manager 1.x Certificate (cert-manager.io/v1, pkg/apis/certmanager/v1/types_certificate.go), hand-kept. */
+const CERTIFICATE: Shape = {
+  apiVersion: true,
+  kind: true,
+  metadata: 'IObjectMeta',
+  spec: {
+    subject: true,
+    literalSubject: true,
+    commonName: true,
+    duration: true,
+    renewBefore: true,
+    renewBeforePercentage: true,
+    dnsNames: true,
+    ipAddresses: true,
+    uris: true,
+    otherNames: true,
+    emailAddresses: true,
+    secretName: true,
+    secretTemplate: { annotations: true, labels: true },
+    keystores: true,
+    issuerRef: { name: true, kind: true, group: true },
+    isCA: true,
+    usages: true,
+    privateKey: { rotationPolicy: true, encoding: true, algorithm: true, size: true },
+    signatureAlgorithm: true,
+    encodeUsagesInRequest: true,
+    revisionHistoryLimit: true,
+    additionalOutputFormats: true,
+    nameConstraints: true,
+  },
+};
+
+/** cert-manager 1.x Issuer (types_issuer.go): only the issuer kinds we use are spelled out. */
+const ISSUER: Shape = {
+  apiVersion: true,
+  kind: true,
+  metadata: 'IObjectMeta',
+  spec: {
+    selfSigned: { crlDistributionPoints: true },
+    ca: { secretName: true, crlDistributionPoints: true, ocspServers: true, issuingCertificateURLs: true },
+    acme: true,
+    vault: true,
+    venafi: true,
+  },
+};
+
 /**
  * Custom resources checked against models generated from their project's own CRD schemas (the
  * `@kubernetes-models/*` packages): the generated validator (types, required fields, enums) and, like the
@@ -278,6 +324,8 @@ export const CRD_SHAPES: Record<string, Shape> = {
   'postgresql.cnpg.io/v1/ScheduledBackup': CNPG_SCHEDULED_BACKUP,
   'monitoring.coreos.com/v1/ServiceMonitor': SERVICE_MONITOR,
   'monitoring.coreos.com/v1/PrometheusRule': PROMETHEUS_RULE,
+  'cert-manager.io/v1/Certificate': CERTIFICATE,
+  'cert-manager.io/v1/Issuer': ISSUER,
 };
 
 /** Core interfaces the CRD shapes refer to, and the module that declares each. */

@@ -108,6 +108,19 @@ describe('kustomize overlays render and match the Kubernetes schema strictly', {
     );
   });
 
+  test('negative: a typo in a cert-manager Certificate is reported', () => {
+    const c = structuredClone(rendered.get('prod')!.find((o) => o.kind === 'Certificate')!);
+    c.spec.dnsName = c.spec.dnsNames;
+    c.spec.privateKey.algoritm = 'RSA';
+    assert.deepEqual(
+      schema
+        .validate(c)
+        .map((p) => p.path)
+        .sort(),
+      ['/spec/dnsName', '/spec/privateKey/algoritm'],
+    );
+  });
+
   test('negative: a kind with no schema is reported rather than passed', () => {
     const problems = schema.validate({
       apiVersion: 'example.com/v1',

@@ -14,7 +14,8 @@ import { REPO } from './tools.ts';
  * emptyDir volumes mount. What a node provides and a laptop cannot is emulated, each in one place:
  *
  * - the filesystem: every mountPath is a directory under the pod's own root, and paths under a mount in
- *   env values and arguments are rewritten to it;
+ *   env values and arguments (whole, or after `=` or `,` inside one, as in a URL's sslrootcert=) are
+ *   rewritten to it;
  * - the network namespace: each containerPort listens on a free local port instead (env values named
  *   *PORT that equal a containerPort are rewritten), and probes use that port;
  * - cluster DNS: `service[.ns[.svc[.cluster.local]]]:port` in env values and arguments is rewritten to
@@ -37,7 +38,7 @@ const secretValues = (o: K8sObject): Record<string, string> => ({
 export class ClusterState {
   readonly configMaps = new Map<string, Record<string, string>>();
   readonly secrets = new Map<string, Record<string, string>>();
-  /** `service:port` → `127.0.0.1:port` of the process behind it. */
+  /** `service:port` → `host:port` of the process behind it. */
   readonly endpoints = new Map<string, string>();
 
   constructor(
@@ -56,9 +57,12 @@ export class ClusterState {
     this.secrets.set(name, values);
   }
 
-  /** The Service `name` port `port` is served by 127.0.0.1:`local`. */
-  addEndpoint(name: string, port: number, local: number) {
-    this.endpoints.set(`${name}:${port}`, `127.0.0.1:${local}`);
+  /**
+   * The Service `name` port `port` is served by `host`:`local` (host 127.0.0.1, or `localhost` where
+   * a TLS client must check a certificate against a name: the test certificate names localhost).
+   */
+  addEndpoint(name: string, port: number, local: number, host = '127.0.0.1') {
+    this.endpoints.set(`${name}:${port}`, `${host}:${local}`);
   }
 
   /** Rewrites in-cluster Service addresses to their local endpoints. */
@@ -201,12 +205,14 @@ export async function prepare(
     mounts.push({ path: m.mountPath, local });
   }
   mounts.sort((a, b) => b.path.length - a.path.length);
-  const rewritePaths = (s: string) => {
+  const rewritePath = (s: string) => {
     for (const m of mounts) {
       if (s === m.path || s.startsWith(`${m.path}/`)) return m.local + s.slice(m.path.length);
     }
     return s;
   };
+  // A path may also sit inside a value: a URL parameter (`?sslrootcert=/etc/…`) or a list item.
+  const rewritePaths = (s: string) => s.replace(/(?<=^|[=,])\/[^&,\s]*/g, rewritePath);
 
   // containerPorts → free local ports.
   const ports = new Map<string | number, number>();

@@ -20,6 +20,14 @@ const byName = (objects: K8sObject[], kind: string, name: string): Any => {
 };
 const apiContainer = (objects: K8sObject[]) =>
   byName(objects, 'Deployment', 'intake-api').spec.template.spec.containers[0];
+/** Removes one env entry of the API container. */
+const dropApiEnv = (objects: K8sObject[], name: string) => {
+  const env = apiContainer(objects).env;
+  env.splice(
+    env.findIndex((e: Any) => e.name === name),
+    1,
+  );
+};
 
 /** One broken manifest per policy: each policy must report what was broken. */
 const BREAKAGES: Array<{ policy: string; what: string; breakIt: (o: K8sObject[]) => void; expect: RegExp }> =
@@ -110,6 +118,14 @@ const BREAKAGES: Array<{ policy: string; what: string; breakIt: (o: K8sObject[])
       expect: /no default-deny NetworkPolicy/,
     },
     {
+      policy: 'networkPolicyPeers',
+      what: "the pod watcher's metrics port open to every source",
+      breakIt: (o) => {
+        delete byName(o, 'NetworkPolicy', 'pod-watcher').spec.ingress[0].from;
+      },
+      expect: /NetworkPolicy\/pod-watcher: ingress rule 0 admits every source \(no from\)/,
+    },
+    {
       policy: 'topologySpread',
       what: 'zone spread removed',
       breakIt: (o) => {
@@ -139,13 +155,7 @@ const BREAKAGES: Array<{ policy: string; what: string; breakIt: (o: K8sObject[])
     {
       policy: 'connectionBudget',
       what: 'the API pool left at the default under the prod HPA ceiling',
-      breakIt: (o) => {
-        const env = apiContainer(o).env;
-        env.splice(
-          env.findIndex((e: Any) => e.name === 'INTAKE_DB_POOL_SIZE'),
-          1,
-        );
-      },
+      breakIt: (o) => dropApiEnv(o, 'INTAKE_DB_POOL_SIZE'),
       expect:
         /role intake_api: intake-api 30 pods × pool 10 = 300 connections, not under its connectionLimit 150/,
     },
@@ -181,6 +191,46 @@ const BREAKAGES: Array<{ policy: string; what: string; breakIt: (o: K8sObject[])
           g.rules = g.rules.filter((r: Any) => r.alert !== 'NatsExporterTargetsAbsent');
       },
       expect: /job nats-metrics: no absent\(up\) alert/,
+    },
+    {
+      policy: 'databaseTls',
+      what: 'the worker connecting without verifying the server',
+      breakIt: (o) => {
+        const c = byName(o, 'Deployment', 'intake-worker').spec.template.spec.containers[0];
+        const url = c.env.find((e: Any) => e.name === 'DATABASE_URL');
+        url.value = url.value.replace('sslmode=verify-full', 'sslmode=require');
+      },
+      expect:
+        /Deployment\/intake-worker container worker: DATABASE_URL has sslmode=require, want verify-full/,
+    },
+    {
+      policy: 'natsClients',
+      what: "the migration Job using the API's inbox prefix",
+      breakIt: (o) => {
+        const c = byName(o, 'Job', 'intake-migrate').spec.template.spec.containers[0];
+        c.env.find((e: Any) => e.name === 'NATS_INBOX_PREFIX').value = '_INBOX.intake-api';
+      },
+      expect:
+        /Job\/intake-migrate container migrate: NATS_INBOX_PREFIX is _INBOX.intake-api, want _INBOX.intake-provision/,
+    },
+    {
+      policy: 'adminRoutesInternal',
+      what: 'an Ingress path to the admin Service',
+      breakIt: (o) => {
+        byName(o, 'Ingress', 'intake-api').spec.rules[0].http.paths.push({
+          path: '/admin',
+          pathType: 'Prefix',
+          backend: { service: { name: 'intake-api-admin', port: { name: 'admin' } } },
+        });
+      },
+      expect: /Deployment\/intake-api: Ingress via Service\/intake-api-admin reaches the admin port 8082/,
+    },
+    {
+      policy: 'adminRoutesInternal',
+      what: 'the admin port setting removed',
+      breakIt: (o) => dropApiEnv(o, 'INTAKE_ADMIN_PORT'),
+      expect:
+        /Deployment\/intake-api: behind Ingress via Service\/intake-api but INTAKE_ADMIN_PORT is not set/,
     },
     {
       policy: 'tokenOnlyWhenNeeded',
@@ -340,6 +390,35 @@ describe('policies over the rendered overlays', { skip }, () => {
       }
     });
   }
+
+  test('the pod watcher admits only Prometheus, and reaches only DNS and private addresses on 443/6443', () => {
+    for (const overlay of OVERLAYS) {
+      const np = byName(rendered.get(overlay)!, 'NetworkPolicy', 'pod-watcher');
+      assert.deepEqual(
+        np.spec.ingress.map((r: Any) => r.from),
+        [
+          [
+            {
+              namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } },
+              podSelector: { matchLabels: { 'app.kubernetes.io/name': 'prometheus' } },
+            },
+          ],
+        ],
+      );
+      for (const rule of np.spec.egress) {
+        const ports = rule.ports.map((p: Any) => `${p.protocol}/${p.port}`).sort();
+        const dns = rule.to.every((t: Any) => t.podSelector?.matchLabels?.['k8s-app'] === 'kube-dns');
+        if (dns) assert.deepEqual(ports, ['TCP/53', 'UDP/53']);
+        else {
+          assert.deepEqual(ports, ['TCP/443', 'TCP/6443']);
+          for (const t of rule.to) {
+            assert.ok(t.ipBlock, 'API server egress is by address');
+            assert.match(t.ipBlock.cidr, /^(10\.|172\.(1[6-9]|2\d|3[01])\.|192\.168\.)/, t.ipBlock.cidr);
+          }
+        }
+      }
+    }
+  });
 
   test('the pod watcher is part of the base', () => {
     assert.ok(existsSync(join(REPO, 'deploy/k8s/base/pod-watcher/kustomization.yaml')));

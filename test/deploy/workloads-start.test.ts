@@ -1,17 +1,28 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, type TestContext, test } from 'node:test';
 import { promisify } from 'node:util';
+import bcrypt from 'bcryptjs';
 import pg from 'pg';
 import { quietLog, waitFor } from '../../harness/db.ts';
-import { startNatsCluster } from '../../harness/nats.ts';
 import { generateKey } from '../../src/auth/api-keys.ts';
 import { startEmbeddedPostgres } from '../../src/store/embedded-postgres.ts';
 import { FakeApiServer, kubeconfigFor } from '../pod-watcher/fake-apiserver.ts';
+import { startRenderedNats } from '../security/rendered-nats.ts';
+import { makeCa, type TestCa } from '../security/test-ca.ts';
 import { type K8sObject, OVERLAYS, renderOverlay } from './k8s-render.ts';
 import {
   ClusterState,
@@ -32,14 +43,17 @@ import { needTool, REPO } from './tools.ts';
  * Ready, the smoke CronJob's job exits 0 (a canary through API → NATS → worker → PostgreSQL), and
  * `intake doctor` in the API container's environment passes. Against a real PostgreSQL set up as
  * CloudNativePG would from the rendered Cluster (owner, database, managed login roles with the
- * passwords of their Secrets, password authentication) and a real 3-node JetStream cluster (the
- * overlays ask for 3 stream replicas). Secrets the overlay does not generate are made as a secret
+ * passwords of their Secrets, password authentication, TLS from its CA) and the rendered 3-node
+ * JetStream cluster (test/security/rendered-nats.ts: its users, permissions and TLS). Secrets the overlay does not generate are made as a secret
  * manager would; the pod watcher talks to the fake API server.
  */
 
 const run = promisify(execFile);
 const skip =
-  needTool('kubectl', ['version', '--client']) ?? needTool('go', ['version']) ?? needTool('nats-server');
+  needTool('kubectl', ['version', '--client']) ??
+  needTool('go', ['version']) ??
+  needTool('nats-server') ??
+  needTool('openssl', ['version']);
 
 // biome-ignore lint/suspicious/noExplicitAny: manifest fragments
 type Any = any;
@@ -52,12 +66,20 @@ function secretManager(overlay: string): Record<string, Record<string, string>> 
   const svc = generateKey('svc-a', ['ingest', 'read']);
   const smoke = generateKey('intake-smoke', ['ingest', 'read'], ['intake-smoke']);
   const password = () => randomBytes(18).toString('base64url');
+  // A NATS user's Secret: the password for intake's pod, its bcrypt hash for the servers.
+  const natsUser = () => {
+    const p = password();
+    return { password: p, bcrypt: bcrypt.hashSync(p, 10) };
+  };
   const make: Record<string, () => Record<string, string>> = {
     'intake-api-keys': () => ({ 'api-keys': JSON.stringify([svc.entry, smoke.entry]) }),
     'intake-pii-master-key': () => ({ 'master-key': randomBytes(32).toString('base64') }),
     'intake-smoke-key': () => ({ key: smoke.key }),
     'intake-pg-api': () => ({ username: 'intake_api', password: password() }),
     'intake-pg-worker': () => ({ username: 'intake_worker', password: password() }),
+    'intake-nats-api': natsUser,
+    'intake-nats-worker': natsUser,
+    'intake-nats-provision': natsUser,
     // Read by CloudNativePG's backup, not by any process started here.
     'intake-pg-backup': () => ({ ACCESS_KEY_ID: 'AKIATEST', ACCESS_SECRET_KEY: password() }),
   };
@@ -76,14 +98,29 @@ function secretManager(overlay: string): Record<string, Record<string, string>> 
 /**
  * What CloudNativePG does for the rendered Cluster: the owner role and database of bootstrap.initdb,
  * the Secret `<cluster>-app` with its `uri`, the managed login roles with the passwords of their
- * Secrets, and password authentication for everyone but the superuser.
+ * Secrets, password authentication for everyone but the superuser, and TLS: a server certificate for
+ * its Services from its own CA, published in the Secret `<cluster>-ca` (the test's DNS resolves the
+ * Service to 127.0.0.1, which the certificate names too), and TLS required (hostssl).
  */
 async function emulateCloudNativePg(
   cluster: K8sObject,
   state: ClusterState,
   superUrl: string,
   pgdata: string,
+  ca: TestCa,
 ) {
+  const rw = `${cluster.metadata.name}-rw`;
+  const leaf = ca.issue(rw, { sans: [`DNS:${rw}`, `DNS:${rw}.${state.namespace}.svc`, 'IP:127.0.0.1'] });
+  const pgOwner = statSync(pgdata);
+  for (const [from, to] of [
+    [leaf.cert, 'server.crt'],
+    [leaf.key, 'server.key'],
+  ] as const) {
+    copyFileSync(from, join(pgdata, to));
+    chownSync(join(pgdata, to), pgOwner.uid, pgOwner.gid);
+    chmodSync(join(pgdata, to), 0o600);
+  }
+  state.addSecret(`${cluster.metadata.name}-ca`, { 'ca.crt': readFileSync(ca.cert, 'utf8') });
   const { database, owner } = cluster.spec.bootstrap.initdb;
   const ownerPassword = randomBytes(18).toString('base64url');
   const db = new pg.Client({ connectionString: superUrl });
@@ -100,8 +137,11 @@ async function emulateCloudNativePg(
     }
     writeFileSync(
       join(pgdata, 'pg_hba.conf'),
-      'host all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n',
+      'host all postgres 127.0.0.1/32 trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n',
     );
+    await db.query("ALTER SYSTEM SET ssl_cert_file = 'server.crt'");
+    await db.query("ALTER SYSTEM SET ssl_key_file = 'server.key'");
+    await db.query('ALTER SYSTEM SET ssl = on');
     await db.query('SELECT pg_reload_conf()');
   } finally {
     await db.end();
@@ -115,6 +155,29 @@ async function emulateCloudNativePg(
     port: '5432',
     uri: `postgresql://${owner}:${encodeURIComponent(ownerPassword)}@${host}:5432/${database}`,
   });
+}
+
+/**
+ * What cert-manager does for the rendered Certificates issued by a CA Issuer: the Secret with
+ * tls.crt, tls.key and ca.crt, for the certificate's names plus the test's DNS for them (members →
+ * 127.0.0.1, the client Service → localhost).
+ */
+function emulateCertManager(objects: K8sObject[], state: ClusterState, ca: TestCa) {
+  const caIssuers = new Set(
+    objects.filter((o) => o.kind === 'Issuer' && o.spec.ca).map((o) => o.metadata.name),
+  );
+  for (const c of objects.filter((o) => o.kind === 'Certificate' && caIssuers.has(o.spec.issuerRef.name))) {
+    const leaf = ca.issue(c.metadata.name, {
+      sans: [...c.spec.dnsNames.map((n: string) => `DNS:${n}`), 'DNS:localhost', 'IP:127.0.0.1'],
+      usages: ['serverAuth', 'clientAuth'],
+    });
+    const read = (f: string) => readFileSync(f, 'utf8');
+    state.addSecret(c.spec.secretName, {
+      'tls.crt': read(leaf.cert),
+      'tls.key': read(leaf.key),
+      'ca.crt': read(ca.cert),
+    });
+  }
 }
 
 async function goAppBinary(dir: string): Promise<string> {
@@ -174,12 +237,14 @@ async function runOverlay(t: TestContext, overlay: string) {
   const db = await startEmbeddedPostgres(pgdir, quietLog, { listenTcp: true });
   t.after(() => db.stop());
   const cluster = objects.find((o) => o.kind === 'Cluster')!;
-  await emulateCloudNativePg(cluster, state, db.url, join(pgdir, 'pg'));
+  await emulateCloudNativePg(cluster, state, db.url, join(pgdir, 'pg'), makeCa(root, 'cnpg'));
   state.addEndpoint(`${cluster.metadata.name}-rw`, 5432, db.port);
 
-  const nats = await startNatsCluster();
+  // NATS as the overlay renders it (users, permissions, TLS), its certificate made as cert-manager would.
+  emulateCertManager(objects, state, makeCa(root, 'nats'));
+  const nats = await startRenderedNats(objects, Object.fromEntries(state.secrets), join(root, 'nats'));
   t.after(() => nats.stop());
-  state.addEndpoint('nats', 4222, nats.nodes[0]!.port);
+  state.addEndpoint('nats', 4222, nats.nodes[0]!.clientPort, 'localhost');
 
   const fake = await FakeApiServer.start();
   t.after(() => fake.close());
@@ -246,7 +311,16 @@ async function runOverlay(t: TestContext, overlay: string) {
   const doctor = await launch(api, ['doctor']);
   const out = await runToCompletion(`${overlay}: intake doctor in the API container`, doctor.proc);
   assert.doesNotMatch(out, /FAIL/);
-  assert.match(out, /^ok\s+secrets\s+mounted: INTAKE_API_KEYS_FILE, INTAKE_PII_MASTER_KEY_FILE$/m);
+  assert.match(
+    out,
+    /^ok\s+secrets\s+mounted: INTAKE_API_KEYS_FILE, INTAKE_PII_MASTER_KEY_FILE, NATS_PASSWORD_FILE, NATS_TLS_CA_FILE$/m,
+  );
+  // Both links are TLS and checked against the operators' CAs (CloudNativePG's, the NATS one).
+  assert.match(out, /^ok\s+database tls\s+TLS \(TLSv1\.\d\), server certificate and host name verified/m);
+  assert.match(
+    out,
+    /^ok\s+nats\s+reachable \(.*TLS, server certificate verified against NATS_TLS_CA_FILE\)$/m,
+  );
   t.diagnostic(`${overlay}: intake doctor in the API container:\n${out}`);
 
   // 5. Every Deployment drains and exits 0 on SIGTERM.
@@ -267,6 +341,9 @@ describe('every rendered workload starts with exactly what its manifest gives it
   test('the emulator itself refuses what a kubelet refuses: a missing Secret key', async () => {
     const objects = await renderOverlay('dev');
     const state = new ClusterState('intake-dev', objects);
+    // What the operators make (cert-manager, CloudNativePG), present so the key is what is missing.
+    state.addSecret('nats-tls', { 'tls.crt': '', 'tls.key': '', 'ca.crt': '' });
+    state.addSecret('intake-pg-ca', { 'ca.crt': '' });
     const api = ourContainers(objects).find((p) => p.owner.metadata.name === 'intake-api')!;
     const broken = structuredClone(api);
     broken.container.env.find((e: Any) => e.valueFrom?.secretKeyRef).valueFrom.secretKeyRef.key = 'nope';
