@@ -130,14 +130,18 @@ const writers = new Map<number, number>();
  * One sink per process, shared by every logger. Also makes sure no write to stdout or stderr can block:
  * on a blocking descriptor whose reader has stopped, a write never returns, and it would hold a
  * thread-pool thread for ever (process.exit() waits for the thread pool: the process could never
- * exit) or the main thread (nothing else runs, not even a signal handler).
- * - A pipe or socket is switched to non-blocking by libuv when `process.stdout`/`process.stderr` open
- *   it, as any Node program that writes to them does: a write to a full one then fails with EAGAIN
- *   at once, and sonic-boom retries it on a timer.
- * - A terminal is opened again, non-blocking, for intake alone (Node's own stream for it stays
- *   blocking, so changing the terminal's shared flags would surprise the shell): Ctrl-S or a stopped
- *   terminal then costs lines, not the process.
- * - A regular file never blocks for long, and is written as it is.
+ * exit) or the main thread (nothing else runs, not even a signal handler). What intake writes (log
+ * lines, the exit path's last lines, the watchdog's line) goes through `stdioWriter`, never through a
+ * descriptor whose blocking mode another process can change.
+ * - A terminal or a pipe is opened again, non-blocking, for intake alone (the shared flags stay as they
+ *   were: a terminal turned non-blocking would surprise the shell): a write to a full one fails with
+ *   EAGAIN at once, and sonic-boom retries it on a timer; Ctrl-S, a stopped terminal or a reader that
+ *   stopped then costs lines, not the process.
+ * - A socket cannot be opened again: it is switched to non-blocking by libuv when
+ *   `process.stdout`/`process.stderr` open it, as for any Node program that writes to them.
+ * - A regular file never blocks for long, and is written as it is (opening it again would lose O_APPEND's
+ *   shared offset).
+ * `process.stdout`/`process.stderr` (console.log, Node's own warnings) keep the shared descriptors.
  */
 function stdoutSink(logFd: 1 | 2 = 1): StdoutSink {
   if (!sink) {
@@ -154,21 +158,40 @@ function stdoutSink(logFd: 1 | 2 = 1): StdoutSink {
   return sink;
 }
 
-/** The descriptor intake writes `fd` (1 or 2) through: its own non-blocking one for a terminal. */
+/**
+ * The descriptor intake writes `fd` (1 or 2) through: its own non-blocking one for a terminal or a pipe.
+ *
+ * Why not the inherited descriptor for a pipe: O_NONBLOCK belongs to the open file description, which
+ * every process holding the pipe shares, and any of them may clear it. libuv does so in every child it
+ * spawns with the pipe as its stdio (Node's spawn with `'inherit'`: esbuild's service under tsx, which a
+ * first run in a fresh clone starts, is one); a write to the full pipe then never returned and held the
+ * process past its deadline until the watchdog killed it. A description of our own keeps the flag we set.
+ */
 export function stdioWriter(fd: 1 | 2): number {
   let w = writers.get(fd);
   if (w === undefined) {
     w = fd;
-    if (isatty(fd)) {
+    if (isatty(fd) || isFifo(fd)) {
       try {
+        // O_CLOEXEC is added by libuv: no child inherits this descriptor.
         w = openSync(`/proc/self/fd/${fd}`, constants.O_WRONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
       } catch {
-        // No /proc, or not allowed: the terminal's own descriptor.
+        // No /proc, not allowed, or a pipe whose reader is gone (ENXIO; writes fail with EPIPE anyway):
+        // the inherited descriptor.
       }
     }
     writers.set(fd, w);
   }
   return w;
+}
+
+/** A pipe, named or not (fstat reports both as FIFOs). */
+function isFifo(fd: number): boolean {
+  try {
+    return fstatSync(fd).isFIFO();
+  } catch {
+    return false;
+  }
 }
 
 function isPipe(fd: number): boolean {

@@ -14,8 +14,13 @@ import { FakeApiServer, kubeconfigFor } from '../pod-watcher/fake-apiserver.ts';
  * Issue 13 for the long-running processes (`intake start` is test/e2e/stdout-blocked*.test.ts, `api`
  * test/e2e/log-drop.test.ts, the one-shot commands test/e2e/one-shot-exit.test.ts): `worker` and the
  * pod watcher exit 0 within their deadline while their stdout and stderr are full (the reader stopped
- * before they started); a shutdown that overruns its deadline still exits, with code 70 and one line
- * naming the step.
+ * before they started) and blocking; a shutdown that overruns its deadline still exits, with code 70 and
+ * one line naming the step.
+ *
+ * Blocking: once the process runs, the test clears O_NONBLOCK on the pipes' shared open file
+ * descriptions, as any process sharing them may (libuv does it in every child spawned with inherited
+ * stdio; on a fresh clone, tsx starts esbuild's service so, and a write to the full stderr then hung the
+ * process until the watchdog killed it).
  */
 const INTAKE = fileURLToPath(new URL('../../bin/intake.js', import.meta.url));
 const POD_WATCHER = fileURLToPath(new URL('../../bin/pod-watcher.js', import.meta.url));
@@ -44,7 +49,11 @@ function tempDir(): string {
 }
 
 function spawnPiped(args: string[], env: Record<string, string>, stdio: { out: PipeState; err: PipeState }) {
-  const p = spawnWithPipes(args, { LOG_LEVEL: 'info', HOST: '127.0.0.1', ...env }, stdio);
+  const p = spawnWithPipes(
+    args,
+    { LOG_LEVEL: 'info', HOST: '127.0.0.1', ...env },
+    { ...stdio, holdWriteEnds: true },
+  );
   procs.push(p);
   return p;
 }
@@ -65,6 +74,8 @@ function intakeEnv(port: number): Record<string, string> {
  * promise; SIGKILL would mean the watchdog had to act).
  */
 async function sigtermExitsInTime(p: PipedProcess, deadlineMs: number): Promise<void> {
+  p.out.clearNonBlocking();
+  p.err.clearNonBlocking();
   const t0 = Date.now();
   p.child.kill('SIGTERM');
   const exit = await p.exitWithin(deadlineMs + WATCHDOG_GRACE_MS + MARGIN_MS);
@@ -74,17 +85,17 @@ async function sigtermExitsInTime(p: PipedProcess, deadlineMs: number): Promise<
   assert.ok(exit.code === 0 || exit.code === ExitCode.deadline, `exit code ${exit.code}: ${stderr}`);
 }
 
-describe('intake worker and the pod watcher exit within their deadline, stdout and stderr full', {
+describe('intake worker and the pod watcher exit within their deadline, stdout and stderr full and blocking', {
   concurrency: true,
 }, () => {
-  test('intake worker, stdout and stderr full: exits by itself on SIGTERM within its deadline', async () => {
+  test('intake worker, stdout and stderr full and blocking: exits by itself on SIGTERM within its deadline', async () => {
     const port = await freePort();
     const p = spawnPiped([INTAKE, 'worker'], intakeEnv(port), { out: 'full', err: 'full' });
     await p.waitReady(`http://127.0.0.1:${port}`);
     await sigtermExitsInTime(p, SHUTDOWN_TIMEOUT_MS);
   });
 
-  test('the pod watcher, stdout and stderr full: exits by itself on SIGTERM within its deadline', async (t) => {
+  test('the pod watcher, stdout and stderr full and blocking: exits by itself on SIGTERM within its deadline', async (t) => {
     const fake = await FakeApiServer.start();
     t.after(() => fake.close());
     const kubeconfig = join(tempDir(), 'kubeconfig');

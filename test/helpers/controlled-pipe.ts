@@ -1,4 +1,4 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { closeSync, constants, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,6 +25,13 @@ export interface ControlledPipe {
   fill(): void;
   /** Closes the reading end: every later write by the child fails with EPIPE. */
   closeReader(): void;
+  /**
+   * Makes the child's end blocking again, as another process sharing it can at any time: libuv clears
+   * O_NONBLOCK on the stdio of every child it spawns (Node's spawn with `'inherit'`, e.g. esbuild's
+   * service under tsx), and the flag belongs to the open file description they all share. Needs the
+   * write end, so spawn with `holdWriteEnds`.
+   */
+  clearNonBlocking(): void;
   /** Closes whatever is still open and removes the FIFO. */
   dispose(): void;
 }
@@ -88,6 +95,12 @@ export function controlledPipe(): ControlledPipe {
         closeSync(w);
       }
     },
+    clearNonBlocking() {
+      if (writeFd === undefined)
+        throw new Error('clearNonBlocking needs the write end: spawn with holdWriteEnds');
+      const r = spawnSync('true', { stdio: ['ignore', writeFd, 'ignore'] });
+      if (r.status !== 0) throw new Error(`could not run true: ${r.error ?? r.status}`);
+    },
     closeReader() {
       stop();
       if (readFd !== undefined) closeSync(readFd);
@@ -142,6 +155,8 @@ export function spawnWithPipes(
     extraFds?: number[];
     out?: PipeState;
     err?: PipeState;
+    /** Keep the test's copy of the write ends until dispose, for `clearNonBlocking`. */
+    holdWriteEnds?: boolean;
   } = {},
 ): PipedProcess {
   const out = controlledPipe();
@@ -162,8 +177,10 @@ export function spawnWithPipes(
     detached: opts.detached ?? false,
     ...(opts.cwd ? { cwd: opts.cwd } : {}),
   });
-  out.afterSpawn();
-  err.afterSpawn();
+  if (!opts.holdWriteEnds) {
+    out.afterSpawn();
+    err.afterSpawn();
+  }
   const exited = new Promise<Exit>((resolve) =>
     child.on('exit', (code, signal) => resolve({ code, signal })),
   );
