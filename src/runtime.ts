@@ -49,12 +49,18 @@ export interface Running {
  * Starts intake: database (embedded when DATABASE_URL is unset), schema, queue, then the worker and/or
  * the HTTP server. Shutdown undoes it in the order that loses nothing: stop taking requests, finish
  * them, let queued publishes commit, flush the worker's batch, close the pool, stop the embedded DB.
+ *
+ * A start that fails undoes what it had started, in reverse order and within INTAKE_SHUTDOWN_TIMEOUT_MS,
+ * then rejects with a one-line `StartError` naming the stage: nothing it started is left running or
+ * logging once it has rejected (the caller prints that line last and exits).
  */
 export async function startIntake(config: Config, roles: Role[], log: Logger): Promise<Running> {
   const metrics = createMetrics();
   const lifecycle = new Lifecycle();
   const shutdown = new Shutdown(log, config.shutdownTimeoutMs);
-  const cleanup: Array<() => Promise<void>> = [];
+  // What has been started so far, with how to undo it, in start order.
+  const started: Array<{ name: string; undo: () => Promise<void> }> = [];
+  let stage = 'embedded PostgreSQL';
   checkHeapLimit(log);
   try {
     let databaseUrl = config.databaseUrl;
@@ -63,8 +69,9 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
       const pg = await startEmbeddedPostgres(config.dataDir, log);
       databaseUrl = pg.url;
       stopEmbedded = pg.stop;
-      cleanup.push(pg.stop);
+      started.push({ name: 'embedded postgres', undo: pg.stop });
     }
+    stage = 'database migrations';
     if (!config.databaseUrl || config.migrateOnStart)
       await migrate(databaseUrl, log, { retentionDays: config.retentionDays });
 
@@ -74,17 +81,19 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
       applicationName: `intake-${roles.join('+')}`,
       onError: (err) => log.warn({ err }, 'idle database connection lost'),
     });
-    cleanup.push(() => pool.end());
+    started.push({ name: 'database pool', undo: () => pool.end() });
+    stage = 'database schema check';
     // api and worker refuse a database older than their build: only the migration Job changes it.
     await assertSchemaCurrent(pool);
 
+    stage = 'queue';
     const queue = await openQueue(config, databaseUrl, pool, log, { metrics, roles });
-    cleanup.push(() => queue.close());
+    started.push({ name: 'queue', undo: () => queue.close() });
     const { producer, consumer } = queue;
 
     let worker: Worker | undefined;
     const maintenance = new Maintenance(log, metrics);
-    cleanup.push(async () => maintenance.stop());
+    started.push({ name: 'maintenance', undo: async () => maintenance.stop() });
     // Both roles export the backlog, so it stays visible with every worker down.
     maintenance.every(
       'queue-depth',
@@ -96,6 +105,7 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
       { now: true },
     );
     if (consumer) {
+      stage = 'worker';
       await ensurePartitions(pool).catch((err) => log.warn({ err }, 'could not pre-create partitions yet'));
       worker = new Worker(
         consumer,
@@ -113,12 +123,15 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
         metrics,
       );
       worker.start();
+      // Before the queue and the pool it uses: a worker left running after them fails every batch.
+      started.push({ name: 'worker', undo: () => worker!.stop() });
       maintenance.every('partitions', 3_600_000, () => maintainPartitions(pool, config.retentionDays, log));
     }
 
     // Only the API encrypts (and, for privacy requests, decrypts): a worker never loads the PII key.
     let ipProtector: IpProtector = WITHOUT_PII_KEY;
     if (roles.includes('api')) {
+      stage = 'PII keys';
       // A development master key is written into the data directory: private to this user first.
       if (!config.piiMasterKey && !config.production) await makePrivateDir(config.dataDir, log);
       const keys = await openPiiKeys(pool, await loadMasterKeys(config, log), {
@@ -165,6 +178,7 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
         }
       });
     }
+    stage = 'HTTP server';
     const app = await buildApp({
       queue: producer,
       ingest: new Ingest({
@@ -196,6 +210,7 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
         separateAdminRoutes: config.adminPort !== undefined && roles.includes('api'),
       },
     });
+    started.push({ name: 'http server', undo: () => app.close() });
     const url = await app.listen({ port: config.port, host: config.host });
     // The address really bound (0.0.0.0 is every interface), not the loopback URL Fastify returns for it.
     const bound = app.server.address() as AddressInfo;
@@ -250,8 +265,31 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
       shutdownSteps: shutdown,
     };
   } catch (err) {
-    for (const fn of cleanup.reverse()) await fn().catch(() => {});
-    throw err;
+    // Logged before the undo, at debug: the one line the caller prints is the report; this has the stack.
+    log.debug({ err, stage }, 'start failed');
+    if (started.length > 0) {
+      const undo = new Shutdown(log, config.shutdownTimeoutMs);
+      for (const { name, undo: fn } of started.reverse()) undo.add(name, fn);
+      await undo.run('start failed');
+    }
+    throw new StartError(stage, err);
+  }
+}
+
+/**
+ * `intake start|api|worker` could not start; what it had started is stopped again. Its message is the
+ * one line the CLI prints: the stage and what went wrong. The error itself is `reason`, not `cause`:
+ * the CLI prints a cause on a line of its own, and this message already says it.
+ */
+export class StartError extends Error {
+  override name = 'StartError';
+  constructor(
+    /** What was being started: `HTTP server`, `queue`, `database migrations`, … */
+    readonly stage: string,
+    /** The error that stopped the start. */
+    readonly reason: unknown,
+  ) {
+    super(`could not start (${stage}): ${reason instanceof Error ? reason.message : String(reason)}`);
   }
 }
 

@@ -381,6 +381,8 @@ export function renderCliDocs(): string {
     '',
     'A server (`start`, `api`, `worker`) stopped by SIGTERM exits 0 once drained, 70 when the drain passed INTAKE_SHUTDOWN_TIMEOUT_MS, 128 + the signal number after a second signal.',
     '',
+    'A server that cannot start (its port taken, the database unreachable) stops what it had started, in reverse order (an embedded PostgreSQL last), and exits 1 with one line on stderr, written last, naming the stage: `intake: could not start (HTTP server): listen EADDRINUSE: address already in use 0.0.0.0:8080`.',
+    '',
     '## Commands',
     '',
     '| command | what |',

@@ -157,6 +157,8 @@ export function spawnWithPipes(
     err?: PipeState;
     /** Keep the test's copy of the write ends until dispose, for `clearNonBlocking`. */
     holdWriteEnds?: boolean;
+    /** stderr goes into the stdout pipe too, so `out` holds both in the order written (`err` stays empty). */
+    errToOut?: boolean;
   } = {},
 ): PipedProcess {
   const out = controlledPipe();
@@ -173,7 +175,7 @@ export function spawnWithPipes(
   delete childEnv.NODE_TEST_CONTEXT;
   const child = spawn(opts.command ?? process.execPath, args, {
     env: childEnv,
-    stdio: ['ignore', out.writeFd, err.writeFd, ...(opts.extraFds ?? [])],
+    stdio: ['ignore', out.writeFd, opts.errToOut ? out.writeFd : err.writeFd, ...(opts.extraFds ?? [])],
     detached: opts.detached ?? false,
     ...(opts.cwd ? { cwd: opts.cwd } : {}),
   });
