@@ -11,8 +11,25 @@ import { registerUnreadBodies } from './unread-bodies.ts';
  * Call before the server listens.
  */
 export function registerConnectionHandling(app: FastifyInstance, opts: TimeoutOptions): void {
+  answerHalfClosedClients(app);
   guardLingeringSockets(app);
   enforceServerTimeouts(app, opts);
   registerExpectContinue(app);
   registerUnreadBodies(app, opts);
+}
+
+/**
+ * A client that shuts down its write side once it has sent the request (`nc -N`, HTTP/1.0 tools, some
+ * proxies) still gets its answer, as from nginx: RFC 9112 §9.6, a half-closed connection does not mean
+ * the client lost interest. Node's HTTP server ends its own side as soon as the client's FIN arrives,
+ * before the response is written, unless `httpAllowHalfOpen` is set: then the response in progress is
+ * marked as the connection's last and the connection closes after it. The request was served either
+ * way (its messages were queued), so without this such a client saw nothing and retried, a duplicate.
+ * A FIN before the request is complete is still a 400 (Node's parser reports the truncated request).
+ *
+ * `httpAllowHalfOpen` is a property of Node's http.Server that Node does not document but keeps (its
+ * removal, nodejs/node#36819, was abandoned because libraries rely on it); no Fastify option sets it.
+ */
+function answerHalfClosedClients(app: FastifyInstance): void {
+  (app.server as typeof app.server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
 }
