@@ -5,16 +5,25 @@ import { jsonTooComplex } from './json-limits.ts';
 import { ProblemError } from './problem.ts';
 
 /**
+ * The bytes after a leading UTF-8 byte-order mark (EF BB BF), if there is one. RFC 8259 §8.1: senders
+ * must not add one, parsers may ignore it; PowerShell 5, Notepad and some .NET writers add it, and
+ * refusing their bodies helps nobody. Only at the very start of a body: anywhere else it is content.
+ */
+export function withoutBom(bytes: Buffer): Buffer {
+  return bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? bytes.subarray(3) : bytes;
+}
+
+/**
  * The only body intake parses is one JSON document sent as `application/json` (charset optional, and
  * UTF-8 if given). Fastify's other default parsers (text/plain) are removed, so anything else is `415`.
  * Plain JSON.parse: an own `__proto__` key stays an ordinary key that the schema then rejects as an
  * unknown field, instead of secure-json-parse refusing the whole body with a vaguer error. The bytes
  * must be valid UTF-8: decoding would otherwise replace bad bytes with U+FFFD and store a message the
- * client never sent.
+ * client never sent. A byte-order mark before the JSON is ignored.
  */
 export function registerJsonParser(app: FastifyInstance): void {
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, bytes, done) => {
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, raw, done) => {
     const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(req.headers['content-type'] ?? '')?.[1];
     if (charset && !/^utf-?8$/i.test(charset)) {
       done(
@@ -23,16 +32,17 @@ export function registerJsonParser(app: FastifyInstance): void {
       );
       return;
     }
-    if (!isUtf8(bytes as Buffer)) {
+    const bytes = withoutBom(raw as Buffer);
+    if (!isUtf8(bytes)) {
       done(new ProblemError('INVALID_JSON', 'the body is not valid UTF-8'), undefined);
       return;
     }
-    const tooComplex = jsonTooComplex(bytes as Buffer);
+    const tooComplex = jsonTooComplex(bytes);
     if (tooComplex) {
       done(new ProblemError('JSON_TOO_COMPLEX', tooComplex), undefined);
       return;
     }
-    const body = (bytes as Buffer).toString('utf8');
+    const body = bytes.toString('utf8');
     let value: unknown;
     try {
       value = JSON.parse(body);

@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { FastifyInstance } from 'fastify';
 import { NON_FINITE_DETAIL, nonFiniteNumbers } from '../contract/json-numbers.ts';
+import { withoutBom } from './content-type.ts';
 import { jsonTooComplex } from './json-limits.ts';
 import { ProblemError } from './problem.ts';
 
@@ -46,8 +47,10 @@ export function registerNdjsonParser(app: FastifyInstance, bodyLimit: number): v
       payload.removeListener('end', onEnd);
       done(err, undefined);
     };
-    const take = (bytes: Buffer) => {
+    const take = (line: Buffer) => {
       lineNo++;
+      // A byte-order mark may open the body, so the first line (content-type.ts).
+      const bytes = lineNo === 1 ? withoutBom(line) : line;
       let end = bytes.length;
       if (end > 0 && bytes[end - 1] === 0x0d) end--;
       const text = bytes.subarray(0, end);

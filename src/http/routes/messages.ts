@@ -134,10 +134,11 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
           status: 'accepted' as const,
         };
       }
+      // A body that is not an object at all (`null`, `1`, `[]`) failed validation at its root, which
+      // checkItems answers with a 400: it must not be dereferenced first.
+      const body = req.body as { messages?: unknown[] } | null;
       const items =
-        req.body instanceof NdjsonBody
-          ? checkLines(req.body)
-          : checkItems(req.body.messages, failed?.validation);
+        body instanceof NdjsonBody ? checkLines(body) : checkItems(body?.messages ?? [], failed?.validation);
       for (const item of items) {
         const sender = item.body?.sender;
         if (sender !== undefined && !senderAllowed(req, sender)) {
