@@ -122,6 +122,11 @@ export interface Config {
    */
   lingeringTimeMs: number;
   lingeringTimeoutMs: number;
+  /**
+   * `INTAKE_MAX_CONNECTIONS`: HTTP connections one process holds open at most; past it a new connection
+   * gets `503 SERVER_BUSY` and is closed (src/http/connection-limit.ts). Default: defaultMaxConnections().
+   */
+  maxConnections: number;
   /** `INTAKE_PII_MESSAGE_FIELDS` (comma-separated): top-level `message` keys treated as personal data. */
   piiMessageFields: string[];
   /**
@@ -454,6 +459,7 @@ export function loadConfig(env: Env = process.env, command: Command = 'start'): 
     headersTimeoutMs: int('INTAKE_HEADERS_TIMEOUT_MS', 5_000, 100, 600_000),
     lingeringTimeMs: int('INTAKE_LINGERING_TIME_MS', 30_000, 100, 600_000),
     lingeringTimeoutMs: int('INTAKE_LINGERING_TIMEOUT_MS', 5_000, 100, 600_000),
+    maxConnections: int('INTAKE_MAX_CONNECTIONS', defaultMaxConnections(), 1, 1_000_000),
     piiMessageFields: (env.INTAKE_PII_MESSAGE_FIELDS ?? '')
       .split(',')
       .map((f) => f.trim())
@@ -587,6 +593,26 @@ function readPiiMasterKey(env: Env, problems: string[], name = 'INTAKE_PII_MASTE
     return undefined;
   }
   return key;
+}
+
+/**
+ * INTAKE_MAX_CONNECTIONS by default: 90 % of the process's open-file limit less 100 descriptors for
+ * everything else (database and NATS connections, files, refused connections being closed), at most
+ * 10,000 (memory: see README), at least 64. The limit is the soft RLIMIT_NOFILE from /proc (Linux);
+ * elsewhere 1024 is assumed, the usual default.
+ */
+export function defaultMaxConnections(limits = readLimits()): number {
+  const given = /^Max open files\s+(\d+|unlimited)\s/m.exec(limits)?.[1];
+  const soft = given === 'unlimited' ? Number.POSITIVE_INFINITY : Number(given ?? 1024);
+  return Math.max(64, Math.min(10_000, Math.floor(soft * 0.9) - 100));
+}
+
+function readLimits(): string {
+  try {
+    return readFileSync('/proc/self/limits', 'utf8');
+  } catch {
+    return '';
+  }
 }
 
 function osUser(): string {

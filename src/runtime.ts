@@ -206,6 +206,7 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
         headersTimeoutMs: config.headersTimeoutMs,
         lingeringTimeMs: config.lingeringTimeMs,
         lingeringTimeoutMs: config.lingeringTimeoutMs,
+        maxConnections: config.maxConnections,
         accessLog: config.accessLog,
         separateAdminRoutes: config.adminPort !== undefined && roles.includes('api'),
       },

@@ -28,6 +28,8 @@ export interface AppDeps {
     headersTimeoutMs: number;
     lingeringTimeMs: number;
     lingeringTimeoutMs: number;
+    /** INTAKE_MAX_CONNECTIONS: connections held open at most; past it, new ones get 503 and are closed. */
+    maxConnections: number;
     /** INTAKE_ACCESS_LOG: which requests get an access-log line (default all). */
     accessLog?: AccessLog;
     /**

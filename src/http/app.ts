@@ -6,6 +6,7 @@ import { createAjv } from '../contract/validator.ts';
 import { separateAdminRoutes } from './admin-listener.ts';
 import type { AppDeps } from './app-deps.ts';
 import { answerClientError } from './client-error.ts';
+import { limitConnections } from './connection-limit.ts';
 import { registerConnectionHandling } from './connections.ts';
 import { registerContentEncoding } from './content-encoding.ts';
 import { registerJsonParser } from './content-type.ts';
@@ -51,6 +52,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
     ajv: { customOptions: {} },
   });
+  limitConnections(app, deps.options, deps.metrics);
   registerConnectionHandling(app, deps.options);
 
   // Bodies are validated by intake's own Ajv (custom keywords, allErrors, no coercion, no stripping);

@@ -1,6 +1,9 @@
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { registerExpectContinue } from './expect-continue.ts';
-import { guardLingeringSockets } from './lingering-close.ts';
+import { guardLingeringSockets, lingeringClose } from './lingering-close.ts';
+import { problemBody } from './problem.ts';
 import { enforceServerTimeouts, type TimeoutOptions } from './server-timeouts.ts';
 import { registerUnreadBodies } from './unread-bodies.ts';
 
@@ -12,6 +15,7 @@ import { registerUnreadBodies } from './unread-bodies.ts';
  */
 export function registerConnectionHandling(app: FastifyInstance, opts: TimeoutOptions): void {
   answerHalfClosedClients(app);
+  refuseConnect(app, opts);
   guardLingeringSockets(app);
   enforceServerTimeouts(app, opts);
   registerExpectContinue(app);
@@ -33,3 +37,27 @@ export function registerConnectionHandling(app: FastifyInstance, opts: TimeoutOp
 function answerHalfClosedClients(app: FastifyInstance): void {
   (app.server as typeof app.server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
 }
+
+/**
+ * `CONNECT host:port` asks for a tunnel: intake is not a proxy, so it answers `405 METHOD_NOT_ALLOWED`
+ * like any other request it does not serve, instead of the silent close Node gives a server with no
+ * 'connect' listener. Node hands such a request over with the raw socket (its parser is gone), so the
+ * answer is written by hand and the connection closed, lingering so the client reads it.
+ */
+function refuseConnect(app: FastifyInstance, opts: TimeoutOptions): void {
+  const body = JSON.stringify(
+    problemBody('METHOD_NOT_ALLOWED', 'CONNECT is not supported: this is not a proxy'),
+  );
+  const response =
+    'HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/problem+json; charset=utf-8\r\n' +
+    // RFC 9110 §15.5.6: a 405 lists what is allowed; these are the methods intake serves at all.
+    `Allow: ${SERVED_METHODS}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
+  app.server.on('connect', (_req: IncomingMessage, socket: Socket) => {
+    socket.on('error', () => socket.destroy());
+    if (socket.writable) socket.write(response);
+    lingeringClose(socket, opts);
+  });
+}
+
+/** Every method some intake route answers. */
+const SERVED_METHODS = 'GET, HEAD, POST, DELETE';

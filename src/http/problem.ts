@@ -29,6 +29,7 @@ export const ERRORS = {
     title: 'The queue did not confirm in time: the message may have been accepted',
   },
   DATABASE_UNAVAILABLE: { status: 503, title: 'The database cannot be reached right now' },
+  SERVER_BUSY: { status: 503, title: 'The server holds as many connections as it may' },
   INTERNAL: { status: 500, title: 'Internal error' },
 } as const;
 

@@ -27,6 +27,21 @@ export function createMetrics() {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: r,
     }),
+    httpConnectionsOpen: new Gauge({
+      name: 'intake_http_connections_open',
+      help: 'HTTP connections this process holds open',
+      registers: r,
+    }),
+    httpConnectionsLimit: new Gauge({
+      name: 'intake_http_connections_limit',
+      help: 'Most HTTP connections this process holds open (INTAKE_MAX_CONNECTIONS)',
+      registers: r,
+    }),
+    httpConnectionsRefused: new Counter({
+      name: 'intake_http_connections_refused_total',
+      help: 'Connections answered 503 SERVER_BUSY and closed because INTAKE_MAX_CONNECTIONS were open',
+      registers: r,
+    }),
     received: new Counter({
       name: 'intake_messages_received_total',
       help: 'Messages received by the ingest API',
