@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { waitFor } from '../../harness/db.ts';
 import { generateKey } from '../../src/auth/api-keys.ts';
+import { defaultMaxConnections, loadConfig } from '../../src/config.ts';
 import { RawConnection, requestHead } from '../clients/raw-http.ts';
 import { type EdgeApp, startEdgeApp } from './edge-app.ts';
 
@@ -88,4 +89,15 @@ describe('connections: CONNECT is answered, INTAKE_MAX_CONNECTIONS caps what one
     assert.equal(await metric('intake_http_connections_limit'), LIMIT);
     assert.equal(await metric('intake_http_connections_open'), 1, 'the scrape itself');
   });
+});
+
+test('INTAKE_MAX_CONNECTIONS defaults to the open-file limit, less room for the rest, within 64..10000', () => {
+  const limits = (soft: string) =>
+    `Limit                     Soft Limit           Hard Limit           Units\nMax open files            ${soft}                 1048576              files\n`;
+  assert.equal(defaultMaxConnections(limits('1024')), 821);
+  assert.equal(defaultMaxConnections(limits('20000')), 10_000);
+  assert.equal(defaultMaxConnections(limits('unlimited')), 10_000);
+  assert.equal(defaultMaxConnections(limits('128')), 64);
+  assert.equal(defaultMaxConnections(''), 821, 'no /proc: 1024 assumed');
+  assert.equal(loadConfig({ INTAKE_MAX_CONNECTIONS: '7' }, 'api').maxConnections, 7);
 });
