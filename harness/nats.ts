@@ -69,8 +69,8 @@ export async function startNatsServer(
 }
 
 /** Three JetStream nodes routed to each other on loopback (stream replicas 3 need all three). */
-export async function startNatsCluster(): Promise<NatsServer> {
-  return startNodes(3);
+export async function startNatsCluster(opts: NatsServerOptions = {}): Promise<NatsServer> {
+  return startNodes(3, [], opts);
 }
 
 async function startNodes(

@@ -1,11 +1,26 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
-import { type K8sObject, kustomize, OVERLAYS, overlayDir, parseManifests, ref } from './k8s-render.ts';
+import { promisify } from 'node:util';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { loadConfig } from '../../src/config.ts';
+import {
+  type K8sObject,
+  kustomize,
+  OVERLAYS,
+  overlayDir,
+  parseManifests,
+  ref,
+  renderOverlay,
+} from './k8s-render.ts';
 import { StrictSchema } from './k8s-schema.ts';
 import { needTool, REPO } from './tools.ts';
 
 const skip = needTool('kubectl', ['version', '--client']);
+const run = promisify(execFile);
 
 describe('kustomize overlays render and match the Kubernetes schema strictly', { skip }, () => {
   const rendered = new Map<string, K8sObject[]>();
@@ -130,3 +145,136 @@ describe('kustomize overlays render and match the Kubernetes schema strictly', {
     assert.match(problems[0]!.message, /unknown kind example.com\/v1\/Widget/);
   });
 });
+
+/**
+ * Issue 22 item 7: each overlay bounds intake's stream (NATS_MAX_BYTES), below the JetStream store
+ * (`max_file_store`), below the NATS volume. Without the stream limit the stream grows until the store
+ * refuses every write, and IntakeQueueStreamNearFull, which divides by the limit intake exports, has no
+ * series and can never fire.
+ */
+describe('the NATS stream limit fits its store, and the store its volume', { skip }, () => {
+  const rendered = new Map<string, K8sObject[]>();
+  before(async () => {
+    for (const overlay of OVERLAYS) rendered.set(overlay, await renderOverlay(overlay));
+  });
+
+  /** The three sizes an overlay sets, in bytes, each parsed with its own reader's units. */
+  function sizes(overlay: string) {
+    const objects = rendered.get(overlay)!;
+    const configMap = (prefix: string) => {
+      const found = objects.filter((o) => o.kind === 'ConfigMap' && o.metadata.name.startsWith(`${prefix}-`));
+      assert.equal(found.length, 1, `${overlay}: one ConfigMap ${prefix}`);
+      return found[0]!.data as Record<string, string>;
+    };
+    const limit = configMap('intake-config').NATS_MAX_BYTES;
+    assert.ok(limit, `${overlay}: NATS_MAX_BYTES is set in intake-config`);
+    // Read as intake reads it.
+    const streamBytes = loadConfig({ NATS_URL: 'nats://nats:4222', NATS_MAX_BYTES: limit }, 'api').nats
+      .maxBytes;
+    const conf = configMap('nats-config')['jetstream-limits.conf'] ?? '';
+    const store = /^\s*max_file_store:\s*(\S+)\s*$/m.exec(conf)?.[1];
+    assert.ok(store, `${overlay}: max_file_store in jetstream-limits.conf`);
+    const nats = objects.find((o) => o.kind === 'StatefulSet' && o.metadata.name === 'nats')!;
+    const volume = nats.spec.volumeClaimTemplates[0].spec.resources.requests.storage as string;
+    return {
+      namespace: objects.find((o) => o.kind === 'Namespace')!.metadata.name,
+      streamBytes,
+      storeBytes: natsSize(store),
+      volumeBytes: quantity(volume),
+    };
+  }
+
+  for (const overlay of OVERLAYS) {
+    test(`${overlay}: NATS_MAX_BYTES < max_file_store < the NATS volume, with room beside the stream`, () => {
+      const s = sizes(overlay);
+      assert.ok(s.streamBytes > 0, `${overlay}: the stream has a byte limit`);
+      assert.ok(
+        s.streamBytes < s.storeBytes,
+        `${overlay}: ${s.streamBytes} < max_file_store ${s.storeBytes}`,
+      );
+      assert.ok(
+        s.storeBytes < s.volumeBytes,
+        `${overlay}: max_file_store ${s.storeBytes} < volume ${s.volumeBytes}`,
+      );
+      // docs/production.md, Sizing the stream: ~75 % at most, the rest for the idempotency bucket,
+      // the probe stream and Raft logs.
+      assert.ok(s.streamBytes <= 0.8 * s.storeBytes, `${overlay}: the stream leaves a fifth of the store`);
+    });
+  }
+
+  test("with each overlay's limit the IntakeQueueStreamNearFull expression has a series (none without one)", async (t) => {
+    if (needTool('promtool')) return t.skip('promtool is not installed');
+    const rules = parseYaml(
+      readFileSync(join(REPO, 'deploy/observability/prometheus-rules.yaml'), 'utf8'),
+    ) as {
+      groups: Array<{ rules: Array<{ alert?: string; expr: string }> }>;
+    };
+    const alert = rules.groups.flatMap((g) => g.rules).find((r) => r.alert === 'IntakeQueueStreamNearFull')!;
+    const tests = OVERLAYS.map((overlay) => {
+      const { namespace, streamBytes } = sizes(overlay);
+      const labels = `namespace="${namespace}",pod="intake-api-a",job="intake-api",stream="INTAKE"`;
+      // What an API process exports with this overlay's setting: the stream's max_bytes, and 90 % of it used.
+      return {
+        interval: '1m',
+        input_series: [
+          { series: `intake_queue_stream_limit_bytes{${labels}}`, values: `${streamBytes}x15` },
+          { series: `intake_queue_stream_bytes{${labels}}`, values: `${0.9 * streamBytes}x15` },
+        ],
+        promql_expr_test: [
+          {
+            expr: alert.expr,
+            eval_time: '10m',
+            exp_samples: [
+              {
+                labels: `namespace:intake_queue_stream_bytes_usage:ratio{namespace="${namespace}",stream="INTAKE"}`,
+                value: 0.9,
+              },
+            ],
+          },
+        ],
+      };
+    });
+    // What every overlay exported before it set NATS_MAX_BYTES: a limit of 0, and so no series at all.
+    const none = 'namespace="unlimited",pod="intake-api-a",job="intake-api",stream="INTAKE"';
+    tests.push({
+      interval: '1m',
+      input_series: [
+        { series: `intake_queue_stream_limit_bytes{${none}}`, values: '0x15' },
+        { series: `intake_queue_stream_bytes{${none}}`, values: '999999999x15' },
+      ],
+      promql_expr_test: [{ expr: alert.expr, eval_time: '10m', exp_samples: [] }],
+    });
+    const dir = mkdtempSync(join(tmpdir(), 'intake-rules-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'stream-limit.test.yaml');
+    writeFileSync(
+      file,
+      stringifyYaml({
+        rule_files: [join(REPO, 'deploy/observability/prometheus-rules.yaml')],
+        evaluation_interval: '1m',
+        tests,
+      }),
+    );
+    const r = await run('promtool', ['test', 'rules', file]).catch(
+      (e: { stdout: string; stderr: string }) => e,
+    );
+    assert.match(`${r.stdout}${r.stderr}`, /SUCCESS/, `${r.stdout}${r.stderr}`);
+  });
+});
+
+/** A nats-server configuration size: K/M/G/T are powers of 1000, KB/MB/GB/TB and Ki/Mi/Gi/Ti of 1024 (measured with nats-server 2.9). */
+function natsSize(text: string): number {
+  const m = /^(\d+)(?:([KMGT])(B|i)?)?$/.exec(text);
+  if (!m) throw new Error(`not a nats-server size: ${text}`);
+  const power = m[2] ? 'KMGT'.indexOf(m[2]) + 1 : 0;
+  return Number(m[1]) * (m[3] ? 1024 : 1000) ** power;
+}
+
+/** A Kubernetes resource quantity in bytes: Ki/Mi/Gi/Ti are powers of 1024, k/M/G/T of 1000. */
+function quantity(text: string): number {
+  const m = /^(\d+)(Ki|Mi|Gi|Ti|k|M|G|T)?$/.exec(text);
+  if (!m) throw new Error(`not a byte quantity: ${text}`);
+  const unit = m[2] ?? '';
+  const power = unit ? 'kMGT'.indexOf(unit[0]!.replace('K', 'k')) + 1 : 0;
+  return Number(m[1]) * (unit.endsWith('i') ? 1024 : 1000) ** power;
+}
