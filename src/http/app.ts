@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Ajv } from 'ajv';
-import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { registerAuth } from '../auth/authenticate.ts';
 import { createAjv } from '../contract/validator.ts';
+import type { Metrics, RejectReason } from '../ops/metrics.ts';
 import { separateAdminRoutes } from './admin-listener.ts';
 import type { AppDeps } from './app-deps.ts';
 import { answerClientError } from './client-error.ts';
@@ -13,7 +14,7 @@ import { registerJsonParser } from './content-type.ts';
 import { type MappedProblem, mapError } from './error-map.ts';
 import { registerNdjsonParser } from './ndjson.ts';
 import { documentSecurity, registerOpenApi } from './openapi.ts';
-import { problemBody } from './problem.ts';
+import { problemBody, REJECT_REASON } from './problem.ts';
 import { deadLetterRoutes } from './routes/dead-letters.ts';
 import { healthRoutes } from './routes/health.ts';
 import { messageRoutes } from './routes/messages.ts';
@@ -104,11 +105,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerAuth(app, deps.auth);
 
   app.setNotFoundHandler((req, reply) => {
-    sendProblem(reply, {
-      code: 'NOT_FOUND',
-      detail: `no route for ${req.method} on this path`,
-      reason: 'invalid',
-    });
+    sendProblem(reply, { code: 'NOT_FOUND', detail: `no route for ${req.method} on this path` });
   });
 
   app.setErrorHandler((err: Error, req, reply) => {
@@ -116,9 +113,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       bodyLimit: deps.options.bodyLimit,
       ingestRoute: req.routeOptions.config?.scope === 'ingest',
     });
-    // Loss accounting (metrics.ts): every message counted as received ends as accepted, duplicate or
-    // rejected. Errors before the count (401, 413, 415, 429) are not messages received.
-    if (req.ingestCount) deps.metrics.rejected.inc({ reason: p.reason }, req.ingestCount);
+    if (req.routeOptions.config?.scope === 'ingest') countRefused(deps.metrics, req, REJECT_REASON[p.code]);
     if (p.log === 'error') deps.log.error({ err, reqId: req.id }, 'unhandled error');
     else if (p.log === 'warn') deps.log.warn({ err, reqId: req.id, code: p.code }, 'unexpected client error');
     for (const [k, v] of Object.entries(p.headers ?? {})) reply.header(k, v);
@@ -136,6 +131,22 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   return app;
 }
 
+/**
+ * Loss accounting (docs/alerting.md): every ingest request counts in received and ends as accepted,
+ * duplicate or rejected, whatever refused it and wherever (auth and rate-limit hooks, content type and
+ * encoding, body limit, JSON parsing, validation, the queue). A request refused before its body was
+ * counted (401, 403, 413, 415, 429, INVALID_JSON) counts as one message, since nobody knows how many
+ * it held; one refused after counts all of its messages not yet accounted for. Counted once.
+ */
+function countRefused(metrics: Metrics, req: FastifyRequest, reason: RejectReason): void {
+  if (req.ingestCount === undefined) {
+    req.ingestCount = 1;
+    metrics.received.inc();
+  }
+  if (req.ingestCount > 0) metrics.rejected.inc({ reason }, req.ingestCount);
+  req.ingestCount = 0;
+}
+
 function sendProblem(reply: FastifyReply, p: MappedProblem) {
   // `instance` is the route pattern, not the URL: a subject route's URL carries personal data (an IP).
   const body = problemBody(p.code, p.detail, p.errors, reply.request.routeOptions?.url);
@@ -149,7 +160,10 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** Name of the authenticated API key (undefined when auth is off). */
     client?: string;
-    /** Messages this request carries, once counted as received (ingest routes). */
+    /**
+     * Ingest routes: messages of this request counted as received and not yet as accepted, duplicate
+     * or rejected (undefined until counted; 0 once all are accounted for).
+     */
     ingestCount?: number;
   }
 }

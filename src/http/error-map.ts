@@ -30,8 +30,6 @@ export interface MappedProblem {
   ids?: string[];
   /** How loudly to log it: unknown errors are errors, surprising-but-handled ones warnings. */
   log?: 'warn' | 'error';
-  /** For loss accounting: why the messages of this request were not accepted. */
-  reason: string;
 }
 
 /** Violations listed in one answer; the total is given besides, so a body never grows with the input. */
@@ -89,7 +87,6 @@ export function mapError(err: unknown, opts: { bodyLimit: number; ingestRoute?: 
         ? { errors: err.extra.errors.slice(0, MAX_LISTED_VIOLATIONS), errorsTotal: err.extra.errors.length }
         : {}),
       headers,
-      reason: reasonFor(err.code),
     };
   }
   const fe = err as FastifyError;
@@ -102,7 +99,6 @@ export function mapError(err: unknown, opts: { bodyLimit: number; ingestRoute?: 
         detail: `${n} violation${n === 1 ? '' : 's'} of the message contract`,
         errors: violations,
         errorsTotal: n,
-        reason: 'invalid',
       };
     }
     const where = CONTEXT[fe.validationContext ?? ''] ?? 'query parameter';
@@ -115,7 +111,6 @@ export function mapError(err: unknown, opts: { bodyLimit: number; ingestRoute?: 
         detail: `${where} ${v.detail.startsWith('is not an allowed field') ? 'is not an allowed field' : v.detail}`,
       })),
       errorsTotal: n,
-      reason: 'invalid',
     };
   }
   const queue = mapQueueError(err) ?? mapAuthError(err);
@@ -123,14 +118,12 @@ export function mapError(err: unknown, opts: { bodyLimit: number; ingestRoute?: 
 
   const code = fe?.code ?? '';
   const known = FASTIFY[code];
-  if (known)
-    return { code: known.code, detail: known.detail(fe, opts.bodyLimit), reason: reasonFor(known.code) };
+  if (known) return { code: known.code, detail: known.detail(fe, opts.bodyLimit) };
   // Fastify marks an error of the body stream with a 400 status (content-type-parser.js rawBody).
   if (BODY_STREAM.has(code) && fe.statusCode === 400) {
     return {
       code: 'INVALID_REQUEST',
       detail: 'the request body was cut off before it ended',
-      reason: 'invalid',
     };
   }
   if (isConnectionError(err)) {
@@ -138,12 +131,11 @@ export function mapError(err: unknown, opts: { bodyLimit: number; ingestRoute?: 
       code: 'DATABASE_UNAVAILABLE',
       detail: 'the database cannot be reached; retry shortly',
       headers: { 'retry-after': '2' },
-      reason: 'error',
     };
   }
   // A value validation let through that PostgreSQL refuses: the request's fault, but our gap.
   if (isDataException(err)) {
-    return { code: 'INVALID_REQUEST', detail: 'a parameter cannot be used', log: 'warn', reason: 'invalid' };
+    return { code: 'INVALID_REQUEST', detail: 'a parameter cannot be used', log: 'warn' };
   }
   const status = fe?.statusCode;
   if (status && status >= 400 && status < 500) {
@@ -151,14 +143,12 @@ export function mapError(err: unknown, opts: { bodyLimit: number; ingestRoute?: 
       code: 'INVALID_REQUEST',
       detail: 'the request cannot be processed',
       log: 'warn',
-      reason: 'invalid',
     };
   }
   return {
     code: 'INTERNAL',
     detail: 'an unexpected error occurred; it has been logged',
     log: 'error',
-    reason: 'error',
   };
 }
 
@@ -172,7 +162,6 @@ function mapQueueError(err: unknown): MappedProblem | undefined {
         'look the ids up with GET /v1/messages/{id} before sending again',
       headers: { 'retry-after': '1' },
       ids: err.ids,
-      reason: 'outcome_unknown',
     };
   }
   if (err instanceof QueueFullError) {
@@ -180,7 +169,6 @@ function mapQueueError(err: unknown): MappedProblem | undefined {
       code: 'QUEUE_FULL',
       detail: `${err.message}; nothing was accepted, retry later`,
       headers: { 'retry-after': '5' },
-      reason: 'queue_full',
     };
   }
   if (err instanceof QueueUnavailableError) {
@@ -188,17 +176,15 @@ function mapQueueError(err: unknown): MappedProblem | undefined {
       code: 'QUEUE_UNAVAILABLE',
       detail: `${err.message}; nothing was accepted, retry shortly`,
       headers: { 'retry-after': '1' },
-      reason: 'queue_unavailable',
     };
   }
   if (err instanceof MessageTooLargeError) {
-    return { code: 'MESSAGE_TOO_LARGE', detail: err.message, reason: 'invalid' };
+    return { code: 'MESSAGE_TOO_LARGE', detail: err.message };
   }
   if (err instanceof IdempotencyKeyReusedError) {
     return {
       code: 'IDEMPOTENCY_KEY_REUSED',
       detail: `${err.message}: use a new key for a new request`,
-      reason: 'invalid',
     };
   }
   if (err instanceof IdempotencyKeyInFlightError) {
@@ -206,7 +192,6 @@ function mapQueueError(err: unknown): MappedProblem | undefined {
       code: 'IDEMPOTENCY_KEY_IN_FLIGHT',
       detail: `${err.message}: retry after it finished`,
       headers: { 'retry-after': '1' },
-      reason: 'in_flight',
     };
   }
   return undefined;
@@ -218,30 +203,15 @@ function mapAuthError(err: unknown): MappedProblem | undefined {
       code: 'UNAUTHENTICATED',
       detail: err.message,
       headers: { 'www-authenticate': err.challenge },
-      reason: 'unauthenticated',
     };
   }
-  if (err instanceof ForbiddenError) return { code: 'FORBIDDEN', detail: err.message, reason: 'forbidden' };
+  if (err instanceof ForbiddenError) return { code: 'FORBIDDEN', detail: err.message };
   if (err instanceof RateLimitedError) {
     return {
       code: 'RATE_LIMITED',
       detail: err.message,
       headers: { 'retry-after': String(err.retryAfterS) },
-      reason: 'rate_limited',
     };
   }
   return undefined;
-}
-
-function reasonFor(code: ErrorCode): string {
-  switch (code) {
-    case 'FORBIDDEN':
-      return 'forbidden';
-    case 'RATE_LIMITED':
-      return 'rate_limited';
-    case 'QUEUE_UNAVAILABLE':
-      return 'queue_unavailable';
-    default:
-      return 'invalid';
-  }
 }

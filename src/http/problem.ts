@@ -1,4 +1,5 @@
 import type { Violation } from '../contract/validator.ts';
+import type { RejectReason } from '../ops/metrics.ts';
 
 /**
  * Every error intake answers with: a stable code, one HTTP status, and a documented meaning. The body
@@ -34,6 +35,37 @@ export const ERRORS = {
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;
+
+/**
+ * Loss accounting: the `reason` an ingest request's messages are counted under in
+ * intake_messages_rejected_total when it is answered with a code (docs/alerting.md lists them). One row
+ * per code, so a new code cannot be left uncounted; several codes share a reason where an operator acts
+ * on them alike. Codes no ingest route answers with (404, 405, 408, 431) still map, for totality.
+ */
+export const REJECT_REASON: Record<ErrorCode, RejectReason> = {
+  INVALID_MESSAGE: 'invalid',
+  INVALID_JSON: 'invalid_json',
+  JSON_TOO_COMPLEX: 'invalid_json',
+  INVALID_REQUEST: 'invalid_request',
+  UNAUTHENTICATED: 'unauthenticated',
+  FORBIDDEN: 'forbidden',
+  NOT_FOUND: 'invalid_request',
+  METHOD_NOT_ALLOWED: 'invalid_request',
+  REQUEST_TIMEOUT: 'invalid_request',
+  IDEMPOTENCY_KEY_IN_FLIGHT: 'in_flight',
+  BODY_TOO_LARGE: 'too_large',
+  MESSAGE_TOO_LARGE: 'too_large',
+  HEADERS_TOO_LARGE: 'invalid_request',
+  UNSUPPORTED_MEDIA_TYPE: 'unsupported_media_type',
+  UNSUPPORTED_ENCODING: 'unsupported_media_type',
+  IDEMPOTENCY_KEY_REUSED: 'invalid_request',
+  RATE_LIMITED: 'rate_limited',
+  QUEUE_UNAVAILABLE: 'queue_unavailable',
+  QUEUE_FULL: 'queue_full',
+  ACCEPTANCE_UNKNOWN: 'outcome_unknown',
+  DATABASE_UNAVAILABLE: 'error',
+  INTERNAL: 'error',
+};
 
 export interface ProblemBody {
   type: string;

@@ -3,15 +3,52 @@ import { collectProcessMetrics } from './default-metrics.ts';
 import { droppedLogLines } from './logger.ts';
 
 /**
+ * Why messages were not accepted: the values of intake_messages_rejected_total's `reason` label. A fixed
+ * list, so the label's cardinality is bounded; every problem code maps to one of them (REJECT_REASON in
+ * http/problem.ts), and docs/alerting.md explains each.
+ */
+export const REJECT_REASONS = [
+  'invalid',
+  'invalid_json',
+  'invalid_request',
+  'too_large',
+  'unsupported_media_type',
+  'unauthenticated',
+  'forbidden',
+  'rate_limited',
+  'in_flight',
+  'queue_full',
+  'queue_unavailable',
+  'outcome_unknown',
+  'error',
+] as const;
+
+export type RejectReason = (typeof REJECT_REASONS)[number];
+
+/**
  * Every metric intake exports (docs/alerting.md). One registry per process, built here so names and labels are
- * defined in one place. Loss accounting: received = accepted + duplicate + rejected (by reason:
- * invalid, forbidden, queue_unavailable); accepted = stored + dead-lettered + still queued + erased in
- * flight. A batch counts each of its messages.
+ * defined in one place. Loss accounting (docs/alerting.md, "Loss accounting"), a batch counting each of its
+ * messages and a request refused before its body was read counting as one:
+ *
+ *     received = accepted + duplicate + rejected (summed over reasons)        (API processes)
+ *     accepted + replayed = stored + dead-lettered + erased in flight + still queued
+ *
+ * where `replayed` (intake_dead_letters_replayed_total) is counted by the worker, for replays by the API
+ * and by the CLI alike (ingest/replay.ts marks the messages it puts back on the queue).
  */
 export function createMetrics() {
   const registry = new Registry();
   collectProcessMetrics(registry, { eventLoopMonitoringPrecision: 20 });
   const r = [registry];
+  const rejected = new Counter({
+    name: 'intake_messages_rejected_total',
+    help: 'Messages of ingest requests refused, by reason (a request refused unread counts as one)',
+    labelNames: ['reason'],
+    registers: r,
+  });
+  // Every reason exported from the start, at 0: a rate() over a series that appears with its first
+  // refusal misses that refusal, and the alert would not see the first minutes of a flood.
+  for (const reason of REJECT_REASONS) rejected.inc({ reason }, 0);
   return {
     registry,
     httpRequests: new Counter({
@@ -44,7 +81,7 @@ export function createMetrics() {
     }),
     received: new Counter({
       name: 'intake_messages_received_total',
-      help: 'Messages received by the ingest API',
+      help: 'Messages of every ingest request, accepted or not (a request refused unread counts as one)',
       registers: r,
     }),
     accepted: new Counter({
@@ -52,12 +89,7 @@ export function createMetrics() {
       help: 'Messages durably queued (answered 202)',
       registers: r,
     }),
-    rejected: new Counter({
-      name: 'intake_messages_rejected_total',
-      help: 'Messages not accepted, by reason',
-      labelNames: ['reason'],
-      registers: r,
-    }),
+    rejected,
     duplicates: new Counter({
       name: 'intake_messages_duplicate_total',
       help: 'Idempotent retries answered with the original id',
@@ -86,14 +118,17 @@ export function createMetrics() {
       labelNames: ['task'],
       registers: r,
     }),
+    // Counted by the worker, not by whoever replays: the CLI is a one-shot process Prometheus never
+    // scrapes. A replay counts once the worker is done with it (stored, dead-lettered again, or dropped
+    // for an erasure), in the same transaction-backed way as those outcomes are counted.
     deadLettersReplayed: new Counter({
       name: 'intake_dead_letters_replayed_total',
-      help: 'Dead letters put back on the queue by an operator (they count as stored once stored)',
+      help: 'Replayed dead letters (API or CLI) a worker is done with: stored, dead-lettered again or erased',
       registers: r,
     }),
     deadLettersDiscarded: new Counter({
       name: 'intake_dead_letters_discarded_total',
-      help: 'Dead letters deleted for good by an operator',
+      help: 'Dead letters deleted for good through the admin API (CLI discards are in intake.audit_log only)',
       registers: r,
     }),
     deadLetters: new Counter({

@@ -13,6 +13,7 @@ import { isMessageId } from '../../contract/message-id.ts';
 import { IncomingBatch, IncomingMessage, MAX_BATCH } from '../../contract/message-schema.ts';
 import { compileValidator, createAjv, toViolations, type Violation } from '../../contract/validator.ts';
 import type { IngestContext } from '../../ingest/ingest.ts';
+import type { RejectReason } from '../../ops/metrics.ts';
 import { getMessage, queryMessages } from '../../store/messages.ts';
 import type { AppDeps } from '../app-deps.ts';
 import { MAX_NDJSON_LINES, NdjsonBody } from '../ndjson.ts';
@@ -58,6 +59,7 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
       assertSenderAllowed(req, req.body.sender);
       await req.chargeMessages?.(1);
       const [result] = await ingest.accept([req.body], ingestContext(req, false));
+      req.ingestCount = 0; // accounted for, by accept()
       reply.code(202).header('location', `/v1/messages/${result!.id}`);
       return { id: result!.id, status: 'accepted' as const };
     },
@@ -128,6 +130,7 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
         for (const m of messages) assertSenderAllowed(req, m.sender);
         await req.chargeMessages?.(messages.length);
         const results = await ingest.accept(messages, ctx);
+        req.ingestCount = 0;
         reply.code(202);
         return {
           items: results.map((r) => ({ id: r.id, status: 'accepted' as const })),
@@ -146,12 +149,13 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
           item.errors = [
             { pointer: '/sender', detail: `this API key may not send as ${JSON.stringify(sender)}` },
           ];
+          item.reason = 'forbidden';
         }
       }
       await req.chargeMessages?.(items.length);
       const good = items.flatMap((item, i) => (item.body ? [{ body: item.body, i }] : []));
       const rejected = items.length - good.length;
-      if (rejected) metrics.rejected.inc({ reason: 'invalid' }, rejected);
+      for (const item of items) if (!item.body) metrics.rejected.inc({ reason: item.reason ?? 'invalid' });
       req.ingestCount = good.length; // from here on, an error concerns only the valid items
       const results = good.length
         ? await ingest.accept(
@@ -159,6 +163,7 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
             { ...ctx, indexes: good.map((g) => g.i) },
           )
         : [];
+      req.ingestCount = 0;
       const ids = new Map(good.map((g, k) => [g.i, results[k]!.id]));
       reply.code(207);
       return {
@@ -273,14 +278,19 @@ const BatchQuery = Type.Object(
 /** At most this many violations are listed per rejected item. */
 const MAX_ITEM_VIOLATIONS = 20;
 
-type CheckedItem = { body?: IncomingMessage; errors?: Violation[] };
+/** One item of a per-item request; a refused one says why, for loss accounting (default `invalid`). */
+type CheckedItem = { body?: IncomingMessage; errors?: Violation[]; reason?: RejectReason };
 
 const validateItem = compileValidator(createAjv(), IncomingMessage);
 
 /** NDJSON lines, each validated on its own. */
 function checkLines(body: NdjsonBody): CheckedItem[] {
   return body.lines.map((l) => {
-    if ('error' in l) return { errors: [{ pointer: l.pointer ?? '', detail: l.error }] };
+    if ('error' in l) {
+      // A line that is not JSON: invalid_json; a number no double holds (pointer given) breaks the contract.
+      const reason = l.pointer === undefined ? 'invalid_json' : 'invalid';
+      return { errors: [{ pointer: l.pointer ?? '', detail: l.error }], reason };
+    }
     const errors = validateItem(l.value);
     return errors.length
       ? { errors: errors.slice(0, MAX_ITEM_VIOLATIONS) }
