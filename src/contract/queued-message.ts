@@ -16,6 +16,14 @@ export interface QueuedMessage {
   priority: number | null;
   /** Present when the client sent `sent-from-ip`: never the plaintext. Base64 fields. */
   ip?: ProtectedValue;
+  /**
+   * Set by a dead-letter replay (ingest/replay.ts), never by the API: how many times the message has
+   * been replayed (1 the first time). The worker counts a replayed message in
+   * intake_dead_letters_replayed_total once it is done with it (loss accounting, docs/alerting.md); the
+   * NATS queue makes each replay's Nats-Msg-Id distinct with it, so a second replay within the
+   * duplicate window is not dropped as a duplicate of the first.
+   */
+  replayed?: number;
 }
 
 export interface ProtectedValue {

@@ -10,10 +10,15 @@ import { writeAudit } from '../store/subjects.ts';
  * accepted it. Replaying twice cannot store twice: the insert skips an id already stored, and a dead
  * letter already replayed is gone. A message that fails again is dead-lettered again, with its reason.
  * Every replay and discard is audited.
+ *
+ * A replayed message carries `replayed: <n>` (its n-th replay), and the worker counts it
+ * (intake_dead_letters_replayed_total) when it is done with it: the CLI replays from a one-shot process
+ * that Prometheus never scrapes, so counting here would lose its replays and break loss accounting.
  */
 export interface ReplayOptions {
   db: Pool;
   queue: QueueProducer;
+  /** Counts discards (replays are counted by the worker). */
   metrics?: Metrics;
   /** INTAKE_PUBLISH_TIMEOUT_MS. */
   publishTimeoutMs: number;
@@ -41,14 +46,13 @@ export async function replayDeadLetters(
     const replay = letters.filter((d) => removed.has(d.id));
     if (replay.length === 0) return [];
     await opts.queue.publish(
-      replay.map((d) => ({ message: d.payload })),
+      replay.map((d) => ({ message: { ...d.payload, replayed: (d.payload.replayed ?? 0) + 1 } })),
       AbortSignal.timeout(opts.publishTimeoutMs),
     );
     const done = replay.map((d) => d.id);
     await writeAudit(tx, actor, 'replay-dead-letter', null, { ids: done });
     return done;
   });
-  opts.metrics?.deadLettersReplayed.inc(ids.length);
   return ids;
 }
 

@@ -21,6 +21,16 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Bytes of `{"v":1,"messages":[` and `]}` around the comma-separated messages. */
 const FRAME_BYTES = 21;
 
+/**
+ * What names a message in its envelope's `Nats-Msg-Id`: its id, and for a replayed dead letter which
+ * replay it is. A second replay of a message is a new publish, not a duplicate of the first: without
+ * this, replaying it again within the duplicate window (it failed again, was fixed, was replayed) was
+ * acknowledged as a duplicate and never delivered, while its dead letter was deleted.
+ */
+export function dedupeKey(m: QueuedMessage): string {
+  return m.replayed === undefined ? m.id : `${m.id}/replay-${m.replayed}`;
+}
+
 /** A group id for `Nats-Msg-Id`: the same messages give the same id, so a republish is a duplicate. */
 export function envelopeMsgId(ids: string[]): string {
   const h = createHash('sha256');

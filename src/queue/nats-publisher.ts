@@ -4,7 +4,7 @@ import type { QueuedMessage } from '../contract/queued-message.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { Queryable } from '../store/pool.ts';
 import { GroupCommit } from './group-commit.ts';
-import { encodeEnvelope, envelopeMsgId, splitBySize } from './nats-envelope.ts';
+import { dedupeKey, encodeEnvelope, envelopeMsgId, splitBySize } from './nats-envelope.ts';
 import { isNoResponders, isRefusal, notAccepted } from './nats-errors.ts';
 import { type Claim, IdempotencyClaims } from './nats-idempotency.ts';
 import type { NatsLink } from './nats-link.ts';
@@ -265,7 +265,7 @@ export class NatsPublisher implements QueueProducer {
         const ids = group.map((o) => o.message.id);
         const outcome = await this.publishEnvelope(
           encodeEnvelope(parts.slice(start, end)),
-          envelopeMsgId(ids),
+          envelopeMsgId(group.map((o) => dedupeKey(o.message))),
           deadline,
           () => {
             for (const o of group) for (const it of withFollowers(o.index)) it.sent = true;

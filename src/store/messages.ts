@@ -10,17 +10,26 @@ import type { Queryable } from './pool.ts';
 
 /** SQL of the intake.messages table: the worker's batch insert and the read API's queries. */
 
+/** What a batch insert did: rows new, rows dropped for an erasure, and how many of those were replays. */
+export interface StoreCounts {
+  inserted: number;
+  erased: number;
+  /**
+   * Messages marked `replayed` (dead letters put back on the queue) that were inserted or dropped for
+   * an erasure: counted from the same INSERT as `inserted`, so a replay stored already (redelivery)
+   * is not counted twice (loss accounting, docs/alerting.md).
+   */
+  replayed: number;
+}
+
 /**
  * Inserts a batch in one statement. Idempotent: a message already stored (redelivery, retry) is skipped
  * by the (id, received_at) primary key. Messages received before their subject's erasure (a tombstone
  * in intake.erasures) are dropped (docs/contract.md §5). Returns how many rows were new and how many were dropped
  * for an erasure.
  */
-export async function insertMessages(
-  db: Queryable,
-  batch: QueuedMessage[],
-): Promise<{ inserted: number; erased: number }> {
-  if (batch.length === 0) return { inserted: 0, erased: 0 };
+export async function insertMessages(db: Queryable, batch: QueuedMessage[]): Promise<StoreCounts> {
+  if (batch.length === 0) return { inserted: 0, erased: 0, replayed: 0 };
   const cols = {
     id: [] as string[],
     received_at: [] as string[],
@@ -43,12 +52,12 @@ export async function insertMessages(
     cols.ciphertext.push(m.ip?.ciphertext ?? null);
     cols.key_id.push(m.ip?.key_id ?? null);
   }
-  const r = await db.query<{ inserted: number; erased: number }>(
+  const r = await db.query<StoreCounts>(
     `WITH input AS (
        SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::bigint[], $4::text[], $5::jsonb[], $6::int[],
                             $7::text[], $8::text[], $9::text[])
               AS t(id, received_at, ts, sender, message, priority, pseudonym, ciphertext, key_id)),
-     ${STORE_INPUT}`,
+     ${storeInput('$10')}`,
     [
       cols.id,
       cols.received_at,
@@ -59,6 +68,7 @@ export async function insertMessages(
       cols.pseudonym,
       cols.ciphertext,
       cols.key_id,
+      replayedIds(batch),
     ],
   );
   return r.rows[0]!;
@@ -66,9 +76,10 @@ export async function insertMessages(
 
 /**
  * The end of both write paths, after a CTE `input` of the batch's rows: drops rows of erased subjects
- * (tombstones in intake.erasures), inserts the rest idempotently, and counts both.
+ * (tombstones in intake.erasures), inserts the rest idempotently, and counts both, and the replays among
+ * them (`replayed`: the parameter holding replayedIds(); empty for almost every batch).
  */
-const STORE_INPUT = `kept AS (
+const storeInput = (replayed: string) => `kept AS (
        SELECT * FROM input t WHERE t.pseudonym IS NULL OR NOT EXISTS (
          SELECT 1 FROM intake.erasures e
          WHERE e.pseudonym = decode(t.pseudonym, 'base64') AND t.received_at <= e.erased_at)),
@@ -77,9 +88,19 @@ const STORE_INPUT = `kept AS (
        SELECT t.id, t.received_at, t.ts, t.sender, t.message, t.priority,
               decode(t.pseudonym, 'base64'), decode(t.ciphertext, 'base64'), t.key_id
        FROM kept t
-       ON CONFLICT DO NOTHING RETURNING 1)
+       ON CONFLICT DO NOTHING RETURNING id)
      SELECT (SELECT count(*) FROM ins)::int AS inserted,
-            ((SELECT count(*) FROM input) - (SELECT count(*) FROM kept))::int AS erased`;
+            ((SELECT count(*) FROM input) - (SELECT count(*) FROM kept))::int AS erased,
+            ((SELECT count(*) FROM ins WHERE id = ANY(${replayed}::uuid[]))
+             + (SELECT count(*) FROM input WHERE id = ANY(${replayed}::uuid[]))
+             - (SELECT count(*) FROM kept WHERE id = ANY(${replayed}::uuid[])))::int AS replayed`;
+
+/** Ids of the batch's replayed dead letters (QueuedMessage.replayed). */
+function replayedIds(batch: QueuedMessage[]): string[] {
+  const ids: string[] = [];
+  for (const m of batch) if (m.replayed !== undefined) ids.push(m.id);
+  return ids;
+}
 
 /**
  * The worker's write path: the same as insertMessages (idempotent, erasure tombstones respected, same
@@ -91,11 +112,8 @@ const STORE_INPUT = `kept AS (
  * INSERT (DELETE … RETURNING) and the table is emptied at commit (ON COMMIT DELETE ROWS, a truncate, so
  * it never bloats), which in autocommit would happen between COPY and INSERT.
  */
-export async function copyMessages(
-  tx: pg.ClientBase,
-  batch: QueuedMessage[],
-): Promise<{ inserted: number; erased: number }> {
-  if (batch.length === 0) return { inserted: 0, erased: 0 };
+export async function copyMessages(tx: pg.ClientBase, batch: QueuedMessage[]): Promise<StoreCounts> {
+  if (batch.length === 0) return { inserted: 0, erased: 0, replayed: 0 };
   // Cheap when it exists (a catalog look-up); created in the caller's transaction, so a rollback that
   // undoes it leaves no stale belief behind.
   await tx.query(
@@ -103,9 +121,10 @@ export async function copyMessages(
        message jsonb, priority int, pseudonym text, ciphertext text, key_id text) ON COMMIT DELETE ROWS`,
   );
   await pipeline(Readable.from([copyText(batch)]), tx.query(copyFrom(`COPY pg_temp.${STAGE} FROM STDIN`)));
-  const r = await tx.query<{ inserted: number; erased: number }>(
+  const r = await tx.query<StoreCounts>(
     `WITH input AS (DELETE FROM pg_temp.${STAGE} RETURNING *),
-     ${STORE_INPUT}`,
+     ${storeInput('$1')}`,
+    [replayedIds(batch)],
   );
   return r.rows[0]!;
 }

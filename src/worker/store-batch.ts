@@ -28,6 +28,11 @@ export interface StoreBatchResult {
    * before their subject's erasure (tombstone). Neither stored nor dead-lettered.
    */
   erased: number;
+  /**
+   * Replayed dead letters (QueuedMessage.replayed) among the stored, erased and dead-lettered ones:
+   * counted in intake_dead_letters_replayed_total.
+   */
+  replayed: number;
 }
 
 /**
@@ -44,6 +49,7 @@ export async function storeBatch(
   let stored = 0;
   const failed: Array<{ index: number; reason: string }> = [];
   let erased = 0;
+  let replayed = 0;
 
   const attempt = async (indexes: number[], depth: number): Promise<void> => {
     const sp = `sp_${depth}`;
@@ -55,6 +61,7 @@ export async function storeBatch(
       );
       stored += r.inserted;
       erased += r.erased;
+      replayed += r.replayed;
       await tx.query(`RELEASE SAVEPOINT ${sp}`);
       for (const i of indexes) outcomes[i] = { kind: 'stored' };
     } catch (err) {
@@ -76,6 +83,7 @@ export async function storeBatch(
     else {
       outcomes[i] = { kind: 'erased' };
       erased++;
+      if (deliveries[i]!.message.replayed !== undefined) replayed++;
     }
   }
   if (toStore.length) await attempt(toStore, 0);
@@ -89,6 +97,7 @@ export async function storeBatch(
       dead.push({ m: d.message, reason, attempts: d.attempt });
       outcomes[index] = { kind: 'dead-lettered', reason };
       deadLettered++;
+      if (d.message.replayed !== undefined) replayed++;
     } else {
       outcomes[index] = { kind: 'retry', delayMs: opts.backoffMs(d.attempt), reason };
       retried++;
@@ -98,7 +107,7 @@ export async function storeBatch(
     tx,
     dead.map((d) => ({ message: d.m, reason: d.reason, attempts: d.attempts })),
   );
-  return { outcomes, stored, deadLettered, retried, erased };
+  return { outcomes, stored, deadLettered, retried, erased, replayed };
 }
 
 function describe(err: unknown): string {

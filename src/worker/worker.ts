@@ -136,6 +136,7 @@ export class Worker {
     m.stored.inc(result.stored);
     if (result.erased) m.erasedInFlight.inc(result.erased);
     if (result.deadLettered) m.deadLetters.inc(result.deadLettered);
+    if (result.replayed) m.deadLettersReplayed.inc(result.replayed);
     const now = Date.now();
     for (const d of batch.deliveries) m.endToEndLag.observe((now - Date.parse(d.message.received_at)) / 1000);
     if (result.retried || result.deadLettered) {

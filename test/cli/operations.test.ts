@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { waitFor } from '../../harness/db.ts';
 import { freePort } from '../../harness/intake-process.ts';
@@ -12,13 +11,13 @@ import { newMessageId, uuidv7Time } from '../../src/contract/message-id.ts';
 import type { QueuedMessage } from '../../src/contract/queued-message.ts';
 import { insertDeadLetters } from '../../src/store/dead-letters.ts';
 import { startTestApp, type TestApp } from '../helpers/app.ts';
+import { INTAKE_BIN as BIN, runIntake } from '../helpers/cli.ts';
 
 /**
  * Issue 16: what the state-changing commands say and do (--dry-run changes nothing, the real operation
  * still works), the flags that mirror settings, smoke's and doctor's output, and `intake dead-letters`
  * (issue 11). Each runs node bin/intake.js as a subprocess against a running intake's database.
  */
-const BIN = fileURLToPath(new URL('../../bin/intake.js', import.meta.url));
 
 let app: TestApp;
 let db: pg.Client;
@@ -32,11 +31,7 @@ function intakeWith(
   env: NodeJS.ProcessEnv,
   ...args: string[]
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env, timeout: 60_000 }, (err, stdout, stderr) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? -1) : 0, stdout, stderr }),
-    );
-  });
+  return runIntake(env, args);
 }
 
 const count = async (sql: string) => (await db.query<{ n: number }>(sql)).rows[0]!.n;
