@@ -183,9 +183,15 @@ export function scrapeJobs(objects: K8sObject[]): string[] {
   ];
 }
 
-/** `up{job="x"}` / `up{job=~"re"}` selectors in an expression: whether each is inside absent(). */
+/**
+ * `up{job="x"}` / `up{job=~"re"}` selectors in an expression: whether each asks for the job's absence,
+ * with absent() or, per namespace, as what a workload lacks (`… unless on (namespace) group by
+ * (namespace) (up{…})`).
+ */
 function upSelectors(expr: string): Array<{ absent: boolean; matches: (job: string) => boolean }> {
-  return [...expr.matchAll(/(absent\(\s*)?up\{[^}]*job(=~|=)"([^"]+)"[^}]*\}/g)].map((m) => ({
+  const absence = /(absent\(\s*|unless on \(namespace\)\s*group by \(namespace\) \(\s*)?/;
+  const up = new RegExp(`${absence.source}up\\{[^}]*job(=~|=)"([^"]+)"[^}]*\\}`, 'g');
+  return [...expr.matchAll(up)].map((m) => ({
     absent: Boolean(m[1]),
     matches:
       m[2] === '=' ? (job: string) => job === m[3] : (job: string) => new RegExp(`^(?:${m[3]})$`).test(job),
@@ -193,8 +199,8 @@ function upSelectors(expr: string): Array<{ absent: boolean; matches: (job: stri
 }
 
 /**
- * Every scrape job has an alert on `up == 0` (a target failing) and one on `absent(up{…})` (no target
- * at all), in the rendered PrometheusRule: a job that silently disappears takes its alerts with it.
+ * Every scrape job has an alert on `up == 0` (a target failing) and one on its absence (no target at
+ * all), in the rendered PrometheusRule: a job that silently disappears takes its alerts with it.
  */
 export const scrapedJobsAlerted: Policy = (objects) => {
   const alerts = objects
