@@ -108,9 +108,11 @@ async function exported(t: TestContext): Promise<Exported> {
     await app.close();
   }
   const cluster = await startCluster(t, 1);
-  const leader = await cluster.leader();
+  // Generous: with the 15 s defaults this failed once, in a cold first run beside four other test
+  // files on a loaded 2-core machine; nothing here is timing under test.
+  const leader = await cluster.leader(60_000);
   cluster.fake.createPod({ namespace: 'shop', name: 'web-1' });
-  await waitFor('the pod to be logged', () => leader.loggedPods().includes('shop/web-1'));
+  await waitFor('the pod to be logged', () => leader.loggedPods().includes('shop/web-1'), 30_000);
   const port = await leader.metricsPort();
   fromExposition(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text(), out);
   return out;
