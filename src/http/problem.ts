@@ -40,7 +40,8 @@ export type ErrorCode = keyof typeof ERRORS;
  * Loss accounting: the `reason` an ingest request's messages are counted under in
  * intake_messages_rejected_total when it is answered with a code (docs/alerting.md lists them). One row
  * per code, so a new code cannot be left uncounted; several codes share a reason where an operator acts
- * on them alike. Codes no ingest route answers with (404, 405, 408, 431) still map, for totality.
+ * on them alike. Codes no ingest route answers with (404, 405, 408, 431, and 503 SERVER_BUSY, sent before a request is
+ * read) still map, for totality.
  */
 export const REJECT_REASON: Record<ErrorCode, RejectReason> = {
   INVALID_MESSAGE: 'invalid',
@@ -64,6 +65,7 @@ export const REJECT_REASON: Record<ErrorCode, RejectReason> = {
   QUEUE_FULL: 'queue_full',
   ACCEPTANCE_UNKNOWN: 'outcome_unknown',
   DATABASE_UNAVAILABLE: 'error',
+  SERVER_BUSY: 'error',
   INTERNAL: 'error',
 };
 
