@@ -450,14 +450,6 @@ export async function runZeroDowntime(t: TestContext, app: AppUnderTest, opts: O
       'nginx to send traffic to the new instance',
     );
 
-    // Long requests straight to the old instance, outlasting the preStop wait: they are in flight when
-    // SIGTERM arrives, so the old instance must finish them while it drains.
-    const probeMs = (opts.preStopMs ?? 0) + 800;
-    const probeOutcomes: Outcome[] = [1, 2, 3].map(() => ({ startedAt: Date.now() }));
-    const probesDone = Promise.all(
-      probeOutcomes.map((o) => request(portA, app.longRequest(probeMs), false, o)),
-    );
-    await new Promise((resolve) => setTimeout(resolve, 100)); // let them reach the server first
     const removalAt = Date.now();
     const atRemoval = [...inFlight];
     if (opts.mode === 'endpoint-removal') {
@@ -471,9 +463,20 @@ export async function runZeroDowntime(t: TestContext, app: AppUnderTest, opts: O
         paused = undefined;
         resume();
       }
-      // The kubelet's preStop sleep: the old pod keeps running, untouched, while the change propagates.
-      await new Promise((resolve) => setTimeout(resolve, opts.preStopMs ?? 0));
     }
+    // Long requests straight to the old instance, outlasting the preStop wait: they are in flight when
+    // SIGTERM arrives, so the old instance must finish them while it drains. Started after nginx's
+    // reload, whose duration varies with the machine's load: started before it, a slow reload let them
+    // end before SIGTERM and the test could not tell a drain from none.
+    const probeMs = (opts.preStopMs ?? 0) + 800;
+    const probeOutcomes: Outcome[] = [1, 2, 3].map(() => ({ startedAt: Date.now() }));
+    const probesDone = Promise.all(
+      probeOutcomes.map((o) => request(portA, app.longRequest(probeMs), false, o)),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 100)); // let them reach the server first
+    // The kubelet's preStop sleep: the old pod keeps running, untouched, while the change propagates.
+    if (opts.mode === 'endpoint-removal')
+      await new Promise((resolve) => setTimeout(resolve, opts.preStopMs ?? 0));
     const termAt = Date.now();
     if (app.terminate) app.terminate(oldProc.child);
     else process.kill(oldProc.child.pid!, 'SIGTERM');
