@@ -36,9 +36,16 @@ test('a load at a fixed rate arrives evenly spread over each second', async () =
     const start = arrivals[0]!;
     const windows = new Array(12).fill(0) as number[];
     for (const t of arrivals) windows[Math.min(11, Math.floor((t - start) / 250))]!++;
-    // 100 per window when even; a burst-then-pause sender puts ~all of a second's 400 in one of four.
+    // 100 per window when even; a burst-then-pause sender puts ~all of a second's 400 in one of four, so
+    // half a second holds 400 or 0. A pause of the loaded machine (seen: 190 ms, windows 24 then 177) only
+    // moves requests into the next window, so two adjacent windows are judged together.
+    const all = windows.join(', ');
     for (const [i, n] of windows.slice(0, 11).entries())
-      assert.ok(n >= 50 && n <= 150, `window ${i} (250 ms) got ${n} requests: ${windows.join(', ')}`);
+      assert.ok(n <= 300, `window ${i} (250 ms) got ${n} requests, a burst: ${all}`);
+    for (let i = 0; i + 1 < 11; i++) {
+      const pair = windows[i]! + windows[i + 1]!;
+      assert.ok(pair >= 100 && pair <= 300, `windows ${i}-${i + 1} (500 ms) got ${pair} requests: ${all}`);
+    }
   } finally {
     server.close();
   }
