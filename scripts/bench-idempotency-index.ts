@@ -1,4 +1,4 @@
-// What the subject index of the NATS Idempotency-Key bucket costs and buys (src/queue/nats-idempotency.ts):
+// What the subject index of the NATS Idempotency-Key bucket costs and buys (src/queue/nats/idempotency.ts):
 // (a) claims without a subject vs (b) claims with one, each followed by `done`, as an API makes them:
 // the index entry is one more KV write per keyed request with an IP, sent alongside the claim; then the
 // erasure of one subject with the index (a filtered key listing) vs without it (reading every value of
@@ -13,7 +13,7 @@ import { DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
 import { startNatsServer } from '../harness/nats.ts';
-import { IdempotencyClaims } from '../src/queue/nats-idempotency.ts';
+import { IdempotencyClaims } from '../src/queue/nats/idempotency.ts';
 
 const CLAIMS = Number(process.env.BENCH_CLAIMS ?? 5000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 100);

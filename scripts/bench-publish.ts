@@ -1,5 +1,5 @@
 // Publish throughput to JetStream, side by side in one run: (a) one publish awaited per message, as a
-// naive handler would do it, vs (b) intake's grouped publisher (envelopes, src/queue/nats-publisher.ts).
+// naive handler would do it, vs (b) intake's grouped publisher (envelopes, src/queue/nats/publisher.ts).
 // Ratios, not absolute figures, are the point: both share the machine, server and message shape.
 //
 //   node --import tsx scripts/bench-publish.ts
@@ -20,7 +20,7 @@ import { queuedMessage } from '../harness/messages.ts';
 import { loadConfig } from '../src/config.ts';
 import type { QueuedMessage } from '../src/contract/queued-message.ts';
 import { createLogger } from '../src/ops/logger.ts';
-import { openNatsQueue } from '../src/queue/nats-queue.ts';
+import { openNatsQueue } from '../src/queue/nats/open.ts';
 
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 20_000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 200);

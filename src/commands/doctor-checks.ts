@@ -137,12 +137,12 @@ async function natsChecks(config: Config): Promise<Check[]> {
   if (!config.natsUrl) return [];
   const { connect } = await import('@nats-io/transport-node');
   const { jetstreamManager } = await import('@nats-io/jetstream');
-  const { messageStreamConfig } = await import('../queue/nats-provision.ts');
-  const { streamHasRoom, streamUsage } = await import('../queue/nats-stream-monitor.ts');
+  const { messageStreamConfig } = await import('../queue/nats/provision.ts');
+  const { streamHasRoom, streamUsage } = await import('../queue/nats/stream-monitor.ts');
   const out: Check[] = [];
   let nc: Awaited<ReturnType<typeof connect>> | undefined;
   try {
-    const { natsConnectOptions } = await import('../queue/nats-auth.ts');
+    const { natsConnectOptions } = await import('../queue/nats/auth.ts');
     nc = await connect({
       servers: config.natsUrl.split(','),
       timeout: 5000,

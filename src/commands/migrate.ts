@@ -25,7 +25,7 @@ export const migrateCommand: CommandSpec = {
       await db.close();
     }
     if (config!.natsUrl) {
-      const { setUpNatsQueue } = await import('../queue/nats-setup.ts');
+      const { setUpNatsQueue } = await import('../queue/nats/setup.ts');
       await setUpNatsQueue(config!, log);
       console.log(`NATS stream ${config!.nats.stream} and consumer ${config!.nats.consumer} ready`);
     }

@@ -165,7 +165,7 @@ export function createMetrics() {
       registers: r,
     }),
     ready: new Gauge({ name: 'intake_ready', help: '1 when this process reports ready', registers: r }),
-    // NATS stream usage, exported by API and worker processes alike (queue/nats-stream-monitor.ts), so
+    // NATS stream usage, exported by API and worker processes alike (queue/nats/stream-monitor.ts), so
     // a backlog stays visible with every worker down. Labelled by stream; absent on the Postgres queue.
     streamBytes: new Gauge({
       name: 'intake_queue_stream_bytes',

@@ -18,7 +18,7 @@ export async function openQueue(
   opts: { metrics?: Metrics; roles?: Array<'api' | 'worker'> } = {},
 ): Promise<OpenedQueue> {
   if (config.natsUrl) {
-    const { openNatsQueue } = await import('./nats-queue.ts');
+    const { openNatsQueue } = await import('./nats/open.ts');
     // Every process exports stream usage and depth; workers also trim what they acknowledged.
     return openNatsQueue(config, log, opts);
   }

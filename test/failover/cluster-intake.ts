@@ -1,7 +1,7 @@
 import type { TestContext } from 'node:test';
 import { quietLog } from '../../harness/db.ts';
 import { type PgCluster, pgBinDir, query } from '../../harness/pg-cluster.ts';
-import { decodeEnvelope } from '../../src/queue/nats-envelope.ts';
+import { decodeEnvelope } from '../../src/queue/nats/envelope.ts';
 import { migrate } from '../../src/store/migrate.ts';
 import { withJsm } from '../helpers/nats-roles.ts';
 

@@ -7,7 +7,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { waitFor } from '../../harness/db.ts';
 import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../harness/nats.ts';
 import { newMessageId } from '../../src/contract/message-id.ts';
-import { idempotencyBucket } from '../../src/queue/nats-provision.ts';
+import { idempotencyBucket } from '../../src/queue/nats/provision.ts';
 import { startTestApp, type TestApp } from '../helpers/app.ts';
 
 /**

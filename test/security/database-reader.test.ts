@@ -8,7 +8,7 @@ import { createTestDatabase, type TestDatabase, waitFor } from '../../harness/db
 import type { IntakeProcess } from '../../harness/intake-process.ts';
 import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../harness/nats.ts';
 import { IntakeClient, type Message } from '../../src/client/index.ts';
-import { idempotencyBucket } from '../../src/queue/nats-provision.ts';
+import { idempotencyBucket } from '../../src/queue/nats/provision.ts';
 import { startRole, tempDir, withDb } from '../helpers/nats-roles.ts';
 import {
   findDigest,

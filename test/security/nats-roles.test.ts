@@ -12,7 +12,7 @@ import { createTestDatabase, type TestDatabase, waitFor } from '../../harness/db
 import { freePort, type IntakeProcess, startIntakeProcess } from '../../harness/intake-process.ts';
 import { type NatsServer, startNatsServer } from '../../harness/nats.ts';
 import { loadConfig } from '../../src/config.ts';
-import { natsConnectOptions } from '../../src/queue/nats-auth.ts';
+import { natsConnectOptions } from '../../src/queue/nats/auth.ts';
 import { type K8sObject, renderOverlay } from '../deploy/k8s-render.ts';
 import { needTool } from '../deploy/tools.ts';
 import { assertAllStoredOnce, message, post, tempDir } from '../helpers/nats-roles.ts';

@@ -1,6 +1,6 @@
 import { DeliverPolicy, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import type { Logger } from '../ops/logger.ts';
-import { decodeEnvelope } from './nats-envelope.ts';
+import type { Logger } from '../../ops/logger.ts';
+import { decodeEnvelope } from './envelope.ts';
 
 /**
  * How many messages of one data subject (IP pseudonym) are on the stream and not yet acknowledged by

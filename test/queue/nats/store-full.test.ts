@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { JetStreamApiError, jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { createTestDatabase, type TestDatabase, waitFor } from '../../harness/db.ts';
-import type { IntakeProcess } from '../../harness/intake-process.ts';
-import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../harness/nats.ts';
+import { createTestDatabase, type TestDatabase, waitFor } from '../../../harness/db.ts';
+import type { IntakeProcess } from '../../../harness/intake-process.ts';
+import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../../harness/nats.ts';
 import {
   assertAllStoredOnce,
   message,
@@ -14,7 +14,7 @@ import {
   tempDir,
   total,
   withDb,
-} from '../helpers/nats-roles.ts';
+} from '../../helpers/nats-roles.ts';
 
 /**
  * The server's JetStream file store at its limit (issue 8, item 2): every publish fails, so /readyz must

@@ -4,13 +4,13 @@ import { after, before, test } from 'node:test';
 import { DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { type KV, Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { quietLog, waitFor } from '../../harness/db.ts';
-import { queuedMessage } from '../../harness/messages.ts';
-import { type NatsServer, startNatsServer, uniqueStream } from '../../harness/nats.ts';
-import { loadConfig } from '../../src/config.ts';
-import { decodeEnvelope } from '../../src/queue/nats-envelope.ts';
-import { idempotencyBucket } from '../../src/queue/nats-provision.ts';
-import { openNatsQueue } from '../../src/queue/nats-queue.ts';
+import { quietLog, waitFor } from '../../../harness/db.ts';
+import { queuedMessage } from '../../../harness/messages.ts';
+import { type NatsServer, startNatsServer, uniqueStream } from '../../../harness/nats.ts';
+import { loadConfig } from '../../../src/config.ts';
+import { decodeEnvelope } from '../../../src/queue/nats/envelope.ts';
+import { openNatsQueue } from '../../../src/queue/nats/open.ts';
+import { idempotencyBucket } from '../../../src/queue/nats/provision.ts';
 import {
   IdempotencyKeyInFlightError,
   IdempotencyKeyReusedError,
@@ -18,7 +18,7 @@ import {
   type PublishRequest,
   QueueFullError,
   type QueueProducer,
-} from '../../src/queue/queue.ts';
+} from '../../../src/queue/queue.ts';
 
 /**
  * Idempotency-Key on the NATS queue (issue 8, item 7, NATS half), against a real nats-server. The KV

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { createTestDatabase, quietLog, type TestDatabase, waitFor } from '../../harness/db.ts';
-import type { IntakeProcess } from '../../harness/intake-process.ts';
-import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../harness/nats.ts';
-import { loadConfig } from '../../src/config.ts';
-import { openNatsQueue } from '../../src/queue/nats-queue.ts';
-import { insertMessages } from '../../src/store/messages.ts';
+import { createTestDatabase, quietLog, type TestDatabase, waitFor } from '../../../harness/db.ts';
+import type { IntakeProcess } from '../../../harness/intake-process.ts';
+import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../../harness/nats.ts';
+import { loadConfig } from '../../../src/config.ts';
+import { openNatsQueue } from '../../../src/queue/nats/open.ts';
+import { insertMessages } from '../../../src/store/messages.ts';
 import {
   assertAllStoredOnce,
   consumerBacklog,
@@ -16,7 +16,7 @@ import {
   tempDir,
   total,
   withDb,
-} from '../helpers/nats-roles.ts';
+} from '../../helpers/nats-roles.ts';
 
 /**
  * The pipeline through JetStream with real processes: `intake api` and `intake worker` with NATS_URL,

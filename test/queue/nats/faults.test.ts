@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { createTestDatabase, type TestDatabase, waitFor } from '../../harness/db.ts';
-import type { IntakeProcess } from '../../harness/intake-process.ts';
-import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../harness/nats.ts';
-import { startLoad } from '../helpers/load.ts';
+import { createTestDatabase, type TestDatabase, waitFor } from '../../../harness/db.ts';
+import type { IntakeProcess } from '../../../harness/intake-process.ts';
+import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../../harness/nats.ts';
+import { startLoad } from '../../helpers/load.ts';
 import {
   assertAllStoredOnce,
   consumerBacklog,
@@ -12,7 +12,7 @@ import {
   startRole,
   storedCount,
   tempDir,
-} from '../helpers/nats-roles.ts';
+} from '../../helpers/nats-roles.ts';
 
 /**
  * Faults on the JetStream pipeline with real processes: a worker SIGKILLed mid-batch, NATS killed and

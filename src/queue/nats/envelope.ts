@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { QueuedMessage } from '../contract/queued-message.ts';
+import type { QueuedMessage } from '../../contract/queued-message.ts';
 
 /**
  * The on-stream format of the NATS queue (docs/queue-format.md). One stream message carries a group of

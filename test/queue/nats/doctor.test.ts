@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { createTestDatabase, quietLog, type TestDatabase } from '../../harness/db.ts';
-import { freePort } from '../../harness/intake-process.ts';
-import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../harness/nats.ts';
-import { type Check, runDoctor } from '../../src/commands/doctor-checks.ts';
-import { loadConfig } from '../../src/config.ts';
-import { setUpNatsQueue } from '../../src/queue/nats-setup.ts';
-import { tempDir, withJsm } from '../helpers/nats-roles.ts';
+import { createTestDatabase, quietLog, type TestDatabase } from '../../../harness/db.ts';
+import { freePort } from '../../../harness/intake-process.ts';
+import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../../harness/nats.ts';
+import { type Check, runDoctor } from '../../../src/commands/doctor-checks.ts';
+import { loadConfig } from '../../../src/config.ts';
+import { setUpNatsQueue } from '../../../src/queue/nats/setup.ts';
+import { tempDir, withJsm } from '../../helpers/nats-roles.ts';
 
 /**
  * `intake doctor` on the NATS queue: what it says of the server, the stream and its usage, and that it

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { createTestDatabase, type TestDatabase, waitFor } from '../../harness/db.ts';
-import { type IntakeProcess, startIntakeProcess } from '../../harness/intake-process.ts';
-import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../harness/nats.ts';
+import { createTestDatabase, type TestDatabase, waitFor } from '../../../harness/db.ts';
+import { type IntakeProcess, startIntakeProcess } from '../../../harness/intake-process.ts';
+import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../../harness/nats.ts';
 
 /** A NATS server that requires a password: intake connects with NATS_USER/NATS_PASSWORD, not without. */
 let nats: NatsServer;

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { quietLog, waitFor } from '../../harness/db.ts';
-import { freePort, type IntakeProcess } from '../../harness/intake-process.ts';
-import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../harness/nats.ts';
-import { type EmbeddedPostgres, startEmbeddedPostgres } from '../../src/store/embedded-postgres.ts';
-import { migrate } from '../../src/store/migrate.ts';
-import { startLoad } from '../helpers/load.ts';
-import { assertAllStoredOnce, startRole, storedCount, tempDir, withDb } from '../helpers/nats-roles.ts';
+import { quietLog, waitFor } from '../../../harness/db.ts';
+import { freePort, type IntakeProcess } from '../../../harness/intake-process.ts';
+import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../../harness/nats.ts';
+import { type EmbeddedPostgres, startEmbeddedPostgres } from '../../../src/store/embedded-postgres.ts';
+import { migrate } from '../../../src/store/migrate.ts';
+import { startLoad } from '../../helpers/load.ts';
+import { assertAllStoredOnce, startRole, storedCount, tempDir, withDb } from '../../helpers/nats-roles.ts';
 
 /**
  * PostgreSQL stopped for 10 s under load, on a private embedded PostgreSQL with a fixed port so it can

@@ -8,19 +8,19 @@ import {
 } from '@nats-io/jetstream';
 import { type KV, Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import type { Config } from '../config.ts';
-import type { Logger } from '../ops/logger.ts';
-import type { Metrics } from '../ops/metrics.ts';
-import { natsConnectOptions } from './nats-auth.ts';
-import { isNoResponders, isStoreFull, NO_ROOM_CODES } from './nats-errors.ts';
+import type { Config } from '../../config.ts';
+import type { Logger } from '../../ops/logger.ts';
+import type { Metrics } from '../../ops/metrics.ts';
+import { natsConnectOptions } from './auth.ts';
+import { isNoResponders, isStoreFull, NO_ROOM_CODES } from './errors.ts';
 import {
   idempotencyBucket,
   NatsProvisionError,
   probeSubject,
   provisionOptions,
   provisionQueue,
-} from './nats-provision.ts';
-import { NatsStreamMonitor, streamHasRoom } from './nats-stream-monitor.ts';
+} from './provision.ts';
+import { NatsStreamMonitor, streamHasRoom } from './stream-monitor.ts';
 
 /** How long start-up waits for NATS before it goes on unready. */
 export const STARTUP_WAIT_MS = 3000;

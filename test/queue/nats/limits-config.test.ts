@@ -3,10 +3,14 @@ import { after, before, test } from 'node:test';
 import { jetstream } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
-import { type NatsServer, startNatsServer, uniqueStream } from '../../harness/nats.ts';
-import { ConfigError, loadConfig } from '../../src/config.ts';
-import { applyDeferredLimits, messageStreamConfig, provisionQueue } from '../../src/queue/nats-provision.ts';
-import { withJsm } from '../helpers/nats-roles.ts';
+import { type NatsServer, startNatsServer, uniqueStream } from '../../../harness/nats.ts';
+import { ConfigError, loadConfig } from '../../../src/config.ts';
+import {
+  applyDeferredLimits,
+  messageStreamConfig,
+  provisionQueue,
+} from '../../../src/queue/nats/provision.ts';
+import { withJsm } from '../../helpers/nats-roles.ts';
 
 /**
  * The stream limits as configured (NATS_MAX_BYTES, NATS_MAX_MSGS, NATS_TRIM_AT_PERCENT), and the one

@@ -7,11 +7,11 @@ import {
   JetStreamError,
   type JsMsg,
 } from '@nats-io/jetstream';
-import type { QueuedMessage } from '../contract/queued-message.ts';
-import { decodeEnvelope } from './nats-envelope.ts';
-import type { NatsLink } from './nats-link.ts';
-import type { Batch, Delivery, Outcome, QueueConsumer } from './queue.ts';
-import { raceUntil } from './race-until.ts';
+import type { QueuedMessage } from '../../contract/queued-message.ts';
+import type { Batch, Delivery, Outcome, QueueConsumer } from '../queue.ts';
+import { raceUntil } from '../race-until.ts';
+import { decodeEnvelope } from './envelope.ts';
+import type { NatsLink } from './link.ts';
 
 /**
  * The worker side of the NATS queue: a durable pull consumer read with one `fetch()` pull request at a

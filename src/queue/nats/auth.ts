@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { type ConnectionOptions, credsAuthenticator } from '@nats-io/transport-node';
-import type { NatsConfig } from '../config.ts';
+import type { NatsConfig } from '../../config.ts';
 
 /** Connection options carrying the configured NATS credentials (none when the server is open). */
 export function natsAuthOptions(auth: NatsConfig['auth']): Partial<ConnectionOptions> {

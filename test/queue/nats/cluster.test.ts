@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
-import { createTestDatabase, type TestDatabase, waitFor } from '../../harness/db.ts';
-import type { IntakeProcess } from '../../harness/intake-process.ts';
-import { type NatsServer, natsEnv, startNatsCluster, uniqueStream } from '../../harness/nats.ts';
-import { startLoad } from '../helpers/load.ts';
-import { assertAllStoredOnce, startRole, tempDir } from '../helpers/nats-roles.ts';
+import { createTestDatabase, type TestDatabase, waitFor } from '../../../harness/db.ts';
+import type { IntakeProcess } from '../../../harness/intake-process.ts';
+import { type NatsServer, natsEnv, startNatsCluster, uniqueStream } from '../../../harness/nats.ts';
+import { startLoad } from '../../helpers/load.ts';
+import { assertAllStoredOnce, startRole, tempDir } from '../../helpers/nats-roles.ts';
 
 /**
  * A 3-node JetStream cluster on loopback with the stream at replicas 3, as in production. The node that

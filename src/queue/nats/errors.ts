@@ -1,6 +1,6 @@
 import { JetStreamApiError } from '@nats-io/jetstream';
 import { errors } from '@nats-io/transport-node';
-import { QueueFullError, QueueUnavailableError } from './errors.ts';
+import { QueueFullError, QueueUnavailableError } from '../errors.ts';
 
 /**
  * What a failed JetStream request means for the messages in it, read from the client's typed errors

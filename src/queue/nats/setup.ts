@@ -1,10 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
-import type { Config } from '../config.ts';
-import type { Logger } from '../ops/logger.ts';
-import { natsConnectOptions } from './nats-auth.ts';
-import { NatsProvisionError, provisionOptions, provisionQueue } from './nats-provision.ts';
+import type { Config } from '../../config.ts';
+import type { Logger } from '../../ops/logger.ts';
+import { natsConnectOptions } from './auth.ts';
+import { NatsProvisionError, provisionOptions, provisionQueue } from './provision.ts';
 
 /** How long `intake migrate` keeps trying while NATS has no JetStream leader yet (a fresh cluster). */
 const SETUP_DEADLINE_MS = 60_000;

@@ -1,8 +1,8 @@
 import type { ConsumerInfo, JetStreamManager, StreamInfo } from '@nats-io/jetstream';
-import type { NatsConfig } from '../config.ts';
-import type { Logger } from '../ops/logger.ts';
-import type { Metrics } from '../ops/metrics.ts';
-import { applyDeferredLimits } from './nats-provision.ts';
+import type { NatsConfig } from '../../config.ts';
+import type { Logger } from '../../ops/logger.ts';
+import type { Metrics } from '../../ops/metrics.ts';
+import { applyDeferredLimits } from './provision.ts';
 
 /**
  * Watches the message stream from every process, API and worker alike, so the backlog and the room

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { JetStreamApiCodes, JetStreamApiError, type JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
-import { IdempotencyKeyInFlightError, IdempotencyKeyReusedError } from './errors.ts';
+import { IdempotencyKeyInFlightError, IdempotencyKeyReusedError } from '../errors.ts';
 
 /**
  * Idempotency-Keys on the NATS queue: a JetStream KV bucket (max age = the idempotency window) maps

@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { pino } from 'pino';
-import { quietLog, waitFor } from '../../harness/db.ts';
-import { queuedMessage } from '../../harness/messages.ts';
-import { type NatsServer, startNatsServer, uniqueStream } from '../../harness/nats.ts';
-import { loadConfig } from '../../src/config.ts';
-import type { QueuedMessage } from '../../src/contract/queued-message.ts';
-import { openNatsQueue } from '../../src/queue/nats-queue.ts';
-import type { OpenedQueue, QueueProducer } from '../../src/queue/queue.ts';
-import { withJsm } from '../helpers/nats-roles.ts';
+import { quietLog, waitFor } from '../../../harness/db.ts';
+import { queuedMessage } from '../../../harness/messages.ts';
+import { type NatsServer, startNatsServer, uniqueStream } from '../../../harness/nats.ts';
+import { loadConfig } from '../../../src/config.ts';
+import type { QueuedMessage } from '../../../src/contract/queued-message.ts';
+import { openNatsQueue } from '../../../src/queue/nats/open.ts';
+import type { OpenedQueue, QueueProducer } from '../../../src/queue/queue.ts';
+import { withJsm } from '../../helpers/nats-roles.ts';
 
 /**
  * GDPR counts on the NATS queue (issue 8, item 5): how many messages of one data subject (IP pseudonym)

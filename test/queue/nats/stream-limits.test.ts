@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { DiscardPolicy, RetentionPolicy, StorageType } from '@nats-io/jetstream';
-import { createTestDatabase, type TestDatabase, waitFor } from '../../harness/db.ts';
-import type { IntakeProcess } from '../../harness/intake-process.ts';
-import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../harness/nats.ts';
-import { runDoctor } from '../../src/commands/doctor-checks.ts';
-import { loadConfig } from '../../src/config.ts';
+import { createTestDatabase, type TestDatabase, waitFor } from '../../../harness/db.ts';
+import type { IntakeProcess } from '../../../harness/intake-process.ts';
+import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../../harness/nats.ts';
+import { runDoctor } from '../../../src/commands/doctor-checks.ts';
+import { loadConfig } from '../../../src/config.ts';
 import {
   assertAllStoredOnce,
   consumerBacklog,
@@ -17,7 +17,7 @@ import {
   total,
   withDb,
   withJsm,
-} from '../helpers/nats-roles.ts';
+} from '../../helpers/nats-roles.ts';
 
 /**
  * A stream with a size limit and a lagging worker (issue 8, item 1). With `discard: old` the server

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { createTestDatabase, type TestDatabase, waitFor } from '../../harness/db.ts';
-import type { IntakeProcess } from '../../harness/intake-process.ts';
-import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../harness/nats.ts';
-import { assertAllStoredOnce, message, post, startRole, tempDir, withJsm } from '../helpers/nats-roles.ts';
+import { createTestDatabase, type TestDatabase, waitFor } from '../../../harness/db.ts';
+import type { IntakeProcess } from '../../../harness/intake-process.ts';
+import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../../harness/nats.ts';
+import { assertAllStoredOnce, message, post, startRole, tempDir, withJsm } from '../../helpers/nats-roles.ts';
 
 /**
  * An operator deletes the workers' consumer while they run (a `nats consumer rm` by mistake): the worker
@@ -60,10 +60,10 @@ test('the consumer deleted under a running worker is provisioned again and nothi
 });
 
 test('closing a consumer whose pull fails while it drains (heartbeats missed) does not fail the close', async () => {
-  const { openNatsQueue } = await import('../../src/queue/nats-queue.ts');
-  const { loadConfig } = await import('../../src/config.ts');
-  const { quietLog } = await import('../../harness/db.ts');
-  const { queuedMessage } = await import('../../harness/messages.ts');
+  const { openNatsQueue } = await import('../../../src/queue/nats/open.ts');
+  const { loadConfig } = await import('../../../src/config.ts');
+  const { quietLog } = await import('../../../harness/db.ts');
+  const { queuedMessage } = await import('../../../harness/messages.ts');
   const env = { ...natsEnv(server, uniqueStream('drain')), DATABASE_URL: db.url, INTAKE_DATA_DIR: dir.path };
   const queue = await openNatsQueue(loadConfig(env), quietLog);
   await queue.producer.publish([{ message: queuedMessage(1) }]);

@@ -14,8 +14,8 @@ import {
   type StreamInfo,
 } from '@nats-io/jetstream';
 import { PermissionViolationError } from '@nats-io/transport-node';
-import type { Config, NatsConfig } from '../config.ts';
-import type { Logger } from '../ops/logger.ts';
+import type { Config, NatsConfig } from '../../config.ts';
+import type { Logger } from '../../ops/logger.ts';
 
 /**
  * Creates, checks and repairs the JetStream objects intake needs: the message stream, the DB writer's
@@ -82,7 +82,7 @@ export function messageStreamConfig(nats: NatsConfig): StreamConfig {
     retention: RetentionPolicy.Limits,
     // New: a stream at max_bytes/max_msgs refuses the publish (the API answers 503 QUEUE_FULL). Old
     // would make room by deleting the oldest messages, unprocessed ones included, after they got 202.
-    // Room comes back when workers trim what they acknowledged (nats-stream-monitor.ts).
+    // Room comes back when workers trim what they acknowledged (stream-monitor.ts).
     discard: DiscardPolicy.New,
     max_bytes: nats.maxBytes > 0 ? nats.maxBytes : -1,
     max_msgs: nats.maxMsgs > 0 ? nats.maxMsgs : -1,
@@ -114,7 +114,7 @@ export function idempotencyStreamConfig(nats: NatsConfig): StreamConfig {
 }
 
 /**
- * A tiny stream every process writes to once a second (nats-readiness.ts): it lives in the same store,
+ * A tiny stream every process writes to once a second (link.ts healthCheck): it lives in the same store,
  * account and cluster as the message stream, so a write that fails there (store full, no quorum) is a
  * publish that would fail too. One message is kept.
  */
@@ -307,7 +307,7 @@ export async function ensureConsumer(
  * A lower max_bytes/max_msgs than the stream holds makes the server delete its oldest messages at once,
  * whatever the discard policy (measured on 2.9): unprocessed ones would be lost. Such a limit is not
  * applied; the reason is returned. It applies at a later start once the stream holds less (workers trim
- * what they acknowledged, nats-stream-monitor.ts).
+ * what they acknowledged, stream-monitor.ts).
  */
 export function limitCutsMessages(field: string, limit: unknown, info: StreamInfo): string | undefined {
   if (typeof limit !== 'number' || limit <= 0) return undefined;

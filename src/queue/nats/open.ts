@@ -1,12 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Config } from '../config.ts';
-import type { Logger } from '../ops/logger.ts';
-import type { Metrics } from '../ops/metrics.ts';
-import { NatsConsumer } from './nats-consumer.ts';
-import { NatsLink, STARTUP_WAIT_MS } from './nats-link.ts';
-import { NatsPublisher } from './nats-publisher.ts';
-import { SUBJECT_SCAN_DEFAULTS, type SubjectScanOptions } from './nats-subject-scan.ts';
-import type { OpenedQueue } from './queue.ts';
+import type { Config } from '../../config.ts';
+import type { Logger } from '../../ops/logger.ts';
+import type { Metrics } from '../../ops/metrics.ts';
+import type { OpenedQueue } from '../queue.ts';
+import { NatsConsumer } from './consumer.ts';
+import { NatsLink, STARTUP_WAIT_MS } from './link.ts';
+import { NatsPublisher } from './publisher.ts';
+import { SUBJECT_SCAN_DEFAULTS, type SubjectScanOptions } from './subject-scan.ts';
 
 /** What a process does with the queue, beyond the configuration. */
 export interface NatsQueueOptions {
@@ -15,7 +15,7 @@ export interface NatsQueueOptions {
   /**
    * The process's roles (default both). With `api`, readiness means "a publish can succeed now"; a
    * worker-only process stays ready while the stream is full, so its rollouts are not blocked then.
-   * With `worker`, the process trims acknowledged messages (nats-stream-monitor.ts).
+   * With `worker`, the process trims acknowledged messages (stream-monitor.ts).
    */
   roles?: Array<'api' | 'worker'>;
   /** Bounds of the GDPR count's stream scan (defaults: SUBJECT_SCAN_DEFAULTS). */

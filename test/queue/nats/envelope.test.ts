@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { QueuedMessage } from '../../src/contract/queued-message.ts';
-import { decodeEnvelope, encodeEnvelope, envelopeMsgId, splitBySize } from '../../src/queue/nats-envelope.ts';
+import type { QueuedMessage } from '../../../src/contract/queued-message.ts';
+import {
+  decodeEnvelope,
+  encodeEnvelope,
+  envelopeMsgId,
+  splitBySize,
+} from '../../../src/queue/nats/envelope.ts';
 
 /** The on-stream format (docs/queue-format.md) without a server. */
 const msg = (id: string): QueuedMessage => ({

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { createTestDatabase, quietLog, type TestDatabase, waitFor } from '../../harness/db.ts';
-import type { IntakeProcess } from '../../harness/intake-process.ts';
-import { queuedMessage } from '../../harness/messages.ts';
-import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../harness/nats.ts';
-import { loadConfig } from '../../src/config.ts';
-import { openNatsQueue } from '../../src/queue/nats-queue.ts';
+import { createTestDatabase, quietLog, type TestDatabase, waitFor } from '../../../harness/db.ts';
+import type { IntakeProcess } from '../../../harness/intake-process.ts';
+import { queuedMessage } from '../../../harness/messages.ts';
+import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../../harness/nats.ts';
+import { loadConfig } from '../../../src/config.ts';
+import { openNatsQueue } from '../../../src/queue/nats/open.ts';
 import {
   IdempotencyKeyInFlightError,
   type OpenedQueue,
@@ -13,9 +13,9 @@ import {
   type PublishRequest,
   type QueueProducer,
   QueueUnavailableError,
-} from '../../src/queue/queue.ts';
-import { type NatsFreezeProxy, startFreezeProxy } from '../helpers/nats-proxy.ts';
-import { startRole, tempDir, withDb } from '../helpers/nats-roles.ts';
+} from '../../../src/queue/queue.ts';
+import { type NatsFreezeProxy, startFreezeProxy } from '../../helpers/nats-proxy.ts';
+import { startRole, tempDir, withDb } from '../../helpers/nats-roles.ts';
 
 /**
  * The answer to a publish must be true (issue 8, item 4, NATS half). A publish that reached the server

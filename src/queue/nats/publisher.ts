@@ -1,15 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { uuidv7Time } from '../contract/message-id.ts';
-import type { QueuedMessage } from '../contract/queued-message.ts';
-import type { Logger } from '../ops/logger.ts';
-import type { Queryable } from '../store/pool.ts';
-import { GroupCommit } from './group-commit.ts';
-import { dedupeKey, encodeEnvelope, envelopeMsgId, splitBySize } from './nats-envelope.ts';
-import { isNoResponders, isRefusal, notAccepted } from './nats-errors.ts';
-import { type Claim, IdempotencyClaims } from './nats-idempotency.ts';
-import type { NatsLink } from './nats-link.ts';
-import { idempotencyBucket } from './nats-provision.ts';
-import { countQueuedForSubject, type SubjectScanOptions } from './nats-subject-scan.ts';
+import { uuidv7Time } from '../../contract/message-id.ts';
+import type { QueuedMessage } from '../../contract/queued-message.ts';
+import type { Logger } from '../../ops/logger.ts';
+import type { Queryable } from '../../store/pool.ts';
+import { GroupCommit } from '../group-commit.ts';
 import {
   IdempotencyKeyInFlightError,
   IdempotencyKeyReusedError,
@@ -20,14 +14,20 @@ import {
   QueueOverloadedError,
   type QueueProducer,
   QueueUnavailableError,
-} from './queue.ts';
-import { raceUntil } from './race-until.ts';
+} from '../queue.ts';
+import { raceUntil } from '../race-until.ts';
+import { dedupeKey, encodeEnvelope, envelopeMsgId, splitBySize } from './envelope.ts';
+import { isNoResponders, isRefusal, notAccepted } from './errors.ts';
+import { type Claim, IdempotencyClaims } from './idempotency.ts';
+import type { NatsLink } from './link.ts';
+import { idempotencyBucket } from './provision.ts';
+import { countQueuedForSubject, type SubjectScanOptions } from './subject-scan.ts';
 
 /**
  * The API side of the NATS queue. Awaiting one JetStream ack per request caps intake at ~18 % of what
  * node:http can serve (measured on this project's machine), so concurrent requests are grouped (GroupCommit: a short linger, a
  * bounded batch, bounded pending) and each group is published as ONE stream message, an envelope
- * (nats-envelope.ts), whose PubAck is the durability proof for every message in it. A request resolves
+ * (envelope.ts), whose PubAck is the durability proof for every message in it. A request resolves
  * only with its own group's ack, so `202` still means "on the stream, replicated".
  *
  * nats-server 2.9 has no atomic multi-message publish; an envelope is atomic by construction and costs
@@ -39,9 +39,9 @@ import { raceUntil } from './race-until.ts';
  *   (QueueUnavailableError, QueueFullError when the stream or store has no room);
  * - sent, and no ack by the deadline, or the connection lost before it came → PublishOutcomeUnknownError
  *   with the ids: the server may have stored it. Only a retry with the same Idempotency-Key is safe,
- *   and it maps to the same id (nats-idempotency.ts).
+ *   and it maps to the same id (idempotency.ts).
  *
- * Idempotency-Key: see nats-idempotency.ts. Chosen over Nats-Msg-Id = key because the duplicate window
+ * Idempotency-Key: see idempotency.ts. Chosen over Nats-Msg-Id = key because the duplicate window
  * would have to be as long as the idempotency window (it holds every message id published in it, in
  * server memory), and because keyed requests would then have to be published one per stream message.
  */
@@ -181,7 +181,7 @@ export class NatsPublisher implements QueueProducer {
     return this.queuedForSubject(pseudonym);
   }
 
-  /** The subject's claims in the Idempotency-Key bucket, and their index entries (nats-idempotency.ts). */
+  /** The subject's claims in the Idempotency-Key bucket, and their index entries (idempotency.ts). */
   forgetIdempotencyKeys(_tx: Queryable, pseudonym: string): Promise<number> {
     if (!this.link.isUsable()) return Promise.reject(new QueueUnavailableError('NATS is not connected'));
     return this.claims.forgetSubject(pseudonym);

@@ -3,16 +3,16 @@ import { after, before, test } from 'node:test';
 import { AckPolicy, DeliverPolicy, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
-import { type NatsServer, startNatsServer, uniqueStream } from '../../harness/nats.ts';
-import { loadConfig } from '../../src/config.ts';
+import { type NatsServer, startNatsServer, uniqueStream } from '../../../harness/nats.ts';
+import { loadConfig } from '../../../src/config.ts';
+import { openNatsQueue } from '../../../src/queue/nats/open.ts';
 import {
   ensureStream,
   idempotencyBucket,
   messageStreamConfig,
   NatsProvisionError,
   provisionQueue,
-} from '../../src/queue/nats-provision.ts';
-import { openNatsQueue } from '../../src/queue/nats-queue.ts';
+} from '../../../src/queue/nats/provision.ts';
 
 /** Stream/consumer provisioning against a real nats-server: idempotent, race-safe, drift fixed. */
 let server: NatsServer;
