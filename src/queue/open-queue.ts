@@ -2,8 +2,8 @@ import type { Config } from '../config.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import { createPool, type Pool } from '../store/pool.ts';
-import { PgQueueConsumer } from './pg-consumer.ts';
-import { PgQueueProducer } from './pg-producer.ts';
+import { PgQueueConsumer } from './postgres/consumer.ts';
+import { PgQueueProducer } from './postgres/producer.ts';
 import type { OpenedQueue } from './queue.ts';
 
 /**
@@ -22,7 +22,7 @@ export async function openQueue(
     // Every process exports stream usage and depth; workers also trim what they acknowledged.
     return openNatsQueue(config, log, opts);
   }
-  // The producer answers by the publish deadline and cancels what still runs then (pg-producer.ts); its
+  // The producer answers by the publish deadline and cancels what still runs then (postgres/producer.ts); its
   // connections also carry the deadline as statement and lock timeouts, so PostgreSQL itself aborts a
   // publish that overruns it even if the cancel cannot reach it.
   const producerPool = createPool({

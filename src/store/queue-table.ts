@@ -3,8 +3,8 @@ import type { Queryable } from './pool.ts';
 
 /**
  * SQL of the Postgres-backed queue (tables intake.queue and intake.idempotency_keys), one operation per
- * function. The queue logic (grouping, deadlines, leases, settling) is in queue/pg-producer.ts and
- * queue/pg-consumer.ts; only the statements live here.
+ * function. The queue logic (grouping, deadlines, leases, settling) is in queue/postgres/producer.ts and
+ * queue/postgres/consumer.ts; only the statements live here.
  */
 
 /** An Idempotency-Key as stored: the id it was first used for and the body's fingerprint. */

@@ -1,7 +1,7 @@
-import type { Logger } from '../ops/logger.ts';
-import { DeadlineExceededError, isRefusedBeforeCommit, isRolledBackStatement } from '../store/errors.ts';
-import type { Queryable } from '../store/pool.ts';
-import { type Pool, type PoolClient, withClientUntil } from '../store/pool.ts';
+import type { Logger } from '../../ops/logger.ts';
+import { DeadlineExceededError, isRefusedBeforeCommit, isRolledBackStatement } from '../../store/errors.ts';
+import type { Queryable } from '../../store/pool.ts';
+import { type Pool, type PoolClient, withClientUntil } from '../../store/pool.ts';
 import {
   claimIdempotencyKeys,
   countQueued,
@@ -13,15 +13,15 @@ import {
   type IdempotencyRecord,
   readIdempotencyKeys,
   touchIdempotencyKeys,
-} from '../store/queue-table.ts';
+} from '../../store/queue-table.ts';
 import {
   IdempotencyKeyReusedError,
   PublishOutcomeUnknownError,
   QueueFullError,
   QueueUnavailableError,
-} from './errors.ts';
-import { GroupCommit } from './group-commit.ts';
-import type { PublishRequest, PublishResult, QueueProducer } from './queue.ts';
+} from '../errors.ts';
+import { GroupCommit } from '../group-commit.ts';
+import type { PublishRequest, PublishResult, QueueProducer } from '../queue.ts';
 
 /**
  * The API side of the embedded default queue: a table in the same PostgreSQL as the messages.

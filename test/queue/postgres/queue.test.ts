@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { v7 as uuidv7 } from 'uuid';
-import { createTestDatabase, quietLog, type TestDatabase, waitFor } from '../../harness/db.ts';
-import { queuedMessage } from '../../harness/messages.ts';
-import { createMetrics } from '../../src/ops/metrics.ts';
-import { PgQueueConsumer } from '../../src/queue/pg-consumer.ts';
-import { PgQueueProducer } from '../../src/queue/pg-producer.ts';
-import { QueueUnavailableError } from '../../src/queue/queue.ts';
-import { createPool, type Pool } from '../../src/store/pool.ts';
-import { pruneIdempotencyKeys } from '../../src/store/queue-table.ts';
-import { Worker } from '../../src/worker/worker.ts';
+import { createTestDatabase, quietLog, type TestDatabase, waitFor } from '../../../harness/db.ts';
+import { queuedMessage } from '../../../harness/messages.ts';
+import { createMetrics } from '../../../src/ops/metrics.ts';
+import { PgQueueConsumer } from '../../../src/queue/postgres/consumer.ts';
+import { PgQueueProducer } from '../../../src/queue/postgres/producer.ts';
+import { QueueUnavailableError } from '../../../src/queue/queue.ts';
+import { createPool, type Pool } from '../../../src/store/pool.ts';
+import { pruneIdempotencyKeys } from '../../../src/store/queue-table.ts';
+import { Worker } from '../../../src/worker/worker.ts';
 
 const message = (i: number) => queuedMessage(i, { sender: 'q' });
 

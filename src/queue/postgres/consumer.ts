@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Pool, Queryable } from '../store/pool.ts';
+import type { Pool, Queryable } from '../../store/pool.ts';
 import {
   type ClaimedRow,
   claimQueued,
@@ -7,8 +7,8 @@ import {
   deleteQueued,
   lockClaimed,
   rescheduleQueued,
-} from '../store/queue-table.ts';
-import type { Batch, Outcome, QueueConsumer } from './queue.ts';
+} from '../../store/queue-table.ts';
+import type { Batch, Outcome, QueueConsumer } from '../queue.ts';
 
 /**
  * The worker side of the embedded default queue. A batch is leased with `FOR UPDATE SKIP LOCKED`
