@@ -20,7 +20,8 @@ import { queuedMessage } from '../harness/messages.ts';
 import { loadConfig } from '../src/config.ts';
 import type { QueuedMessage } from '../src/contract/queued-message.ts';
 import { createLogger } from '../src/ops/logger.ts';
-import { openNatsQueue } from '../src/queue/nats/open.ts';
+import { openNatsQueue } from '../src/queue/nats/mod.ts';
+import { natsQueueSettings } from '../src/queue/open-queue.ts';
 
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 20_000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 200);
@@ -83,7 +84,7 @@ const config = loadConfig({
   NATS_CONSUMER: `bench_${suffix}`,
 });
 const log = createLogger({ level: 'warn' });
-const queue = await openNatsQueue(config, log, { roles: ['api'] });
+const queue = await openNatsQueue(natsQueueSettings(config), { log, roles: ['api'] });
 const { producer } = queue;
 const nc = await connect({ servers: natsUrl, noAsyncTraces: true });
 const js = jetstream(nc);

@@ -25,8 +25,8 @@ export const migrateCommand: CommandSpec = {
       await db.close();
     }
     if (config!.natsUrl) {
-      const { setUpNatsQueue } = await import('../queue/nats/setup.ts');
-      await setUpNatsQueue(config!, log);
+      const { setUpQueue } = await import('../queue/open-queue.ts');
+      await setUpQueue(config!, log);
       console.log(`NATS stream ${config!.nats.stream} and consumer ${config!.nats.consumer} ready`);
     }
     return 0;

@@ -1,4 +1,6 @@
 import type { QueuedMessage } from '../contract/queued-message.ts';
+import type { Logger } from '../ops/logger.ts';
+import type { Metrics } from '../ops/metrics.ts';
 import type { Queryable } from '../store/pool.ts';
 
 export interface PublishRequest {
@@ -107,6 +109,26 @@ export interface QueueConsumer {
   depth(): Promise<number | undefined>;
   /** Hands back what was pulled and not processed (OpenedQueue.close calls it after the worker stopped). */
   close(): Promise<void>;
+}
+
+/** What a process does with the queue: publish (`api`) and/or consume (`worker`). */
+export type QueueRole = 'api' | 'worker';
+
+/**
+ * What a process brings to the queue it opens, the same for every adapter (each folder's `open…Queue`
+ * takes its own settings and this).
+ */
+export interface QueueProcess {
+  log: Logger;
+  /** Where queue usage, depth and readiness go (absent: not exported). */
+  metrics?: Metrics;
+  /**
+   * The process's roles (default both). The consumer is built only for `worker`. On NATS, with `api`
+   * readiness means "a publish can succeed now" (a worker-only process stays ready while the stream is
+   * full, so its rollouts are not blocked then), and with `worker` the process trims acknowledged
+   * messages (nats/stream-monitor.ts).
+   */
+  roles?: QueueRole[];
 }
 
 /**

@@ -32,7 +32,7 @@ import {
 const DEADLINE_MS = 1000;
 /** Answered by the deadline: cancel grace (250 ms), HTTP and a loaded machine's scheduling. */
 const ANSWER_BY_MS = DEADLINE_MS + 1500;
-const PRODUCER_POOL = 5; // src/queue/open-queue.ts
+const PRODUCER_POOL = 5; // src/queue/postgres/open.ts
 const have = pgBinDir() !== undefined;
 
 let cluster: PgCluster;

@@ -8,18 +8,12 @@ import {
 } from '@nats-io/jetstream';
 import { type KV, Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import type { Config } from '../../config.ts';
 import type { Logger } from '../../ops/logger.ts';
 import type { Metrics } from '../../ops/metrics.ts';
 import { natsConnectOptions } from './auth.ts';
 import { isNoResponders, isStoreFull, NO_ROOM_CODES } from './errors.ts';
-import {
-  idempotencyBucket,
-  NatsProvisionError,
-  probeSubject,
-  provisionOptions,
-  provisionQueue,
-} from './provision.ts';
+import { idempotencyBucket, NatsProvisionError, probeSubject, provisionQueue } from './provision.ts';
+import type { NatsQueueSettings } from './settings.ts';
 import { NatsStreamMonitor, streamHasRoom } from './stream-monitor.ts';
 
 /** How long start-up waits for NATS before it goes on unready. */
@@ -69,7 +63,7 @@ export class NatsLink {
   private readonly monitor: NatsStreamMonitor;
 
   constructor(
-    readonly config: Config,
+    readonly settings: NatsQueueSettings,
     readonly log: Logger,
     private readonly opts: NatsLinkOptions = { publishes: true, trims: true, metrics: undefined },
   ) {
@@ -79,7 +73,7 @@ export class NatsLink {
     });
     this.firstReady.catch(() => {}); // observed by openNatsQueue; later failures are logged instead
     this.monitor = new NatsStreamMonitor({
-      nats: config.nats,
+      nats: settings.nats,
       trim: opts.trims,
       metrics: opts.metrics,
       log,
@@ -138,7 +132,7 @@ export class NatsLink {
   async depth(): Promise<number | undefined> {
     const jsm = this.jsm;
     if (!jsm || !this.isUsable()) return undefined;
-    const info = await jsm.consumers.info(this.config.nats.stream, this.config.nats.consumer);
+    const info = await jsm.consumers.info(this.settings.nats.stream, this.settings.nats.consumer);
     return info.num_pending + info.num_ack_pending;
   }
 
@@ -185,7 +179,7 @@ export class NatsLink {
   }
 
   private async connectLoop(): Promise<void> {
-    const servers = (this.config.natsUrl ?? '').split(',').map((s) => s.trim());
+    const { servers } = this.settings;
     for (let attempt = 0; !this.closing; attempt++) {
       try {
         this.nc = await connect({
@@ -202,7 +196,7 @@ export class NatsLink {
           pingInterval: 10_000,
           maxPingOut: 2,
           timeout: 2000,
-          ...natsConnectOptions(this.config.nats),
+          ...natsConnectOptions(this.settings.nats),
         });
         break;
       } catch (err) {
@@ -218,13 +212,13 @@ export class NatsLink {
       return;
     }
     this.connected = true;
-    this.js = jetstream(nc, { timeout: this.config.publishTimeoutMs });
+    this.js = jetstream(nc, { timeout: this.settings.publishTimeoutMs });
     this.jsm = await jetstreamManager(nc, { timeout: 5000, checkAPI: false });
     const maxPayload = nc.info?.max_payload ?? 1024 * 1024;
     this.maxEnvelopeBytes = maxPayload - 4096;
-    if (this.maxEnvelopeBytes < this.config.bodyLimit) {
+    if (this.maxEnvelopeBytes < this.settings.bodyLimitBytes) {
       this.log.warn(
-        { maxPayload, bodyLimit: this.config.bodyLimit },
+        { maxPayload, bodyLimit: this.settings.bodyLimitBytes },
         'NATS max_payload is below INTAKE_BODY_LIMIT_BYTES: the largest accepted bodies will be refused; raise max_payload on the server',
       );
     }
@@ -271,7 +265,7 @@ export class NatsLink {
         // Usage and depth at once rather than after the first interval.
         if (this.jsm) void this.monitor.tick(this.jsm);
         this.log.info(
-          { stream: this.config.nats.stream, consumer: this.config.nats.consumer },
+          { stream: this.settings.nats.stream, consumer: this.settings.nats.consumer },
           'NATS queue ready',
         );
       } catch (err) {
@@ -291,8 +285,8 @@ export class NatsLink {
   private async provisionOnce(): Promise<void> {
     const { jsm, js } = this;
     if (!jsm || !js) return;
-    await provisionQueue(jsm, this.config.nats, provisionOptions(this.config), this.log);
-    this.kv ??= await new Kvm(js).open(idempotencyBucket(this.config.nats.stream), { allow_direct: false });
+    await provisionQueue(jsm, this.settings.nats, { maxDeliver: this.settings.maxDeliver }, this.log);
+    this.kv ??= await new Kvm(js).open(idempotencyBucket(this.settings.nats.stream), { allow_direct: false });
   }
 
   /** Runs `fn` every `ms` until the link closes, one run at a time; errors are `fn`'s to handle. */
@@ -322,7 +316,7 @@ export class NatsLink {
     const { js, jsm } = this;
     if (!this.connected || !this.provisioned || !js || !jsm) return;
     try {
-      await js.publish(probeSubject(this.config.nats), '', { timeout: PROBE_TIMEOUT_MS });
+      await js.publish(probeSubject(this.settings.nats), '', { timeout: PROBE_TIMEOUT_MS });
       this.setStoreWritable(true);
     } catch (err) {
       this.setStoreWritable(false, err);
@@ -331,7 +325,7 @@ export class NatsLink {
       return;
     }
     if (!this.publishFailing && !this.streamFull) return;
-    const info = await jsm.streams.info(this.config.nats.stream).catch(() => undefined);
+    const info = await jsm.streams.info(this.settings.nats.stream).catch(() => undefined);
     if (!info) return;
     const wasFailing = this.publishFailing;
     this.publishFailing = false;
@@ -340,7 +334,7 @@ export class NatsLink {
   }
 
   private setStoreWritable(writable: boolean, err?: unknown): void {
-    this.opts.metrics?.storeWritable.set({ stream: this.config.nats.stream }, writable ? 1 : 0);
+    this.opts.metrics?.storeWritable.set({ stream: this.settings.nats.stream }, writable ? 1 : 0);
     if (writable === this.storeWritable) return;
     this.storeWritable = writable;
     if (writable) this.log.info('the JetStream store takes writes again; ready');
@@ -356,9 +350,9 @@ export class NatsLink {
     this.streamFull = full;
     if (full)
       this.log.error(
-        { stream: this.config.nats.stream },
+        { stream: this.settings.nats.stream },
         'the NATS stream is full (NATS_MAX_BYTES/NATS_MAX_MSGS): ingest answers 503 until workers catch up',
       );
-    else this.log.info({ stream: this.config.nats.stream }, 'the NATS stream has room again');
+    else this.log.info({ stream: this.settings.nats.stream }, 'the NATS stream has room again');
   }
 }

@@ -1,26 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Config } from '../../config.ts';
-import type { Logger } from '../../ops/logger.ts';
-import type { Metrics } from '../../ops/metrics.ts';
-import type { OpenedQueue } from '../queue.ts';
+import type { OpenedQueue, QueueProcess } from '../queue.ts';
 import { NatsConsumer } from './consumer.ts';
 import { NatsLink, STARTUP_WAIT_MS } from './link.ts';
 import { NatsPublisher } from './publisher.ts';
-import { SUBJECT_SCAN_DEFAULTS, type SubjectScanOptions } from './subject-scan.ts';
-
-/** What a process does with the queue, beyond the configuration. */
-export interface NatsQueueOptions {
-  /** Where stream usage, depth and the probe result go (absent: not exported). */
-  metrics?: Metrics;
-  /**
-   * The process's roles (default both). With `api`, readiness means "a publish can succeed now"; a
-   * worker-only process stays ready while the stream is full, so its rollouts are not blocked then.
-   * With `worker`, the process trims acknowledged messages (stream-monitor.ts).
-   */
-  roles?: Array<'api' | 'worker'>;
-  /** Bounds of the GDPR count's stream scan (defaults: SUBJECT_SCAN_DEFAULTS). */
-  subjectScan?: Partial<Pick<SubjectScanOptions, 'maxMessages' | 'maxMs'>>;
-}
+import type { NatsQueueSettings } from './settings.ts';
+import { SUBJECT_SCAN_DEFAULTS } from './subject-scan.ts';
 
 /**
  * The production queue (docs/contract.md §3): NATS JetStream behind the same interface as the Postgres queue.
@@ -33,16 +17,15 @@ export interface NatsQueueOptions {
  * retention type, ack policy) fails start-up when NATS is reachable then, and keeps the process
  * unready (with an error log every few seconds) when it only shows up later.
  */
-export async function openNatsQueue(
-  config: Config,
-  log: Logger,
-  opts: NatsQueueOptions = {},
-): Promise<OpenedQueue> {
-  const roles = opts.roles ?? ['api', 'worker'];
-  const link = new NatsLink(config, log.child({ component: 'nats' }), {
+export async function openNatsQueue(settings: NatsQueueSettings, proc: QueueProcess): Promise<OpenedQueue> {
+  const { log } = proc;
+  const roles = proc.roles ?? ['api', 'worker'];
+  const { nats } = settings;
+  // Every process exports stream usage and depth; workers also trim what they acknowledged.
+  const link = new NatsLink(settings, log.child({ component: 'nats' }), {
     publishes: roles.includes('api'),
     trims: roles.includes('worker'),
-    metrics: opts.metrics,
+    metrics: proc.metrics,
   });
   link.start();
   const waited = await Promise.race([
@@ -52,31 +35,28 @@ export async function openNatsQueue(
     await link.close();
     throw err;
   });
-  if (waited === 'timeout') log.warn({ servers: config.natsUrl }, 'NATS not ready yet; starting unready');
+  if (waited === 'timeout')
+    log.warn({ servers: settings.servers.join(',') }, 'NATS not ready yet; starting unready');
   const producer = new NatsPublisher(
     link,
     {
-      subject: config.nats.subject,
-      lingerMs: config.nats.publishLingerMs,
-      maxBatch: config.enqueueMaxBatch,
-      maxPending: config.maxPendingPublishes,
-      concurrency: config.nats.publishConcurrency,
-      timeoutMs: config.publishTimeoutMs,
+      subject: nats.subject,
+      lingerMs: nats.publishLingerMs,
+      maxBatch: settings.maxBatch,
+      maxPending: settings.maxPending,
+      concurrency: nats.publishConcurrency,
+      timeoutMs: settings.publishTimeoutMs,
       subjectScan: {
-        stream: config.nats.stream,
-        consumer: config.nats.consumer,
+        stream: nats.stream,
+        consumer: nats.consumer,
         ...SUBJECT_SCAN_DEFAULTS,
-        ...opts.subjectScan,
+        ...settings.subjectScan,
       },
     },
     link.log,
   );
   const consumer = roles.includes('worker')
-    ? new NatsConsumer(link, {
-        stream: config.nats.stream,
-        consumer: config.nats.consumer,
-        ackWaitMs: config.nats.ackWaitMs,
-      })
+    ? new NatsConsumer(link, { stream: nats.stream, consumer: nats.consumer, ackWaitMs: nats.ackWaitMs })
     : undefined;
   let closed: Promise<void> | undefined;
   return {

@@ -14,7 +14,7 @@ import {
   type StreamInfo,
 } from '@nats-io/jetstream';
 import { PermissionViolationError } from '@nats-io/transport-node';
-import type { Config, NatsConfig } from '../../config.ts';
+import type { NatsConfig } from '../../config.ts';
 import type { Logger } from '../../ops/logger.ts';
 
 /**
@@ -41,17 +41,8 @@ export class NatsProvisionError extends Error {
 
 /** What the queue needs beyond NatsConfig. */
 export interface ProvisionOptions {
-  /** Consumer max_deliver: a safety net above the worker's own attempt limit. */
+  /** Consumer max_deliver: a safety net above the worker's own attempt limit (NatsQueueSettings). */
   maxDeliver: number;
-}
-
-/**
- * The options every provisioner uses for a configuration. The worker dead-letters after
- * workerMaxAttempts; the server only stops a message that keeps crashing workers (each crash is a
- * delivery) well after that.
- */
-export function provisionOptions(config: Pick<Config, 'workerMaxAttempts'>): ProvisionOptions {
-  return { maxDeliver: config.workerMaxAttempts + 10 };
 }
 
 /** Name of the KV bucket holding Idempotency-Key → message id for this stream. */

@@ -99,7 +99,7 @@ export class NatsPublisher implements QueueProducer {
     this.claims = new IdempotencyClaims(
       () => link.kv,
       () => link.jsm,
-      `KV_${idempotencyBucket(link.config.nats.stream)}`,
+      `KV_${idempotencyBucket(link.settings.nats.stream)}`,
       opts.timeoutMs + CLAIM_MARGIN_MS,
     );
   }

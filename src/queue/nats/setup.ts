@@ -1,10 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
-import type { Config } from '../../config.ts';
 import type { Logger } from '../../ops/logger.ts';
 import { natsConnectOptions } from './auth.ts';
-import { NatsProvisionError, provisionOptions, provisionQueue } from './provision.ts';
+import { NatsProvisionError, provisionQueue } from './provision.ts';
+import type { NatsQueueSettings } from './settings.ts';
 
 /** How long `intake migrate` keeps trying while NATS has no JetStream leader yet (a fresh cluster). */
 const SETUP_DEADLINE_MS = 60_000;
@@ -16,20 +16,20 @@ const SETUP_DEADLINE_MS = 60_000;
  * permissions.conf); the API and the worker then only check them. A conflict (NatsProvisionError)
  * fails at once; anything else (no quorum yet, a timeout) is retried until SETUP_DEADLINE_MS.
  */
-export async function setUpNatsQueue(config: Config, log: Logger): Promise<void> {
+export async function setUpNatsQueue(settings: NatsQueueSettings, log: Logger): Promise<void> {
   const started = Date.now();
   for (let attempt = 1; ; attempt++) {
     try {
       const nc = await connect({
-        servers: (config.natsUrl ?? '').split(',').map((s) => s.trim()),
+        servers: settings.servers,
         name: 'intake-migrate',
         timeout: 5000,
-        ...natsConnectOptions(config.nats),
+        ...natsConnectOptions(settings.nats),
       });
       try {
         // No $JS.API.INFO request (checkAPI): the provisioning user may not send one.
         const jsm = await jetstreamManager(nc, { timeout: 10_000, checkAPI: false });
-        await provisionQueue(jsm, config.nats, provisionOptions(config), log);
+        await provisionQueue(jsm, settings.nats, { maxDeliver: settings.maxDeliver }, log);
         return;
       } finally {
         await nc.close().catch(() => {});

@@ -60,12 +60,13 @@ test('the consumer deleted under a running worker is provisioned again and nothi
 });
 
 test('closing a consumer whose pull fails while it drains (heartbeats missed) does not fail the close', async () => {
-  const { openNatsQueue } = await import('../../../src/queue/nats/open.ts');
+  const { openNatsQueue } = await import('../../../src/queue/nats/mod.ts');
+  const { natsQueueSettings } = await import('../../../src/queue/open-queue.ts');
   const { loadConfig } = await import('../../../src/config.ts');
   const { quietLog } = await import('../../../harness/db.ts');
   const { queuedMessage } = await import('../../../harness/messages.ts');
   const env = { ...natsEnv(server, uniqueStream('drain')), DATABASE_URL: db.url, INTAKE_DATA_DIR: dir.path };
-  const queue = await openNatsQueue(loadConfig(env), quietLog);
+  const queue = await openNatsQueue(natsQueueSettings(loadConfig(env)), { log: quietLog });
   await queue.producer.publish([{ message: queuedMessage(1) }]);
   // One message, then nothing: the receive ends with its next pull still open, which close() drains.
   const batch = await queue.consumer!.receive({

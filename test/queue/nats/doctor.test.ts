@@ -5,7 +5,7 @@ import { freePort } from '../../../harness/intake-process.ts';
 import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../../harness/nats.ts';
 import { type Check, runDoctor } from '../../../src/commands/doctor-checks.ts';
 import { loadConfig } from '../../../src/config.ts';
-import { setUpNatsQueue } from '../../../src/queue/nats/setup.ts';
+import { setUpQueue } from '../../../src/queue/open-queue.ts';
 import { tempDir, withJsm } from '../../helpers/nats-roles.ts';
 
 /**
@@ -64,7 +64,7 @@ test('no stream yet: warned about, and doctor creates nothing', async () => {
 test('a provisioned stream: matches, its usage, and the drift of a changed setting', async () => {
   const names = uniqueStream('present');
   const env = { ...natsEnv(server, names), NATS_MAX_MSGS: '200' };
-  await setUpNatsQueue(loadConfig({ DATABASE_URL: db.url, ...env }, 'migrate'), quietLog);
+  await setUpQueue(loadConfig({ DATABASE_URL: db.url, ...env }, 'migrate'), quietLog);
   const ok = await doctor(env);
   assert.deepEqual(line(ok, 'stream'), {
     name: 'stream',

@@ -9,8 +9,9 @@ import { queuedMessage } from '../../../harness/messages.ts';
 import { type NatsServer, startNatsServer, uniqueStream } from '../../../harness/nats.ts';
 import { loadConfig } from '../../../src/config.ts';
 import { decodeEnvelope } from '../../../src/queue/nats/envelope.ts';
-import { openNatsQueue } from '../../../src/queue/nats/open.ts';
+import { openNatsQueue } from '../../../src/queue/nats/mod.ts';
 import { idempotencyBucket } from '../../../src/queue/nats/provision.ts';
+import { natsQueueSettings } from '../../../src/queue/open-queue.ts';
 import {
   IdempotencyKeyInFlightError,
   IdempotencyKeyReusedError,
@@ -38,16 +39,17 @@ let producer: QueueProducer;
 
 function open(env: Record<string, string> = {}, n = names) {
   return openNatsQueue(
-    loadConfig({
-      NATS_URL: server.url,
-      NATS_STREAM: n.stream,
-      NATS_SUBJECT: n.subject,
-      NATS_CONSUMER: n.consumer,
-      INTAKE_PUBLISH_TIMEOUT_MS: String(TIMEOUT_MS),
-      ...env,
-    }),
-    quietLog,
-    { roles: ['api'] },
+    natsQueueSettings(
+      loadConfig({
+        NATS_URL: server.url,
+        NATS_STREAM: n.stream,
+        NATS_SUBJECT: n.subject,
+        NATS_CONSUMER: n.consumer,
+        INTAKE_PUBLISH_TIMEOUT_MS: String(TIMEOUT_MS),
+        ...env,
+      }),
+    ),
+    { log: quietLog, roles: ['api'] },
   );
 }
 

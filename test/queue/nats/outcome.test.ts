@@ -5,7 +5,8 @@ import type { IntakeProcess } from '../../../harness/intake-process.ts';
 import { queuedMessage } from '../../../harness/messages.ts';
 import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../../harness/nats.ts';
 import { loadConfig } from '../../../src/config.ts';
-import { openNatsQueue } from '../../../src/queue/nats/open.ts';
+import { openNatsQueue } from '../../../src/queue/nats/mod.ts';
+import { natsQueueSettings } from '../../../src/queue/open-queue.ts';
 import {
   IdempotencyKeyInFlightError,
   type OpenedQueue,
@@ -49,7 +50,7 @@ before(async () => {
     INTAKE_PUBLISH_TIMEOUT_MS: '3000',
     NATS_PUBLISH_CONCURRENCY: '1',
   });
-  queue = await openNatsQueue(config, quietLog, { roles: ['api'] });
+  queue = await openNatsQueue(natsQueueSettings(config), { log: quietLog, roles: ['api'] });
   producer = queue.producer;
 });
 after(async () => {

@@ -4,7 +4,8 @@ import { createTestDatabase, quietLog, type TestDatabase, waitFor } from '../../
 import type { IntakeProcess } from '../../../harness/intake-process.ts';
 import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../../harness/nats.ts';
 import { loadConfig } from '../../../src/config.ts';
-import { openNatsQueue } from '../../../src/queue/nats/open.ts';
+import { openNatsQueue } from '../../../src/queue/nats/mod.ts';
+import { natsQueueSettings } from '../../../src/queue/open-queue.ts';
 import { insertMessages } from '../../../src/store/messages.ts';
 import {
   assertAllStoredOnce,
@@ -66,7 +67,7 @@ test('a batch a worker stored but never acknowledged is redelivered and still st
     ids.push(r.json.id as string);
   }
   // A worker that dies between COMMIT and ack: store the batch, then vanish without acknowledging.
-  const queue = await openNatsQueue(loadConfig(env), quietLog);
+  const queue = await openNatsQueue(natsQueueSettings(loadConfig(env)), { log: quietLog });
   const batch = await queue.consumer!.receive({
     max: 1000,
     maxWaitMs: 300,

@@ -5,7 +5,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { type NatsServer, startNatsServer, uniqueStream } from '../../../harness/nats.ts';
 import { loadConfig } from '../../../src/config.ts';
-import { openNatsQueue } from '../../../src/queue/nats/open.ts';
+import { openNatsQueue } from '../../../src/queue/nats/mod.ts';
 import {
   ensureStream,
   idempotencyBucket,
@@ -13,6 +13,7 @@ import {
   NatsProvisionError,
   provisionQueue,
 } from '../../../src/queue/nats/provision.ts';
+import { natsQueueSettings } from '../../../src/queue/open-queue.ts';
 
 /** Stream/consumer provisioning against a real nats-server: idempotent, race-safe, drift fixed. */
 let server: NatsServer;
@@ -151,5 +152,5 @@ test('a stream with another storage type is refused, not changed', async () => {
   );
   assert.equal((await jsm.streams.info(config.nats.stream)).config.storage, StorageType.Memory);
   // Start-up with such a stream fails loudly instead of running against the wrong stream.
-  await assert.rejects(openNatsQueue(config, log), NatsProvisionError);
+  await assert.rejects(openNatsQueue(natsQueueSettings(config), { log }), NatsProvisionError);
 });

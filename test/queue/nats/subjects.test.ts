@@ -6,7 +6,8 @@ import { queuedMessage } from '../../../harness/messages.ts';
 import { type NatsServer, startNatsServer, uniqueStream } from '../../../harness/nats.ts';
 import { loadConfig } from '../../../src/config.ts';
 import type { QueuedMessage } from '../../../src/contract/queued-message.ts';
-import { openNatsQueue } from '../../../src/queue/nats/open.ts';
+import { openNatsQueue } from '../../../src/queue/nats/mod.ts';
+import { natsQueueSettings } from '../../../src/queue/open-queue.ts';
 import type { OpenedQueue, QueueProducer } from '../../../src/queue/queue.ts';
 import { withJsm } from '../../helpers/nats-roles.ts';
 
@@ -29,7 +30,7 @@ const config = () =>
 
 before(async () => {
   server = await startNatsServer();
-  queue = await openNatsQueue(config(), quietLog);
+  queue = await openNatsQueue(natsQueueSettings(config()), { log: quietLog });
   producer = queue.producer;
 });
 after(async () => {
@@ -83,7 +84,10 @@ test('messages the writer consumer acknowledged no longer count; those it holds 
 test('beyond the scan bound the count is a lower bound, and a warning says so', async () => {
   const lines: Array<Record<string, unknown>> = [];
   const log = pino({ level: 'warn' }, { write: (s: string) => lines.push(JSON.parse(s)) });
-  const q = await openNatsQueue(config(), log, { subjectScan: { maxMessages: 2, maxMs: 5000 } });
+  const q = await openNatsQueue(
+    { ...natsQueueSettings(config()), subjectScan: { maxMessages: 2, maxMs: 5000 } },
+    { log },
+  );
   try {
     // The first 4 envelopes are acknowledged; the next two hold one message each, of A and of B.
     assert.equal(await q.producer.queuedForSubject(B), 1);
