@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs';
-import type { StreamInfo } from '@nats-io/jetstream';
 import pg from 'pg';
 import type { Config } from '../config.ts';
 import { DataKeys } from '../privacy/data-keys.ts';
 import { KeyWrapper } from '../privacy/key-wrapper.ts';
 import { devKeyFile, findMasterKey } from '../privacy/master-key.ts';
 import { keysToRewrap } from '../privacy/master-rotation.ts';
+import type { QueueInspection, QueueStoreInspection } from '../queue/queue.ts';
 import { expectedVersion, schemaVersion } from '../store/migrate.ts';
 import { databaseTls } from '../store/tls.ts';
 
@@ -51,7 +51,8 @@ export async function runDoctor(config: Config, databaseUrl: string): Promise<Ch
   } catch (err) {
     add('database', 'fail', `cannot connect: ${(err as Error).message}`);
     await db.end().catch(() => {});
-    return checks.concat(await natsChecks(config));
+    // The Postgres queue lives in that database: only a NATS queue has more to say.
+    return config.natsUrl ? checks.concat(await queueChecks(config, databaseUrl)) : checks;
   }
   try {
     const want = await expectedVersion();
@@ -130,78 +131,60 @@ export async function runDoctor(config: Config, databaseUrl: string): Promise<Ch
   } finally {
     await db.end();
   }
-  return checks.concat(await natsChecks(config));
+  return checks.concat(await queueChecks(config, databaseUrl));
 }
 
-async function natsChecks(config: Config): Promise<Check[]> {
-  if (!config.natsUrl) return [];
-  const { connect } = await import('@nats-io/transport-node');
-  const { jetstreamManager } = await import('@nats-io/jetstream');
-  const { messageStreamConfig } = await import('../queue/nats/provision.ts');
-  const { streamHasRoom, streamUsage } = await import('../queue/nats/stream-monitor.ts');
-  const out: Check[] = [];
-  let nc: Awaited<ReturnType<typeof connect>> | undefined;
+/**
+ * What the queue says of itself (the reading OpenedQueue.inspect gives, over a connection of doctor's
+ * own that creates, fixes and writes nothing): on NATS the server, the stream's settings, usage and
+ * replicas, and the writer consumer; on the Postgres queue the table against its limit (its server is
+ * the database, checked above).
+ */
+async function queueChecks(config: Config, databaseUrl: string): Promise<Check[]> {
+  const { inspectQueue } = await import('../queue/open-queue.ts');
+  let q: QueueInspection;
   try {
-    const { natsConnectOptions } = await import('../queue/nats/auth.ts');
-    nc = await connect({
-      servers: config.natsUrl.split(','),
-      timeout: 5000,
-      name: 'intake-doctor',
-      ...natsConnectOptions(config.nats),
-    });
-    const tls = config.nats.tls?.caFile ? ', TLS, server certificate verified against NATS_TLS_CA_FILE' : '';
-    out.push({ name: 'nats', status: 'ok', detail: `reachable (${nc.getServer()}${tls})` });
-    // No $JS.API.INFO request (checkAPI): a least-privilege user may not send one.
-    const jsm = await jetstreamManager(nc, { checkAPI: false });
-    const want = messageStreamConfig(config.nats);
-    try {
-      const info = await jsm.streams.info(config.nats.stream);
-      const drift: string[] = [];
-      const keys = [
-        'num_replicas',
-        'max_age',
-        'duplicate_window',
-        'storage',
-        'retention',
-        'discard',
-      ] as const;
-      for (const k of [...keys, 'max_bytes', 'max_msgs'] as const) {
-        if (String(info.config[k]) !== String(want[k]))
-          drift.push(`${k}: want ${want[k]}, have ${info.config[k]}`);
-      }
-      out.push({
-        name: 'stream',
-        status: drift.length ? 'warn' : 'ok',
-        detail: drift.length
-          ? `${config.nats.stream} differs (fixed at start where safe): ${drift.join('; ')}`
-          : `${config.nats.stream} matches the configuration`,
-      });
-      out.push(streamUsageCheck(info, config, streamUsage(info), streamHasRoom(info)));
-      const replicas = info.cluster?.replicas ?? [];
-      const offline = replicas.filter((r) => r.offline || !r.current);
-      if (config.nats.replicas > 1) {
-        out.push({
-          name: 'stream replicas',
-          status: offline.length ? 'fail' : 'ok',
-          detail: `${replicas.length + 1} of ${config.nats.replicas} peers${offline.length ? `, lagging/offline: ${offline.map((r) => r.name).join(', ')}` : ' current'}`,
-        });
-      }
-    } catch {
-      out.push({
-        name: 'stream',
-        status: 'warn',
-        detail: `${config.nats.stream} does not exist yet (created by "intake migrate", or by the first api/worker start where its NATS user may)`,
-      });
-    }
+    q = await inspectQueue(config, databaseUrl, 'intake-doctor');
   } catch (err) {
-    out.push({
-      name: 'nats',
-      status: 'fail',
-      detail: `cannot connect to ${config.natsUrl}: ${(err as Error).message}`,
-    });
-  } finally {
-    await nc?.close();
+    return [{ name: 'queue', status: 'fail', detail: `cannot read the queue: ${(err as Error).message}` }];
   }
+  return q.kind === 'nats' ? natsChecks(config, q) : tableChecks(q);
+}
+
+function natsChecks(config: Config, q: QueueInspection): Check[] {
+  if (!q.server.reachable)
+    return [
+      { name: 'nats', status: 'fail', detail: `cannot connect to ${config.natsUrl}: ${q.server.error}` },
+    ];
+  const tls = q.server.tlsVerified ? ', TLS, server certificate verified against NATS_TLS_CA_FILE' : '';
+  const out: Check[] = [{ name: 'nats', status: 'ok', detail: `reachable (${q.server.address}${tls})` }];
+  const s = q.store;
+  if (!s) {
+    out.push({
+      name: 'stream',
+      status: 'warn',
+      detail: `${config.nats.stream} does not exist yet (created by "intake migrate", or by the first api/worker start where its NATS user may)`,
+    });
+    return out;
+  }
+  const drift = s.drift.map((d) => `${d.setting}: want ${d.want}, have ${d.have}`);
+  out.push({
+    name: 'stream',
+    status: drift.length ? 'warn' : 'ok',
+    detail: drift.length
+      ? `${s.name} differs (fixed at start where safe): ${drift.join('; ')}`
+      : `${s.name} matches the configuration`,
+  });
+  out.push(streamUsageCheck(s, config));
+  if (s.replicas) {
+    const { peers, configured, lagging } = s.replicas;
+    out.push({
+      name: 'stream replicas',
+      status: lagging.length ? 'fail' : 'ok',
+      detail: `${peers} of ${configured} peers${lagging.length ? `, lagging/offline: ${lagging.join(', ')}` : ' current'}`,
+    });
+  }
+  if (q.consumer) out.push(consumerCheck(q.consumer));
   return out;
 }
 
@@ -209,11 +192,9 @@ async function natsChecks(config: Config): Promise<Check[]> {
  * How full the message stream is under its own limits: a full stream refuses every publish (503
  * QUEUE_FULL) and what fills it is unprocessed, since workers trim what they acknowledged.
  */
-function streamUsageCheck(info: StreamInfo, config: Config, usage: number, hasRoom: boolean): Check {
-  const { bytes, messages } = info.state;
-  const { max_bytes, max_msgs } = info.config;
-  const held = `${messages} stream messages, ${bytes} bytes`;
-  if (max_bytes <= 0 && max_msgs <= 0) {
+function streamUsageCheck(s: QueueStoreInspection, config: Config): Check {
+  const held = `${s.messages} stream messages, ${s.bytes} bytes`;
+  if (s.maxBytes <= 0 && s.maxMessages <= 0) {
     return {
       name: 'stream usage',
       status: config.production ? 'warn' : 'ok',
@@ -222,11 +203,14 @@ function streamUsageCheck(info: StreamInfo, config: Config, usage: number, hasRo
         'max_file_store bound it, and a full store refuses every publish until data ages out',
     };
   }
-  const limits = [max_bytes > 0 ? `max_bytes ${max_bytes}` : '', max_msgs > 0 ? `max_msgs ${max_msgs}` : '']
+  const limits = [
+    s.maxBytes > 0 ? `max_bytes ${s.maxBytes}` : '',
+    s.maxMessages > 0 ? `max_msgs ${s.maxMessages}` : '',
+  ]
     .filter(Boolean)
     .join(', ');
-  const pct = Math.round(usage * 100);
-  if (!hasRoom) {
+  const pct = Math.round(s.usage * 100);
+  if (!s.hasRoom) {
     return {
       name: 'stream usage',
       status: 'fail',
@@ -236,8 +220,53 @@ function streamUsageCheck(info: StreamInfo, config: Config, usage: number, hasRo
   return {
     name: 'stream usage',
     status: pct >= 80 ? 'warn' : 'ok',
-    detail: `${pct}% of its limits (${held}; ${limits}); workers trim acknowledged messages from ${config.nats.trimAtPercent}%`,
+    detail: `${pct}% of its limits (${held}; ${limits}); workers trim acknowledged messages from ${s.trimAtPercent}%`,
   };
+}
+
+/** The writer consumer: its backlog, or that the worker has nothing to read from yet. */
+function consumerCheck(c: NonNullable<QueueInspection['consumer']>): Check {
+  if ('missing' in c) {
+    return {
+      name: 'consumer',
+      status: 'warn',
+      detail:
+        c.missing === 'does not exist'
+          ? `${c.name} does not exist yet (created by "intake migrate", or by the first api/worker start where its NATS user may)`
+          : `${c.name} cannot be read: ${c.missing}`,
+    };
+  }
+  return {
+    name: 'consumer',
+    status: 'ok',
+    detail: `${c.name}: ${c.waiting} stream messages waiting, ${c.unacknowledged} delivered and not yet acknowledged`,
+  };
+}
+
+/** The Postgres queue table against INTAKE_QUEUE_MAX_MESSAGES, beyond which ingest answers 503. */
+function tableChecks(q: QueueInspection): Check[] {
+  if (!q.server.reachable) return []; // the database line says so
+  const s = q.store;
+  if (!s)
+    return [
+      {
+        name: 'queue',
+        status: 'warn',
+        detail: 'intake.queue does not exist yet (created by "intake migrate")',
+      },
+    ];
+  const held = `${s.messages} messages waiting or leased in ${s.name}`;
+  const limit = `INTAKE_QUEUE_MAX_MESSAGES ${s.maxMessages}`;
+  if (!s.hasRoom)
+    return [
+      {
+        name: 'queue',
+        status: 'fail',
+        detail: `full (${held}; ${limit}): ingest answers 503 QUEUE_FULL; see docs/runbooks.md#queue-full`,
+      },
+    ];
+  const pct = Math.round(s.usage * 100);
+  return [{ name: 'queue', status: pct >= 80 ? 'warn' : 'ok', detail: `${held}, ${pct}% of ${limit}` }];
 }
 
 /**

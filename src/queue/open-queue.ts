@@ -3,8 +3,8 @@ import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import type { Pool } from '../store/pool.ts';
 import type { NatsQueueSettings } from './nats/mod.ts';
-import { openPostgresQueue, type PostgresQueueSettings } from './postgres/mod.ts';
-import type { OpenedQueue, QueueRole } from './queue.ts';
+import { inspectPostgresQueue, openPostgresQueue, type PostgresQueueSettings } from './postgres/mod.ts';
+import type { OpenedQueue, QueueInspection, QueueRole } from './queue.ts';
 
 /**
  * The one place where the configuration becomes queue settings (as pg-boss's attorney.ts turns options
@@ -88,4 +88,21 @@ export async function setUpQueue(config: Config, log: Logger): Promise<void> {
   if (!config.natsUrl) return;
   const { setUpNatsQueue } = await import('./nats/mod.ts');
   await setUpNatsQueue(natsQueueSettings(config), log);
+}
+
+/**
+ * A one-shot look at the configured queue over a connection of its own, as `clientName` (`intake
+ * doctor`): the same reading as OpenedQueue.inspect, without opening the queue, which would create or
+ * fix the stream and write readiness probes. Creates, fixes and writes nothing.
+ */
+export async function inspectQueue(
+  config: Config,
+  databaseUrl: string,
+  clientName: string,
+): Promise<QueueInspection> {
+  if (config.natsUrl) {
+    const { inspectNatsQueue } = await import('./nats/mod.ts');
+    return inspectNatsQueue(natsQueueSettings(config), clientName);
+  }
+  return inspectPostgresQueue(postgresQueueSettings(config, databaseUrl), clientName);
 }

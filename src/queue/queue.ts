@@ -132,6 +132,55 @@ export interface QueueProcess {
 }
 
 /**
+ * What the queue is and holds, read without changing anything: what `intake doctor` reports of it
+ * (OpenedQueue.inspect in a running process; open-queue.ts inspectQueue for a one-shot look).
+ */
+export interface QueueInspection {
+  kind: 'nats' | 'postgres';
+  /**
+   * Whether the queue's server answered. `tlsVerified`: the client insisted on TLS and verified the
+   * server's certificate against the configured CA (NATS_TLS_CA_FILE). On the Postgres queue the server
+   * is the database.
+   */
+  server:
+    | { reachable: true; address: string; tlsVerified: boolean }
+    | { reachable: false; address: string; error: string };
+  /** Where the messages are kept (the stream, the table); undefined when it does not exist (yet). */
+  store: QueueStoreInspection | undefined;
+  /**
+   * The worker's durable consumer, where the queue has one apart from the store (NATS): how many
+   * stream messages wait for it and how many it holds unacknowledged; `missing` says why it is absent.
+   */
+  consumer:
+    | { name: string; waiting: number; unacknowledged: number }
+    | { name: string; missing: string }
+    | undefined;
+}
+
+/** The queue's store as inspected: its size, its own limits, and how it differs from the configuration. */
+export interface QueueStoreInspection {
+  /** The stream's or the table's name. */
+  name: string;
+  /** Settings that differ from what the configuration asks for (NATS fixes them at start where safe). */
+  drift: Array<{ setting: string; want: string; have: string }>;
+  /** What it holds: stream messages (envelopes) on NATS, queued messages in the Postgres table. */
+  messages: number;
+  /** Bytes held, where the store counts them (NATS). */
+  bytes: number | undefined;
+  /** Its own limits, in the same units (0: none): a store at its limit refuses publishes (QUEUE_FULL). */
+  maxMessages: number;
+  maxBytes: number;
+  /** How much of its limits is used, 0 to 1 (the larger of messages and bytes); 0 without limits. */
+  usage: number;
+  /** Room for one more message under its own limits. */
+  hasRoom: boolean;
+  /** Workers trim acknowledged messages from this usage, in percent (NATS). */
+  trimAtPercent: number | undefined;
+  /** Replication, when more than one replica is configured (NATS): peers and those lagging or offline. */
+  replicas: { configured: number; peers: number; lagging: string[] } | undefined;
+}
+
+/**
  * The queue as a process opened it for its roles (open-queue.ts): the producer always (publishing,
  * readiness, GDPR counts), the consumer only for the worker role, and one close() that stops both in
  * order and lets go of their connections.
@@ -140,6 +189,8 @@ export interface OpenedQueue {
   producer: QueueProducer;
   /** Present for the worker role. */
   consumer: QueueConsumer | undefined;
+  /** Reads the queue's settings and state over the queue's own connections; changes nothing. */
+  inspect(): Promise<QueueInspection>;
   /**
    * Waits for publishes in flight, hands back what the consumer pulled and did not process, then closes
    * the connections. Call after the HTTP server and the worker stopped. Idempotent.

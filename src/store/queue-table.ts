@@ -99,6 +99,12 @@ export async function enqueueMessages(tx: Queryable, messages: QueuedMessage[]):
   }
 }
 
+/** Whether the queue table exists (migrations create it; `intake doctor` may run before them). */
+export async function queueTableExists(db: Queryable): Promise<boolean> {
+  const r = await db.query<{ exists: boolean }>(`SELECT to_regclass('intake.queue') IS NOT NULL AS exists`);
+  return r.rows[0]!.exists;
+}
+
 /** Messages waiting or leased, counted up to `limit` (so the count stays cheap on a huge backlog). */
 export async function countQueued(db: Queryable, limit: number): Promise<number> {
   const r = await db.query<{ n: number }>(

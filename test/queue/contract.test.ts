@@ -152,6 +152,29 @@ for (const kind of ['postgres', 'nats'] as const) {
       assert.equal((await receive(1, 1500)).length, 0);
     });
 
+    test('inspect() reports the server, the store against its limits and the depth', async () => {
+      await queue.producer.publish([{ message: queuedMessage(9) }]);
+      const depth = await queue.consumer!.depth();
+      const q = await queue.inspect();
+      assert.equal(q.kind, kind);
+      assert.equal(q.server.reachable, true, JSON.stringify(q.server));
+      assert.ok(q.store, 'the store exists');
+      assert.deepEqual(q.store.drift, [], 'settings as configured');
+      assert.equal(q.store.hasRoom, true);
+      if (kind === 'nats') {
+        // Depth counts envelopes waiting or unacknowledged; the stream also keeps acknowledged ones.
+        assert.ok(q.consumer && 'waiting' in q.consumer, JSON.stringify(q.consumer));
+        assert.equal(q.consumer.waiting + q.consumer.unacknowledged, depth);
+        assert.ok(q.store.messages >= 1);
+        assert.equal(q.store.maxMessages, 0, 'no limit of its own configured');
+      } else {
+        assert.equal(q.consumer, undefined, 'the table is its own consumer state');
+        assert.equal(q.store.messages, depth);
+        assert.equal(q.store.maxMessages, 1_000_000, 'INTAKE_QUEUE_MAX_MESSAGES');
+      }
+      for (const b of await receive(1)) await settle(b, () => ({ kind: 'stored' }));
+    });
+
     test('readiness and depth are reported', async () => {
       assert.equal(queue.producer.isReady(), true);
       const depth = await queue.consumer!.depth();

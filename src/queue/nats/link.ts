@@ -93,6 +93,11 @@ export class NatsLink {
     return base && !this.publishFailing && this.storeWritable && !this.streamFull;
   }
 
+  /** Connected now, provisioned or not: the stream can be read. */
+  isConnected(): boolean {
+    return this.connected && !this.closing;
+  }
+
   /** Connected and provisioned (publishing may still be failing): the worker can pull. */
   isUsable(): boolean {
     return this.connected && this.provisioned && !this.closing;

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { OpenedQueue, QueueProcess } from '../queue.ts';
 import { NatsConsumer } from './consumer.ts';
+import { inspectStream, unreachable } from './inspect.ts';
 import { NatsLink, STARTUP_WAIT_MS } from './link.ts';
 import { NatsPublisher } from './publisher.ts';
 import type { NatsQueueSettings } from './settings.ts';
@@ -62,6 +63,11 @@ export async function openNatsQueue(settings: NatsQueueSettings, proc: QueueProc
   return {
     producer,
     consumer,
+    inspect: async () => {
+      const { jsm, nc } = link;
+      if (!jsm || !nc || !link.isConnected()) return unreachable(settings, 'not connected');
+      return inspectStream(jsm, settings, nc.getServer());
+    },
     close: () => {
       closed ??= (async () => {
         await producer.close();

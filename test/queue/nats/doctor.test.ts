@@ -59,6 +59,11 @@ test('no stream yet: warned about, and doctor creates nothing', async () => {
     new RegExp(`^${names.stream} does not exist yet \\(created by "intake migrate"`),
   );
   assert.deepEqual(await streamNames(), before, 'doctor created no stream, bucket or probe stream');
+  assert.equal(
+    checks.find((c) => c.name === 'consumer'),
+    undefined,
+    'no stream: nothing to say of its consumer',
+  );
 });
 
 test('a provisioned stream: matches, its usage, and the drift of a changed setting', async () => {
@@ -83,6 +88,12 @@ test('a provisioned stream: matches, its usage, and the drift of a changed setti
     'one replica configured: nothing to say about peers',
   );
 
+  assert.deepEqual(line(ok, 'consumer'), {
+    name: 'consumer',
+    status: 'ok',
+    detail: `${names.consumer}: 0 stream messages waiting, 0 delivered and not yet acknowledged`,
+  });
+
   const drifted = await doctor({ ...env, NATS_MAX_AGE_HOURS: '24', NATS_MAX_MSGS: '0' });
   const stream = line(drifted, 'stream');
   assert.equal(stream.status, 'warn');
@@ -90,5 +101,25 @@ test('a provisioned stream: matches, its usage, and the drift of a changed setti
     stream.detail,
     `${names.stream} differs (fixed at start where safe): max_age: want ${24 * 3600e9}, have ${168 * 3600e9}; ` +
       'max_msgs: want -1, have 200',
+  );
+});
+
+test('the writer consumer: its backlog, and a warning once it is gone', async () => {
+  const names = uniqueStream('consumer');
+  const env = natsEnv(server, names);
+  await setUpQueue(loadConfig({ DATABASE_URL: db.url, ...env }, 'migrate'), quietLog);
+  await withJsm(server.url, async (jsm) => {
+    for (let i = 0; i < 3; i++) await jsm.jetstream().publish(names.subject, '{}');
+  });
+  assert.equal(
+    line(await doctor(env), 'consumer').detail,
+    `${names.consumer}: 3 stream messages waiting, 0 delivered and not yet acknowledged`,
+  );
+  await withJsm(server.url, (jsm) => jsm.consumers.delete(names.stream, names.consumer));
+  const gone = line(await doctor(env), 'consumer');
+  assert.equal(gone.status, 'warn');
+  assert.match(
+    gone.detail,
+    new RegExp(`^${names.consumer} does not exist yet \\(created by "intake migrate"`),
   );
 });
