@@ -53,6 +53,25 @@ function imports(file: string): string[] {
 const all = files(SRC);
 const graph = new Map(all.map((f) => [f, imports(f)]));
 
+/**
+ * A folder with a `mod.ts` is entered through it, as a nats.js package is: a file outside the folder
+ * imports only its mod.ts (the public face), files inside import each other directly. Returns the imports
+ * that reach past a face into its folder.
+ */
+function pastFaces(edges: Map<string, string[]>, faces: string[]): string[] {
+  const wrong: string[] = [];
+  for (const [from, targets] of edges) {
+    for (const to of targets) {
+      const face = faces.find((dir) => to.startsWith(`${dir}/`));
+      if (face && !from.startsWith(`${face}/`) && to !== join(face, 'mod.ts')) wrong.push(`${from} -> ${to}`);
+    }
+  }
+  return wrong;
+}
+
+/** The folders of src/ that have a public face. */
+const faces = all.filter((f) => f.endsWith('/mod.ts')).map((f) => dirname(f));
+
 describe('architecture: one direction of flow (docs/architecture.md)', () => {
   it('every part of src/ has a layer', () => {
     const unplaced = [...new Set(all.map(partOf))].filter((p) => !layerOf.has(p));
@@ -109,6 +128,30 @@ describe('architecture: one direction of flow (docs/architecture.md)', () => {
       }
     }
     assert.deepEqual(wrong, []);
+  });
+
+  it('a folder with a mod.ts is imported only through it (each queue adapter)', () => {
+    // The adapters must keep their faces: without them this rule would hold vacuously.
+    for (const dir of ['queue/nats', 'queue/postgres'])
+      assert.ok(faces.includes(join(SRC, dir)), `src/${dir}/mod.ts is its public face`);
+    assert.deepEqual(
+      pastFaces(graph, faces),
+      [],
+      "import the folder's mod.ts, or export what is needed from it",
+    );
+  });
+
+  it('the face rule catches an import past a face, and allows the face and the folder itself', () => {
+    const nats = join(SRC, 'queue', 'nats');
+    const planted = new Map([
+      [join(SRC, 'commands', 'doctor-checks.ts'), [join(nats, 'link.ts'), join(nats, 'mod.ts')]],
+      [join(nats, 'open.ts'), [join(nats, 'link.ts')]],
+      [join(SRC, 'queue', 'postgres', 'open.ts'), [join(nats, 'errors.ts')]],
+    ]);
+    assert.deepEqual(pastFaces(planted, [nats]), [
+      `${join(SRC, 'commands', 'doctor-checks.ts')} -> ${join(nats, 'link.ts')}`,
+      `${join(SRC, 'queue', 'postgres', 'open.ts')} -> ${join(nats, 'errors.ts')}`,
+    ]);
   });
 
   it('the checker reads the real imports', () => {
