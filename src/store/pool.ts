@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { CommitNotConfirmedError, DeadlineExceededError, isSyncRepWaitCancelled } from './errors.ts';
+import { inTransaction } from './transactions.ts';
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
@@ -64,17 +65,7 @@ export async function withClient<T>(pool: pg.Pool, fn: (client: pg.PoolClient) =
 
 /** Runs fn in a transaction on one client; rolls back and rethrows on error. */
 export function withTransaction<T>(pool: pg.Pool, fn: (tx: pg.PoolClient) => Promise<T>): Promise<T> {
-  return withClient(pool, async (client) => {
-    try {
-      await client.query('BEGIN');
-      const out = await fn(client);
-      await client.query('COMMIT');
-      return out;
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw err;
-    }
-  });
+  return withClient(pool, (client) => inTransaction(client, () => fn(client)));
 }
 
 /** What withClientUntil's callback sees of its deadline. */

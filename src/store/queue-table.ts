@@ -72,6 +72,11 @@ export async function pruneIdempotencyKeys(db: Queryable, ttlHours: number): Pro
   return r.rowCount ?? 0;
 }
 
+/** Deletes keys this transaction claimed for calls it then refused, so a refused call leaves no key. */
+export async function releaseIdempotencyKeys(tx: Queryable, keys: string[]): Promise<void> {
+  await tx.query('DELETE FROM intake.idempotency_keys WHERE key = ANY($1::text[])', [keys]);
+}
+
 /** Deletes the Idempotency-Key records of a subject's requests (GDPR erasure); returns how many. */
 export async function deleteIdempotencyKeysForSubject(tx: Queryable, pseudonym: string): Promise<number> {
   const r = await tx.query(`DELETE FROM intake.idempotency_keys WHERE ip_pseudonym = decode($1, 'base64')`, [

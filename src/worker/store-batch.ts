@@ -4,6 +4,7 @@ import type { Delivery, Outcome } from '../queue/queue.ts';
 import { insertDeadLetters } from '../store/dead-letters.ts';
 import { isMissingPartition, isTransient } from '../store/errors.ts';
 import { copyMessages } from '../store/messages.ts';
+import { withSavepoint } from '../store/transactions.ts';
 
 /**
  * Stores a batch inside the caller's transaction and decides each message's outcome. The whole batch
@@ -52,20 +53,19 @@ export async function storeBatch(
   let replayed = 0;
 
   const attempt = async (indexes: number[], depth: number): Promise<void> => {
-    const sp = `sp_${depth}`;
-    await tx.query(`SAVEPOINT ${sp}`);
     try {
-      const r = await copyMessages(
-        tx,
-        indexes.map((i) => deliveries[i]!.message),
+      const r = await withSavepoint(tx, `sp_${depth}`, () =>
+        copyMessages(
+          tx,
+          indexes.map((i) => deliveries[i]!.message),
+        ),
       );
       stored += r.inserted;
       erased += r.erased;
       replayed += r.replayed;
-      await tx.query(`RELEASE SAVEPOINT ${sp}`);
       for (const i of indexes) outcomes[i] = { kind: 'stored' };
     } catch (err) {
-      await tx.query(`ROLLBACK TO SAVEPOINT ${sp}`);
+      // Rolled back to the savepoint: the transaction goes on without these messages.
       // Not this message's fault: the caller fixes the cause (or waits) and retries the whole batch.
       if (isTransient(err) || isMissingPartition(err)) throw err;
       if (indexes.length === 1) {

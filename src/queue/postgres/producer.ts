@@ -12,8 +12,10 @@ import {
   enqueueMessages,
   type IdempotencyRecord,
   readIdempotencyKeys,
+  releaseIdempotencyKeys,
   touchIdempotencyKeys,
 } from '../../store/queue-table.ts';
+import { inTransaction } from '../../store/transactions.ts';
 import {
   IdempotencyKeyReusedError,
   PublishOutcomeUnknownError,
@@ -155,32 +157,31 @@ export class PgQueueProducer implements QueueProducer {
     if (messages.length <= ENQUEUE_CHUNK && messages.every((r) => r.idempotencyKey === undefined)) {
       return this.flushOneStatement(calls, messages, until);
     }
-    let commitSent = false;
+    const state = { commitSent: false };
     let planned: CallResult[] | undefined;
     try {
-      const results = await withClientUntil(this.pool, until, async (client, deadline) => {
-        await client.query('BEGIN');
-        try {
-          const plan = await this.plan(client, calls);
-          planned = plan.results;
-          if (plan.fresh.length) await enqueueMessages(client, plan.fresh);
-          if (plan.release.length)
-            await client.query('DELETE FROM intake.idempotency_keys WHERE key = ANY($1::text[])', [
-              plan.release,
-            ]);
-          if (deadline.passed) throw new DeadlineExceededError('the deadline passed before COMMIT');
-          commitSent = true;
-          await client.query('COMMIT');
-          return plan.results;
-        } catch (err) {
-          if (!commitSent) await client.query('ROLLBACK').catch(() => {});
-          throw err;
-        }
-      });
+      const results = await withClientUntil(this.pool, until, (client, deadline) =>
+        inTransaction(
+          client,
+          async () => {
+            const plan = await this.plan(client, calls);
+            planned = plan.results;
+            if (plan.fresh.length) await enqueueMessages(client, plan.fresh);
+            if (plan.release.length) await releaseIdempotencyKeys(client, plan.release);
+            return plan.results;
+          },
+          {
+            state,
+            beforeCommit: () => {
+              if (deadline.passed) throw new DeadlineExceededError('the deadline passed before COMMIT');
+            },
+          },
+        ),
+      );
       this.ready = true;
       return results;
     } catch (err) {
-      return this.failed(err, commitSent && !isRefusedBeforeCommit(err), calls, planned);
+      return this.failed(err, state.commitSent && !isRefusedBeforeCommit(err), calls, planned);
     }
   }
 
