@@ -6,7 +6,11 @@ import { KeyWrapper } from '../privacy/key-wrapper.ts';
 import { devKeyFile, findMasterKey } from '../privacy/master-key.ts';
 import { keysToRewrap } from '../privacy/master-rotation.ts';
 import type { QueueInspection, QueueStoreInspection } from '../queue/queue.ts';
+import { newestDataKey } from '../store/data-keys.ts';
+import { countDeadLetters } from '../store/dead-letters.ts';
 import { expectedVersion, schemaVersion } from '../store/migrate.ts';
+import { countPartitionsFromToday } from '../store/partitions.ts';
+import { serverVersion } from '../store/server-version.ts';
 import { databaseTls } from '../store/tls.ts';
 
 /**
@@ -44,8 +48,7 @@ export async function runDoctor(config: Config, databaseUrl: string): Promise<Ch
   const db = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 5000 });
   try {
     await db.connect();
-    const v = await db.query<{ server_version: string }>('SHOW server_version');
-    add('database', 'ok', `reachable, PostgreSQL ${v.rows[0]!.server_version}`);
+    add('database', 'ok', `reachable, PostgreSQL ${await serverVersion(db)}`);
     const tls = await databaseTls(db, databaseUrl);
     add('database tls', tls.verified ? 'ok' : 'warn', tls.detail);
   } catch (err) {
@@ -72,21 +75,14 @@ export async function runDoctor(config: Config, databaseUrl: string): Promise<Ch
       );
 
     if (have > 0) {
-      const p = await db.query<{ ahead: number }>(
-        `SELECT count(*)::int AS ahead FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-         JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace
-         WHERE n.nspname = 'intake' AND p.relname = 'messages'
-           AND c.relname >= 'messages_' || to_char(now() AT TIME ZONE 'UTC', 'YYYYMMDD')`,
-      );
-      const ahead = p.rows[0]!.ahead;
+      const ahead = await countPartitionsFromToday(db);
       add(
         'partitions',
         ahead >= 2 ? 'ok' : 'fail',
         `${ahead} daily partitions from today on${ahead < 2 ? ': the worker creates them; is it running?' : ''}`,
       );
 
-      const dead = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM intake.dead_letters');
-      const n = dead.rows[0]!.n;
+      const n = await countDeadLetters(db);
       add(
         'dead letters',
         n === 0 ? 'ok' : 'warn',
@@ -101,9 +97,7 @@ export async function runDoctor(config: Config, databaseUrl: string): Promise<Ch
         const previous = config.piiPreviousMasterKey;
         const wrapper = new KeyWrapper(master, previous ? [previous] : []);
         const keys = new DataKeys(db, wrapper);
-        const r = await db.query<{ id: string }>(
-          'SELECT id FROM intake.data_keys WHERE wrapped IS NOT NULL ORDER BY created_at DESC LIMIT 1',
-        );
+        const newest = await newestDataKey(db);
         const left = previous ? await keysToRewrap(db, wrapper) : [];
         if (left.length) {
           add(
@@ -112,9 +106,9 @@ export async function runDoctor(config: Config, databaseUrl: string): Promise<Ch
             `a master key rotation is under way: ${left.length} stored keys still wrapped under the previous ` +
               'master key; run `intake keys rotate-master` (docs/runbooks.md)',
           );
-        } else if (r.rows[0]) {
-          await keys.get(r.rows[0].id);
-          add('pii keys', 'ok', `master key opens the current data key ${r.rows[0].id}`);
+        } else if (newest) {
+          await keys.get(newest.id);
+          add('pii keys', 'ok', `master key opens the current data key ${newest.id}`);
         } else {
           add('pii keys', 'ok', 'master key present; no data key yet (created by the API on start)');
         }

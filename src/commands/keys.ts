@@ -59,13 +59,11 @@ const rotate: CommandSpec = {
   async run({ config, log, values }) {
     const dryRun = values['dry-run'] === true;
     return withSession(config!, log, async (s) => {
-      const current = await s.pool.query<{ id: string }>(
-        'SELECT id FROM intake.data_keys WHERE wrapped IS NOT NULL ORDER BY created_at DESC, id DESC LIMIT 1',
-      );
-      const now = current.rows[0]?.id ?? 'none yet';
-      announce(`start a new PII data key (the active one is ${now})`, dryRun);
+      const { newestDataKey } = await import('../store/data-keys.ts');
+      const current = await newestDataKey(s.pool);
+      announce(`start a new PII data key (the active one is ${current?.id ?? 'none yet'})`, dryRun);
       if (dryRun) {
-        console.log(JSON.stringify({ dry_run: true, active: current.rows[0]?.id ?? null }, null, 2));
+        console.log(JSON.stringify({ dry_run: true, active: current?.id ?? null }, null, 2));
         return 0;
       }
       const { writeAudit } = await import('../store/subjects.ts');

@@ -17,3 +17,14 @@ export async function dropExpiredPartitions(db: Queryable, retentionDays: number
   );
   return r.rows.map((x) => x.name);
 }
+
+/** Daily partitions of intake.messages for today and later (the worker keeps a week ahead). */
+export async function countPartitionsFromToday(db: Queryable): Promise<number> {
+  const r = await db.query<{ ahead: number }>(
+    `SELECT count(*)::int AS ahead FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+     JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace
+     WHERE n.nspname = 'intake' AND p.relname = 'messages'
+       AND c.relname >= 'messages_' || to_char(now() AT TIME ZONE 'UTC', 'YYYYMMDD')`,
+  );
+  return r.rows[0]!.ahead;
+}
