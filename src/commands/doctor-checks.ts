@@ -220,14 +220,13 @@ function streamUsageCheck(s: QueueStoreInspection, config: Config): Check {
 
 /** The writer consumer: its backlog, or that the worker has nothing to read from yet. */
 function consumerCheck(c: NonNullable<QueueInspection['consumer']>): Check {
-  if ('missing' in c) {
+  if (!c.exists) {
     return {
       name: 'consumer',
       status: 'warn',
-      detail:
-        c.missing === 'does not exist'
-          ? `${c.name} does not exist yet (created by "intake migrate", or by the first api/worker start where its NATS user may)`
-          : `${c.name} cannot be read: ${c.missing}`,
+      detail: c.error
+        ? `${c.name} cannot be read: ${c.error}`
+        : `${c.name} does not exist yet (created by "intake migrate", or by the first api/worker start where its NATS user may)`,
     };
   }
   return {

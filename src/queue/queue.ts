@@ -149,11 +149,11 @@ export interface QueueInspection {
   store: QueueStoreInspection | undefined;
   /**
    * The worker's durable consumer, where the queue has one apart from the store (NATS): how many
-   * stream messages wait for it and how many it holds unacknowledged; `missing` says why it is absent.
+   * stream messages wait for it and how many it holds unacknowledged; or absent, or (`error`) unreadable.
    */
   consumer:
-    | { name: string; waiting: number; unacknowledged: number }
-    | { name: string; missing: string }
+    | { name: string; exists: true; waiting: number; unacknowledged: number }
+    | { name: string; exists: false; error: string | undefined }
     | undefined;
 }
 

@@ -163,7 +163,7 @@ for (const kind of ['postgres', 'nats'] as const) {
       assert.equal(q.store.hasRoom, true);
       if (kind === 'nats') {
         // Depth counts envelopes waiting or unacknowledged; the stream also keeps acknowledged ones.
-        assert.ok(q.consumer && 'waiting' in q.consumer, JSON.stringify(q.consumer));
+        assert.ok(q.consumer?.exists, JSON.stringify(q.consumer));
         assert.equal(q.consumer.waiting + q.consumer.unacknowledged, depth);
         assert.ok(q.store.messages >= 1);
         assert.equal(q.store.maxMessages, 0, 'no limit of its own configured');

@@ -73,6 +73,7 @@ export async function inspectStream(
     const ci = await jsm.consumers.info(nats.stream, nats.consumer);
     inspection.consumer = {
       name: nats.consumer,
+      exists: true,
       waiting: ci.num_pending,
       unacknowledged: ci.num_ack_pending,
     };
@@ -80,7 +81,8 @@ export async function inspectStream(
     const absent = err instanceof JetStreamApiError && err.code === JetStreamApiCodes.ConsumerNotFound;
     inspection.consumer = {
       name: nats.consumer,
-      missing: absent ? 'does not exist' : (err as Error).message,
+      exists: false,
+      error: absent ? undefined : (err as Error).message,
     };
   }
   return inspection;
