@@ -77,13 +77,21 @@ export class Worker {
       if (!prefetch) await slotFree();
       if (signal.aborted) break;
       let batch: Batch | null;
+      const asked = performance.now();
       try {
         batch = await this.receive(signal);
       } catch (err) {
         await this.failed(err, undefined, signal);
         continue;
       }
-      if (!batch) continue;
+      if (!batch) {
+        // A queue that answers "nothing" at once (a closed NATS consumer) would otherwise make this loop
+        // spin on resolved promises and starve the event loop: no timer, signal or shutdown step would
+        // run again. Wait out the rest of the poll interval instead.
+        const left = this.opts.maxWaitMs - (performance.now() - asked);
+        if (left > 1) await sleep(left, undefined, { signal }).catch(() => {});
+        continue;
+      }
       await slotFree();
       const stored: Promise<void> = this.store(batch, signal).finally(() => inFlight.delete(stored));
       inFlight.add(stored);
