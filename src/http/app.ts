@@ -12,9 +12,10 @@ import { registerConnectionHandling } from './connections.ts';
 import { registerContentEncoding } from './content-encoding.ts';
 import { registerJsonParser } from './content-type.ts';
 import { type MappedProblem, mapError } from './error-map.ts';
+import { ERRORS } from './error-registry.ts';
 import { registerNdjsonParser } from './ndjson.ts';
 import { documentSecurity, registerOpenApi } from './openapi.ts';
-import { problemBody, REJECT_REASON } from './problem.ts';
+import { problemBody } from './problem.ts';
 import { deadLetterRoutes } from './routes/dead-letters.ts';
 import { healthRoutes } from './routes/health.ts';
 import { messageRoutes } from './routes/messages.ts';
@@ -113,7 +114,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       bodyLimit: deps.options.bodyLimit,
       ingestRoute: req.routeOptions.config?.scope === 'ingest',
     });
-    if (req.routeOptions.config?.scope === 'ingest') countRefused(deps.metrics, req, REJECT_REASON[p.code]);
+    if (req.routeOptions.config?.scope === 'ingest') countRefused(deps.metrics, req, ERRORS[p.code].reason);
     if (p.log === 'error') deps.log.error({ err, reqId: req.id }, 'unhandled error');
     else if (p.log === 'warn') deps.log.warn({ err, reqId: req.id, code: p.code }, 'unexpected client error');
     for (const [k, v] of Object.entries(p.headers ?? {})) reply.header(k, v);

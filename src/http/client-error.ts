@@ -1,6 +1,6 @@
-import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { type ErrorCode, problemBody } from './problem.ts';
+import type { ErrorCode } from '../contract/error-codes.ts';
+import { rawProblemResponse } from './problem.ts';
 
 /**
  * Answers the errors Node's HTTP parser raises before a request reaches Fastify (the server's
@@ -15,13 +15,7 @@ export function answerClientError(err: Error & { code?: string }, socket: Duplex
     return;
   }
   const [code, detail] = classify(err.code ?? '');
-  const body = JSON.stringify(problemBody(code, detail));
-  const status = problemBody(code, detail).status;
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n` +
-      'Content-Type: application/problem+json; charset=utf-8\r\n' +
-      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-  );
+  socket.end(rawProblemResponse(code, detail));
 }
 
 function classify(code: string): [ErrorCode, string] {

@@ -1,22 +1,15 @@
 import type { FastifyError } from 'fastify';
-import { ForbiddenError, RateLimitedError, UnauthenticatedError } from '../auth/errors.ts';
+import { CodedError, type ErrorCode } from '../contract/error-codes.ts';
 import { toViolations, type Violation } from '../contract/validator.ts';
-import {
-  IdempotencyKeyInFlightError,
-  IdempotencyKeyReusedError,
-  MessageTooLargeError,
-  PublishOutcomeUnknownError,
-  QueueFullError,
-  QueueUnavailableError,
-} from '../queue/errors.ts';
 import { isConnectionError, isDataException } from '../store/errors.ts';
-import { type ErrorCode, ProblemError } from './problem.ts';
+import { ERRORS } from './error-registry.ts';
 
 /**
- * The one place where an error becomes an HTTP answer: intake's own ProblemErrors as they are, the
- * queue's typed errors, Fastify's framework errors (each code mapped explicitly, never by status
- * alone), the body stream's errors and the database's. Anything unknown is a 500 that is logged; docs/contract.md §2
- * says no input may cause one, and the tests hold every input class to that.
+ * The one place where an error becomes an HTTP answer: intake's own errors (ProblemError and the
+ * queue's and auth's, all CodedError) by their code's row in error-registry.ts, Fastify's framework
+ * errors (each code mapped explicitly, never by status alone), the body stream's errors and the
+ * database's. Anything unknown is a 500 that is logged; docs/contract.md §2 says no input may cause one,
+ * and the tests hold every input class to that.
  */
 export interface MappedProblem {
   code: ErrorCode;
@@ -77,18 +70,7 @@ const CONTEXT: Record<string, string> = { headers: 'header', body: 'body field',
 const BODY_STREAM = new Set(['ECONNRESET', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE']);
 
 export function mapError(err: unknown, opts: { bodyLimit: number; ingestRoute?: boolean }): MappedProblem {
-  if (err instanceof ProblemError) {
-    const headers = { ...err.extra.headers };
-    if (err.extra.retryAfterS !== undefined) headers['retry-after'] = String(err.extra.retryAfterS);
-    return {
-      code: err.code,
-      detail: err.message,
-      ...(err.extra.errors
-        ? { errors: err.extra.errors.slice(0, MAX_LISTED_VIOLATIONS), errorsTotal: err.extra.errors.length }
-        : {}),
-      headers,
-    };
-  }
+  if (err instanceof CodedError) return answerFor(err.code, err);
   const fe = err as FastifyError;
   if (fe?.validation) {
     const violations = toViolations(fe.validation as never, MAX_LISTED_VIOLATIONS);
@@ -113,9 +95,6 @@ export function mapError(err: unknown, opts: { bodyLimit: number; ingestRoute?: 
       errorsTotal: n,
     };
   }
-  const queue = mapQueueError(err) ?? mapAuthError(err);
-  if (queue) return queue;
-
   const code = fe?.code ?? '';
   const known = FASTIFY[code];
   if (known) return { code: known.code, detail: known.detail(fe, opts.bodyLimit) };
@@ -126,13 +105,7 @@ export function mapError(err: unknown, opts: { bodyLimit: number; ingestRoute?: 
       detail: 'the request body was cut off before it ended',
     };
   }
-  if (isConnectionError(err)) {
-    return {
-      code: 'DATABASE_UNAVAILABLE',
-      detail: 'the database cannot be reached; retry shortly',
-      headers: { 'retry-after': '2' },
-    };
-  }
+  if (isConnectionError(err)) return answerFor('DATABASE_UNAVAILABLE');
   // A value validation let through that PostgreSQL refuses: the request's fault, but our gap.
   if (isDataException(err)) {
     return { code: 'INVALID_REQUEST', detail: 'a parameter cannot be used', log: 'warn' };
@@ -145,73 +118,29 @@ export function mapError(err: unknown, opts: { bodyLimit: number; ingestRoute?: 
       log: 'warn',
     };
   }
+  return answerFor('INTERNAL');
+}
+
+/**
+ * The answer for a code: its row's detail (around the error's message), Retry-After and log level, with
+ * what the error itself carries (its own Retry-After, a challenge, ids, violations).
+ */
+function answerFor(code: ErrorCode, err?: CodedError): MappedProblem {
+  const row = ERRORS[code];
+  const message = err?.message ?? '';
+  const headers: Record<string, string> = {};
+  const retryAfterS = err?.retryAfterS ?? row.retryAfterS;
+  if (retryAfterS !== undefined) headers['retry-after'] = String(retryAfterS);
+  if (err?.challenge !== undefined) headers['www-authenticate'] = err.challenge;
   return {
-    code: 'INTERNAL',
-    detail: 'an unexpected error occurred; it has been logged',
-    log: 'error',
+    code,
+    // A function, so a `$` in the message is not read as a replacement pattern.
+    detail: row.detail === undefined ? message : row.detail.replace('%s', () => message),
+    ...(err?.errors
+      ? { errors: err.errors.slice(0, MAX_LISTED_VIOLATIONS), errorsTotal: err.errors.length }
+      : {}),
+    ...(err?.ids ? { ids: err.ids } : {}),
+    headers,
+    ...(row.log ? { log: row.log } : {}),
   };
-}
-
-function mapQueueError(err: unknown): MappedProblem | undefined {
-  if (err instanceof PublishOutcomeUnknownError) {
-    return {
-      code: 'ACCEPTANCE_UNKNOWN',
-      detail:
-        'the queue did not confirm in time, so the messages may or may not have been accepted: retry with ' +
-        'the same Idempotency-Key (it returns the same ids and stores each message once); without a key, ' +
-        'look the ids up with GET /v1/messages/{id} before sending again',
-      headers: { 'retry-after': '1' },
-      ids: err.ids,
-    };
-  }
-  if (err instanceof QueueFullError) {
-    return {
-      code: 'QUEUE_FULL',
-      detail: `${err.message}; nothing was accepted, retry later`,
-      headers: { 'retry-after': '5' },
-    };
-  }
-  if (err instanceof QueueUnavailableError) {
-    return {
-      code: 'QUEUE_UNAVAILABLE',
-      detail: `${err.message}; nothing was accepted, retry shortly`,
-      headers: { 'retry-after': '1' },
-    };
-  }
-  if (err instanceof MessageTooLargeError) {
-    return { code: 'MESSAGE_TOO_LARGE', detail: err.message };
-  }
-  if (err instanceof IdempotencyKeyReusedError) {
-    return {
-      code: 'IDEMPOTENCY_KEY_REUSED',
-      detail: `${err.message}: use a new key for a new request`,
-    };
-  }
-  if (err instanceof IdempotencyKeyInFlightError) {
-    return {
-      code: 'IDEMPOTENCY_KEY_IN_FLIGHT',
-      detail: `${err.message}: retry after it finished`,
-      headers: { 'retry-after': '1' },
-    };
-  }
-  return undefined;
-}
-
-function mapAuthError(err: unknown): MappedProblem | undefined {
-  if (err instanceof UnauthenticatedError) {
-    return {
-      code: 'UNAUTHENTICATED',
-      detail: err.message,
-      headers: { 'www-authenticate': err.challenge },
-    };
-  }
-  if (err instanceof ForbiddenError) return { code: 'FORBIDDEN', detail: err.message };
-  if (err instanceof RateLimitedError) {
-    return {
-      code: 'RATE_LIMITED',
-      detail: err.message,
-      headers: { 'retry-after': String(err.retryAfterS) },
-    };
-  }
-  return undefined;
 }

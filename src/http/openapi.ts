@@ -4,8 +4,9 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { TSchema } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { API_SCHEMAS, Problem } from '../contract/api-schemas.ts';
+import { ERROR_CODES } from '../contract/error-codes.ts';
 import { IncomingBatch, IncomingMessage } from '../contract/message-schema.ts';
-import { ERRORS, type ErrorCode } from './problem.ts';
+import { ERRORS } from './error-registry.ts';
 
 /**
  * The OpenAPI 3.1 document is generated from the same TypeBox schemas the routes validate and
@@ -91,11 +92,12 @@ export function jsonResponse(description: string, schema: unknown, headers?: Rec
 export function problemResponses(...statuses: number[]): Record<number, unknown> {
   const out: Record<number, unknown> = {};
   for (const status of statuses) {
-    const codes = (Object.keys(ERRORS) as ErrorCode[]).filter((c) => ERRORS[c].status === status);
+    const codes = ERROR_CODES.filter((c) => ERRORS[c].status === status);
+    // A 429's Retry-After is the bucket's own; other statuses have one where a code's row sets it.
     const headers =
       status === 429
         ? { ...retryAfter, ...rateLimitHeaders }
-        : status === 503 || status === 409
+        : codes.some((c) => ERRORS[c].retryAfterS !== undefined)
           ? retryAfter
           : undefined;
     out[status] = {

@@ -1,74 +1,9 @@
+import { STATUS_CODES } from 'node:http';
+import { CodedError, type ErrorCode } from '../contract/error-codes.ts';
 import type { Violation } from '../contract/validator.ts';
-import type { RejectReason } from '../ops/metrics.ts';
+import { ERRORS } from './error-registry.ts';
 
-/**
- * Every error intake answers with: a stable code, one HTTP status, and a documented meaning. The body
- * is RFC 9457 problem details (`application/problem+json`); `type` is urn:intake:problem:<code>, listed in docs/errors.md.
- */
-export const ERRORS = {
-  INVALID_MESSAGE: { status: 400, title: 'The message does not match the contract' },
-  INVALID_JSON: { status: 400, title: 'The body is not valid JSON' },
-  JSON_TOO_COMPLEX: { status: 400, title: 'The body holds too many JSON objects and arrays' },
-  INVALID_REQUEST: { status: 400, title: 'The request is not valid' },
-  UNAUTHENTICATED: { status: 401, title: 'A valid API key is required' },
-  FORBIDDEN: { status: 403, title: 'The API key may not do this' },
-  NOT_FOUND: { status: 404, title: 'Not found' },
-  METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed' },
-  REQUEST_TIMEOUT: { status: 408, title: 'The request was not received in time' },
-  IDEMPOTENCY_KEY_IN_FLIGHT: { status: 409, title: 'A request with this Idempotency-Key is in progress' },
-  BODY_TOO_LARGE: { status: 413, title: 'The body is larger than the limit' },
-  MESSAGE_TOO_LARGE: { status: 413, title: 'The message is larger than the queue accepts' },
-  HEADERS_TOO_LARGE: { status: 431, title: 'The request headers are too large' },
-  UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'The body must be application/json' },
-  UNSUPPORTED_ENCODING: { status: 415, title: 'The Content-Encoding is not supported' },
-  IDEMPOTENCY_KEY_REUSED: { status: 422, title: 'The Idempotency-Key was used with a different body' },
-  RATE_LIMITED: { status: 429, title: 'Too many requests' },
-  QUEUE_UNAVAILABLE: { status: 503, title: 'The queue cannot take messages right now' },
-  QUEUE_FULL: { status: 503, title: 'The queue is full' },
-  ACCEPTANCE_UNKNOWN: {
-    status: 503,
-    title: 'The queue did not confirm in time: the message may have been accepted',
-  },
-  DATABASE_UNAVAILABLE: { status: 503, title: 'The database cannot be reached right now' },
-  SERVER_BUSY: { status: 503, title: 'The server holds as many connections as it may' },
-  INTERNAL: { status: 500, title: 'Internal error' },
-} as const;
-
-export type ErrorCode = keyof typeof ERRORS;
-
-/**
- * Loss accounting: the `reason` an ingest request's messages are counted under in
- * intake_messages_rejected_total when it is answered with a code (docs/alerting.md lists them). One row
- * per code, so a new code cannot be left uncounted; several codes share a reason where an operator acts
- * on them alike. Codes no ingest route answers with (404, 405, 408, 431, and 503 SERVER_BUSY, sent before a request is
- * read) still map, for totality.
- */
-export const REJECT_REASON: Record<ErrorCode, RejectReason> = {
-  INVALID_MESSAGE: 'invalid',
-  INVALID_JSON: 'invalid_json',
-  JSON_TOO_COMPLEX: 'invalid_json',
-  INVALID_REQUEST: 'invalid_request',
-  UNAUTHENTICATED: 'unauthenticated',
-  FORBIDDEN: 'forbidden',
-  NOT_FOUND: 'invalid_request',
-  METHOD_NOT_ALLOWED: 'invalid_request',
-  REQUEST_TIMEOUT: 'invalid_request',
-  IDEMPOTENCY_KEY_IN_FLIGHT: 'in_flight',
-  BODY_TOO_LARGE: 'too_large',
-  MESSAGE_TOO_LARGE: 'too_large',
-  HEADERS_TOO_LARGE: 'invalid_request',
-  UNSUPPORTED_MEDIA_TYPE: 'unsupported_media_type',
-  UNSUPPORTED_ENCODING: 'unsupported_media_type',
-  IDEMPOTENCY_KEY_REUSED: 'invalid_request',
-  RATE_LIMITED: 'rate_limited',
-  QUEUE_UNAVAILABLE: 'queue_unavailable',
-  QUEUE_FULL: 'queue_full',
-  ACCEPTANCE_UNKNOWN: 'outcome_unknown',
-  DATABASE_UNAVAILABLE: 'error',
-  SERVER_BUSY: 'error',
-  INTERNAL: 'error',
-};
-
+/** An RFC 9457 problem body (`application/problem+json`); its fields come from the code's row (error-registry.ts). */
 export interface ProblemBody {
   type: string;
   title: string;
@@ -83,18 +18,16 @@ export interface ProblemBody {
   ids?: string[];
 }
 
-/** An error that becomes a problem response as it is. */
-export class ProblemError extends Error {
-  readonly status: number;
+/** An error the HTTP edge raises itself (a parser, a route): answered with its code and message as they are. */
+export class ProblemError extends CodedError {
   constructor(
-    readonly code: ErrorCode,
+    code: ErrorCode,
     detail: string,
-    readonly extra: { errors?: Violation[]; retryAfterS?: number; headers?: Record<string, string> } = {},
+    extra: { errors?: Violation[] } = {},
     options?: { cause?: unknown },
   ) {
-    super(detail, options);
+    super(code, detail, extra, options);
     this.name = 'ProblemError';
-    this.status = ERRORS[code].status;
   }
 }
 
@@ -115,4 +48,26 @@ export function problemBody(
   if (instance) body.instance = instance;
   if (errors) body.errors = errors;
   return body;
+}
+
+/**
+ * A whole HTTP/1.1 response with a problem body, for the answers written straight to a socket that
+ * Fastify does not hold (a request Node's parser refused or timed out, a CONNECT, a connection past the
+ * cap). It closes the connection; `Retry-After` is the code's, `headers` go before `Content-Length`.
+ */
+export function rawProblemResponse(
+  code: ErrorCode,
+  detail: string,
+  headers: Record<string, string> = {},
+): string {
+  const body = JSON.stringify(problemBody(code, detail));
+  const { status, retryAfterS } = ERRORS[code];
+  const extra = { ...(retryAfterS === undefined ? {} : { 'Retry-After': String(retryAfterS) }), ...headers };
+  return (
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/problem+json; charset=utf-8\r\n` +
+    Object.entries(extra)
+      .map(([name, value]) => `${name}: ${value}\r\n`)
+      .join('') +
+    `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+  );
 }

@@ -4,8 +4,8 @@ import { droppedLogLines } from './logger.ts';
 
 /**
  * Why messages were not accepted: the values of intake_messages_rejected_total's `reason` label. A fixed
- * list, so the label's cardinality is bounded; every problem code maps to one of them (REJECT_REASON in
- * http/problem.ts), and docs/alerting.md explains each.
+ * list, so the label's cardinality is bounded; every problem code maps to one of them (its row in
+ * http/error-registry.ts), and docs/alerting.md explains each.
  */
 export const REJECT_REASONS = [
   'invalid',

@@ -1,6 +1,9 @@
+import { CodedError } from '../contract/error-codes.ts';
+
 /**
- * The queue's own errors. Each says what the caller may tell its client; the HTTP edge maps them to
- * problem responses in one place (http/app.ts). Two families, and the difference is the whole point:
+ * The queue's own errors. Each carries the code its client is answered with; the HTTP edge answers them
+ * by that code's row (http/error-map.ts, http/error-registry.ts). Two families, and the difference is
+ * the whole point:
  *
  * - QueueUnavailableError and its subclasses: the message was NOT accepted and will never be stored
  *   from this attempt. Retrying is safe even without an Idempotency-Key.
@@ -9,26 +12,27 @@
  */
 
 /** Not accepted: the queue cannot take messages now (down, not connected, deadline passed unsent). */
-export class QueueUnavailableError extends Error {
-  readonly code: string = 'QUEUE_UNAVAILABLE';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
+export class QueueUnavailableError extends CodedError {
+  constructor(
+    message: string,
+    options?: { cause?: unknown },
+    code: 'QUEUE_UNAVAILABLE' | 'QUEUE_FULL' = 'QUEUE_UNAVAILABLE',
+  ) {
+    super(code, message, {}, options);
     this.name = 'QueueUnavailableError';
   }
 }
 
 /** Not accepted: the queue is at its configured size limit (stream max_bytes/max_msgs, table cap). */
 export class QueueFullError extends QueueUnavailableError {
-  override readonly code: string = 'QUEUE_FULL';
   constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    super(message, options, 'QUEUE_FULL');
     this.name = 'QueueFullError';
   }
 }
 
-/** Not accepted: too many publishes already waiting in this process (bounded memory). */
+/** Not accepted: too many publishes already waiting in this process (bounded memory); QUEUE_UNAVAILABLE. */
 export class QueueOverloadedError extends QueueUnavailableError {
-  override readonly code: string = 'QUEUE_OVERLOADED';
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'QueueOverloadedError';
@@ -39,41 +43,34 @@ export class QueueOverloadedError extends QueueUnavailableError {
  * The queue may hold the message, or may not: the outcome could not be learned before the deadline.
  * `ids` are the ids the messages were published under, so a client can look them up later.
  */
-export class PublishOutcomeUnknownError extends Error {
-  readonly code = 'ACCEPTANCE_UNKNOWN';
-  constructor(
-    message: string,
-    readonly ids: string[] = [],
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
+export class PublishOutcomeUnknownError extends CodedError {
+  declare readonly ids: string[];
+  constructor(message: string, ids: string[] = [], options?: { cause?: unknown }) {
+    super('ACCEPTANCE_UNKNOWN', message, { ids }, options);
     this.name = 'PublishOutcomeUnknownError';
   }
 }
 
 /** Not accepted: one message is larger than the queue can carry. Retrying cannot help. */
-export class MessageTooLargeError extends Error {
-  readonly code = 'MESSAGE_TOO_LARGE';
+export class MessageTooLargeError extends CodedError {
   constructor(readonly limitBytes: number) {
-    super(`the message is larger than the queue accepts (${limitBytes} bytes)`);
+    super('MESSAGE_TOO_LARGE', `the message is larger than the queue accepts (${limitBytes} bytes)`);
     this.name = 'MessageTooLargeError';
   }
 }
 
 /** Not accepted: this Idempotency-Key was already used for a different request body. */
-export class IdempotencyKeyReusedError extends Error {
-  readonly code = 'IDEMPOTENCY_KEY_REUSED';
+export class IdempotencyKeyReusedError extends CodedError {
   constructor(readonly originalId: string) {
-    super('this Idempotency-Key was already used with a different request body');
+    super('IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was already used with a different request body');
     this.name = 'IdempotencyKeyReusedError';
   }
 }
 
 /** Not accepted (yet): the first request with this Idempotency-Key is still being published. */
-export class IdempotencyKeyInFlightError extends Error {
-  readonly code = 'IDEMPOTENCY_KEY_IN_FLIGHT';
+export class IdempotencyKeyInFlightError extends CodedError {
   constructor() {
-    super('a request with this Idempotency-Key is still in progress');
+    super('IDEMPOTENCY_KEY_IN_FLIGHT', 'a request with this Idempotency-Key is still in progress');
     this.name = 'IdempotencyKeyInFlightError';
   }
 }
