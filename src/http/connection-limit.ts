@@ -1,8 +1,8 @@
-import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Metrics } from '../ops/metrics.ts';
-import { problemBody } from './problem.ts';
+import { ERRORS } from './error-registry.ts';
+import { rawProblemResponse } from './problem.ts';
 
 /** What the connection cap needs. */
 export interface ConnectionLimitOptions {
@@ -12,8 +12,6 @@ export interface ConnectionLimitOptions {
 
 /** How long a refused connection may take to read its 503 before it is closed outright. */
 export const REFUSED_LINGER_MS = 1000;
-/** Seconds a refused client is asked to wait before it connects again. */
-const RETRY_AFTER_S = 1;
 
 /**
  * At most `maxConnections` connections per process (INTAKE_MAX_CONNECTIONS). Slow clients (say, a few
@@ -36,16 +34,10 @@ export function limitConnections(app: FastifyInstance, opts: ConnectionLimitOpti
   let open = 0;
   metrics.httpConnectionsLimit.set(opts.maxConnections);
   metrics.httpConnectionsOpen.set(0);
-  const body = JSON.stringify(
-    problemBody(
-      'SERVER_BUSY',
-      `this server holds its most connections (${opts.maxConnections}): retry after ${RETRY_AFTER_S} s`,
-    ),
+  const response = rawProblemResponse(
+    'SERVER_BUSY',
+    `this server holds its most connections (${opts.maxConnections}): retry after ${ERRORS.SERVER_BUSY.retryAfterS} s`,
   );
-  const status = problemBody('SERVER_BUSY', '').status;
-  const response =
-    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/problem+json; charset=utf-8\r\n` +
-    `Retry-After: ${RETRY_AFTER_S}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
 
   const handlers = server.listeners('connection') as Array<(socket: Socket) => void>;
   server.removeAllListeners('connection');

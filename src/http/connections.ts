@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { registerExpectContinue } from './expect-continue.ts';
 import { guardLingeringSockets, lingeringClose } from './lingering-close.ts';
-import { problemBody } from './problem.ts';
+import { rawProblemResponse } from './problem.ts';
 import { enforceServerTimeouts, type TimeoutOptions } from './server-timeouts.ts';
 import { registerUnreadBodies } from './unread-bodies.ts';
 
@@ -45,13 +45,10 @@ function answerHalfClosedClients(app: FastifyInstance): void {
  * answer is written by hand and the connection closed, lingering so the client reads it.
  */
 function refuseConnect(app: FastifyInstance, opts: TimeoutOptions): void {
-  const body = JSON.stringify(
-    problemBody('METHOD_NOT_ALLOWED', 'CONNECT is not supported: this is not a proxy'),
-  );
-  const response =
-    'HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/problem+json; charset=utf-8\r\n' +
-    // RFC 9110 §15.5.6: a 405 lists what is allowed; these are the methods intake serves at all.
-    `Allow: ${SERVED_METHODS}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
+  // RFC 9110 §15.5.6: a 405 lists what is allowed; these are the methods intake serves at all.
+  const response = rawProblemResponse('METHOD_NOT_ALLOWED', 'CONNECT is not supported: this is not a proxy', {
+    Allow: SERVED_METHODS,
+  });
   app.server.on('connect', (_req: IncomingMessage, socket: Socket) => {
     socket.on('error', () => socket.destroy());
     if (socket.writable) socket.write(response);

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { isAnsweredEarly, isLingering, type LingerOptions, lingeringClose } from './lingering-close.ts';
-import { problemBody } from './problem.ts';
+import { rawProblemResponse } from './problem.ts';
 
 /** Slow-client limits, as configured. */
 export interface TimeoutOptions extends LingerOptions {
@@ -27,10 +27,7 @@ export function enforceServerTimeouts(app: FastifyInstance, opts: TimeoutOptions
   const detail =
     `the request was not received in time: the headers must arrive within ${opts.headersTimeoutMs} ms ` +
     `and the whole request within ${opts.requestTimeoutMs} ms`;
-  const body = JSON.stringify(problemBody('REQUEST_TIMEOUT', detail));
-  const response =
-    'HTTP/1.1 408 Request Timeout\r\nContent-Type: application/problem+json; charset=utf-8\r\n' +
-    `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
+  const response = rawProblemResponse('REQUEST_TIMEOUT', detail);
 
   // Fastify's own handler (and any other) keeps every other client error (400, 431, resets).
   const others = server.listeners('clientError') as Array<(err: Error, socket: Socket) => void>;
