@@ -34,8 +34,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Requests that reach a connection this server already accepted are served while it closes (with
     // `Connection: close`), as Go's http.Server.Shutdown does; new connections are refused by the
     // closed listener and a load balancer retries those elsewhere. Idle sockets are swept by
-    // runtime.ts after a grace period, not at once: a just-accepted socket whose request is still on
-    // the wire counts as idle to Node, and closing it would reset a request the client already sent.
+    // closeHttp (close-server.ts, the HTTP server's shutdown step) after a grace period, not at once: a
+    // just-accepted socket whose request is still on the wire counts as idle to Node, and closing it
+    // would reset a request the client already sent.
     return503OnClosing: false,
     forceCloseConnections: false,
     genReqId: (req) => {
