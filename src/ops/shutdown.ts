@@ -35,9 +35,16 @@ interface Step {
  * when the deadline passes is abandoned (its promise is no longer awaited) and the steps after it are
  * skipped, so the process still exits inside the pod's termination grace period. `run` never rejects:
  * its outcome says what was abandoned, skipped or failed. Calling `run` again returns the same promise.
+ *
+ * Two kinds of step: those `add`ed run first, in the order added (readiness off, a delay); then the
+ * releases, last registered first. A resource registers its release as soon as it is acquired, so a
+ * start that fails half-way and a stop unwind the same stack, and each resource is released before
+ * what it was built on (graphile-worker's withReleasers).
  */
 export class Shutdown {
   private readonly steps: Step[] = [];
+  /** Releases in the order registered; they run in reverse. */
+  private readonly releases: Step[] = [];
   private done: Promise<ShutdownOutcome> | undefined;
   private aborted = false;
   private abortCurrent: (() => void) | undefined;
@@ -50,14 +57,23 @@ export class Shutdown {
     readonly timeoutMs: number,
   ) {}
 
-  /** Adds a step; steps run in the order added. */
+  /** Adds a step; steps run in the order added, before every release. */
   add(name: string, fn: () => Promise<void>, opts: ShutdownStepOptions = {}): void {
     this.steps.push({ name, fn, evenIfAborted: opts.evenIfAborted ?? false });
   }
 
-  /** The names of the steps, in order. */
+  /** Registers how to release a resource just acquired; releases run after the steps, last first. */
+  release(name: string, fn: () => Promise<void>, opts: ShutdownStepOptions = {}): void {
+    this.releases.push({ name, fn, evenIfAborted: opts.evenIfAborted ?? false });
+  }
+
+  /** The names of the steps and releases, in the order they run. */
   get stepNames(): string[] {
-    return this.steps.map((s) => s.name);
+    return this.ordered().map((s) => s.name);
+  }
+
+  private ordered(): Step[] {
+    return [...this.steps, ...this.releases.toReversed()];
   }
 
   get started(): boolean {
@@ -86,7 +102,7 @@ export class Shutdown {
     // round differently), so a step that timed out ends the run by itself rather than by the clock.
     let expired = false;
     this.log.info({ reason, timeoutMs: this.timeoutMs }, 'shutting down');
-    for (const [index, step] of this.steps.entries()) {
+    for (const [index, step] of this.ordered().entries()) {
       const left = deadline - Date.now();
       if (expired || left <= 0 || (this.aborted && !step.evenIfAborted)) {
         outcome.skipped.push(step.name);

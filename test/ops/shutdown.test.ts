@@ -105,6 +105,38 @@ describe('Shutdown: staged, bounded by one deadline', () => {
     assert.deepEqual(outcome.skipped, ['flush']);
     assert.equal(cleaned, true, 'the evenIfAborted step ran');
   });
+
+  test('releases run after the steps, last registered first, whenever each was registered', async () => {
+    const s = new Shutdown(quietLog, 1000);
+    const ran: string[] = [];
+    const seen: number[] = [];
+    s.onStep = (i) => seen.push(i);
+    const step = (name: string) => async () => void ran.push(name);
+    s.release('database', step('database'));
+    s.release('queue', step('queue'));
+    s.add('readiness off', step('readiness off'));
+    s.release('http', step('http'));
+    s.add('delay', step('delay'));
+    const order = ['readiness off', 'delay', 'http', 'queue', 'database'];
+    assert.deepEqual(s.stepNames, order, 'stepNames (the watchdog names steps by these indexes)');
+    await s.run('test');
+    assert.deepEqual(ran, order);
+    assert.deepEqual(seen, [0, 1, 2, 3, 4]);
+  });
+
+  test('abort() skips the releases too, except those marked evenIfAborted', async () => {
+    const s = new Shutdown(quietLog, 5000);
+    const ran: string[] = [];
+    s.release('embedded database', async () => void ran.push('embedded database'), { evenIfAborted: true });
+    s.release('pool', async () => void ran.push('pool'));
+    s.release('http', never);
+    const run = s.run('SIGTERM');
+    s.abort();
+    const outcome = await run;
+    assert.equal(outcome.abandoned, 'http');
+    assert.deepEqual(outcome.skipped, ['pool']);
+    assert.deepEqual(ran, ['embedded database']);
+  });
 });
 
 describe('exitFor: the exit code and stderr line of an outcome', () => {
