@@ -1,7 +1,7 @@
 /**
  * Soak test: intake (a real process) under steady load; samples its heap from /metrics every second and
  * fails (exit 1) when the heap floor keeps growing. Run it for hours before a release
- * (`SOAK_SECONDS=7200 npm run soak`); the test suite runs a short version (test/soak.test.ts).
+ * (`SOAK_SECONDS=7200 npm run soak`); the test suite runs a short version (test/ops/soak.test.ts).
  *
  *   DATABASE_URL=… node --import tsx scripts/soak.ts
  * Env: SOAK_SECONDS (default 600), SOAK_RPS (default 500), SOAK_CONNECTIONS (default 20).
@@ -63,7 +63,7 @@ export async function soak(opts: {
       windowS: Math.max(5, Math.floor(opts.seconds / 12)),
       maxSlope: 20_000, // 20 kB/s ≈ 70 MB/h
       // 16 MiB: a healthy 45 s run on a loaded machine once reached 8.1 MiB; the 16 KiB-a-request leak of
-      // test/soak.test.ts grows 33-98 MiB.
+      // test/ops/soak.test.ts grows 33-98 MiB.
       maxGrowth: 16 * 1024 * 1024,
     });
     return { verdict, requests: r.requests.total, non2xx: r.non2xx, samples };

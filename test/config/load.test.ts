@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { generateKey } from '../src/auth/api-keys.ts';
-import { ConfigError, loadConfig } from '../src/config.ts';
+import { generateKey } from '../../src/auth/api-keys.ts';
+import { ConfigError, loadConfig } from '../../src/config.ts';
 
 test('defaults: embedded database, Postgres queue, port 8080', () => {
   const c = loadConfig({});

@@ -4,11 +4,11 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { createTestDatabase, type TestDatabase } from '../harness/db.ts';
-import { startTestApp, type TestApp } from './helpers/app.ts';
+import { createTestDatabase, type TestDatabase } from '../../harness/db.ts';
+import { startTestApp, type TestApp } from '../helpers/app.ts';
 
 const run = promisify(execFile);
-const BIN = fileURLToPath(new URL('../bin/intake.js', import.meta.url));
+const BIN = fileURLToPath(new URL('../../bin/intake.js', import.meta.url));
 const intake = (args: string[], env: Record<string, string>) =>
   run(process.execPath, [BIN, ...args], { env: { ...process.env, LOG_LEVEL: 'silent', ...env } }).then(
     (r) => ({ code: 0, out: r.stdout }),

@@ -3,9 +3,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { createTestDatabase } from '../harness/db.ts';
-import { analyseHeap, type Sample } from '../harness/memory-trend.ts';
-import { soak } from '../harness/soak.ts';
+import { createTestDatabase } from '../../harness/db.ts';
+import { analyseHeap, type Sample } from '../../harness/memory-trend.ts';
+import { soak } from '../../harness/soak.ts';
 
 const opts = { warmupS: 10, windowS: 10, maxSlope: 20_000, maxGrowth: 8 * 1024 * 1024 };
 const MiB = 1024 * 1024;
@@ -58,7 +58,7 @@ describe('soak (short): intake under steady load keeps a flat heap', () => {
   test('the same soak fails on a build that leaks 16 KiB per request', { timeout: 120_000 }, async () => {
     const db = await createTestDatabase('soak_leak');
     const dir = mkdtempSync(join(tmpdir(), 'intake-soak-leak-'));
-    const leak = new URL('./fixtures/leak-per-request.mjs', import.meta.url).pathname;
+    const leak = new URL('../fixtures/leak-per-request.mjs', import.meta.url).pathname;
     try {
       const r = await soak({
         databaseUrl: db.url,

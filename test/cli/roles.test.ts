@@ -5,12 +5,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import { createTestDatabase, type TestDatabase } from '../harness/db.ts';
-import { startIntakeProcess } from '../harness/intake-process.ts';
+import { createTestDatabase, type TestDatabase } from '../../harness/db.ts';
+import { startIntakeProcess } from '../../harness/intake-process.ts';
 
 /**
  * Each command as a real process, started with only what its role needs (the configuration side is in
- * config.test.ts): `start` migrates by default, `api` and `worker` refuse an old schema, and in
+ * test/config/load.test.ts): `start` migrates by default, `api` and `worker` refuse an old schema, and in
  * production the worker and the migration run without API keys or the PII master key.
  */
 const schemaVersion = async (url: string) => {
