@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import type { Config, Command as ConfigCommand } from '../config.ts';
+import type { Config, ConfigNeeds } from '../config.ts';
 import { isMessageId } from '../contract/message-id.ts';
 import type { Logger } from '../ops/logger.ts';
 
@@ -37,7 +37,7 @@ export type Values = Record<string, string | boolean | undefined>;
 export interface RunContext {
   values: Values;
   positionals: string[];
-  /** Loaded for commands that declare `config`; undefined for the others. */
+  /** Loaded for commands that declare `needs`; undefined for the others. */
   config: Config | undefined;
   log: Logger;
 }
@@ -51,8 +51,13 @@ export interface CommandSpec {
   description?: string;
   options: Record<string, OptionSpec>;
   positionals: PositionalSpec[];
-  /** The configuration this command loads (config.ts COMMAND_NEEDS), or none at all. */
-  config?: ConfigCommand;
+  /**
+   * What this command reads from the environment beyond the common settings (src/config/needs.ts);
+   * without it, it reads no setting at all.
+   */
+  needs?: ConfigNeeds;
+  /** A long-running process (`start`, `api`, `worker`): it logs to stdout, where a one-shot command prints its result. */
+  service?: boolean;
   /** Checks that involve several values (e.g. ids or --all); the problem or undefined. */
   validate?: (values: Values, positionals: string[]) => string | undefined;
   /** The exit code, or -1 when the process keeps running (a server). */

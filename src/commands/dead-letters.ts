@@ -1,3 +1,4 @@
+import type { ConfigNeeds } from '../config.ts';
 import type { ReplayOptions } from '../ingest/replay.ts';
 import type { DeadLetter } from '../store/dead-letters.ts';
 import { type CommandGroup, type CommandSpec, checks, type Values } from './command.ts';
@@ -76,6 +77,9 @@ const idsOrAll = (values: Values, positionals: string[]) => {
   return undefined;
 };
 
+/** The database; the queue, where a replay publishes. */
+const needs: ConfigNeeds = { database: true, queue: true };
+
 /** Page size when --all walks the table. */
 const PAGE = 1000;
 
@@ -122,7 +126,7 @@ const list: CommandSpec = {
     },
   },
   positionals: [],
-  config: 'dead-letters',
+  needs,
   async run({ config, log, values }) {
     const { listDeadLetters } = await import('../store/dead-letters.ts');
     return withSession(config!, log, async (s) => {
@@ -156,7 +160,7 @@ const show: CommandSpec = {
   positionals: [
     { name: 'id', description: 'the message id of a dead letter', required: true, check: checks.messageId },
   ],
-  config: 'dead-letters',
+  needs,
   async run({ config, log, positionals }) {
     const { deadLetterView, getDeadLetter } = await import('../store/dead-letters.ts');
     return withSession(config!, log, async (s) => {
@@ -181,7 +185,7 @@ function operation(kind: 'replay' | 'discard'): CommandSpec {
         : 'delete dead letters for good (audited)',
     options: { all, ...filters, 'dry-run': dryRun },
     positionals: [ids],
-    config: 'dead-letters',
+    needs,
     validate: idsOrAll,
     async run({ config, log, values, positionals }) {
       const dry = values['dry-run'] === true;

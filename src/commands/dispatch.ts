@@ -150,7 +150,7 @@ export async function dispatch(argv: string[], env: NodeJS.ProcessEnv): Promise<
     return fail(usageLine(`intake ${spec.name}`, parsed.problem, `intake ${spec.name} --help`));
 
   let config: ReturnType<typeof loadConfig> | undefined;
-  if (spec.config) {
+  if (spec.needs) {
     const effective = { ...env };
     for (const [name, opt] of Object.entries(spec.options)) {
       const v = parsed.values[name];
@@ -159,12 +159,14 @@ export async function dispatch(argv: string[], env: NodeJS.ProcessEnv): Promise<
         delete effective[`${opt.setting}_FILE`];
       }
     }
-    config = loadConfig(effective, spec.config); // ConfigError: exit 78 (src/cli.ts)
+    config = loadConfig(effective, spec); // ConfigError: exit 78 (src/cli.ts)
   }
   const { createLogger } = await import('../ops/logger.ts');
   // Services log to stdout; a one-shot command's stdout is its result, so its log lines go to stderr.
-  const serves = ['start', 'api', 'worker'].includes(spec.name);
-  const log = createLogger({ level: config?.logLevel ?? (env.LOG_LEVEL || 'info'), fd: serves ? 1 : 2 });
+  const log = createLogger({
+    level: config?.logLevel ?? (env.LOG_LEVEL || 'info'),
+    fd: spec.service ? 1 : 2,
+  });
   return spec.run({ values: parsed.values, positionals: parsed.positionals, config, log });
 }
 
@@ -273,7 +275,7 @@ export function usageOf(spec: CommandSpec): string {
     lines.push(row(flagName(name, o), o.description));
   lines.push(
     '',
-    spec.config
+    spec.needs
       ? 'settings: read from the environment (README.md#configuration); a flag overrides its setting'
       : 'settings: none read; this command touches no database, key or file',
     EXIT_LINE,
@@ -415,8 +417,8 @@ export function renderCliDocs(): string {
       );
     out.push(
       '',
-      s.config
-        ? `Settings: those \`intake ${s.config}\` needs (src/config.ts COMMAND_NEEDS).`
+      s.needs
+        ? `Settings: those \`intake ${s.name}\` needs (src/config/needs.ts).`
         : 'Settings: none; reads no database, key or file.',
     );
   }

@@ -15,7 +15,8 @@ export const doctorCommand: CommandSpec = {
     },
   },
   positionals: [],
-  config: 'doctor',
+  // It reports missing or bad keys as failed checks instead of refusing to start.
+  needs: { apiKeys: 'read', piiKey: 'read', queue: true, database: true },
   async run({ config, log, values }) {
     const { formatChecks, runDoctor } = await import('./doctor-checks.ts');
     const { resolveDatabase } = await import('../store/connect.ts');

@@ -1,8 +1,13 @@
 import { generateKey, SCOPES, type Scope } from '../auth/api-keys.ts';
+import type { ConfigNeeds } from '../config.ts';
 import type { CommandGroup, CommandSpec } from './command.ts';
 import { announce, withSession } from './session.ts';
 
 /** `intake keys create|rotate|rotate-master`: API keys (nothing stored), the PII data key and master key. */
+
+/** `rotate` and `rotate-master`: the data keys in the database, under the PII master key. */
+const needs: ConfigNeeds = { database: true, piiKey: 'required' };
+
 const create: CommandSpec = {
   name: 'keys create',
   summary: 'print a new API key (shown once) and the INTAKE_API_KEYS entry that admits it',
@@ -55,7 +60,7 @@ const rotate: CommandSpec = {
     'dry-run': { type: 'boolean', description: 'say what would be done and change nothing' },
   },
   positionals: [],
-  config: 'keys',
+  needs,
   async run({ config, log, values }) {
     const dryRun = values['dry-run'] === true;
     return withSession(config!, log, async (s) => {
@@ -90,7 +95,7 @@ const rotateMaster: CommandSpec = {
     'dry-run': { type: 'boolean', description: 'list the keys that would be re-wrapped and change nothing' },
   },
   positionals: [],
-  config: 'keys',
+  needs,
   async run({ config, log, values }) {
     const dryRun = values['dry-run'] === true;
     if (!config!.piiPreviousMasterKey) {

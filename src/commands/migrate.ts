@@ -11,7 +11,7 @@ export const migrateCommand: CommandSpec = {
     'stream, the writer consumer and the idempotency bucket, or brings their settings in line.',
   options: {},
   positionals: [],
-  config: 'migrate',
+  needs: { database: true, queue: true }, // it provisions the NATS stream too
   async run({ config, log }) {
     const { resolveDatabase } = await import('../store/connect.ts');
     const { migrate } = await import('../store/migrate.ts');

@@ -1,3 +1,4 @@
+import type { ConfigNeeds } from '../config.ts';
 import { type CommandGroup, type CommandSpec, checks } from './command.ts';
 import { announce, withSession } from './session.ts';
 
@@ -5,6 +6,9 @@ import { announce, withSession } from './session.ts';
  * `intake pii reveal|export|erase`: the operator's side of the privacy operations (docs/privacy.md).
  * Output is JSON on stdout; every action is written to the audit log as `cli:<INTAKE_ACTOR>`.
  */
+/** The database and the PII keys; the queue, whose messages export and erase count too. */
+const needs: ConfigNeeds = { database: true, piiKey: 'required', queue: true };
+
 const ip = {
   name: 'ip',
   description: 'the data subject: a dotted-decimal IPv4 address',
@@ -28,7 +32,7 @@ const reveal: CommandSpec = {
       check: checks.messageId,
     },
   ],
-  config: 'pii',
+  needs,
   async run({ config, log, positionals }) {
     const id = positionals[0]!.toLowerCase();
     const { revealMessage } = await import('../privacy/subjects.ts');
@@ -56,7 +60,7 @@ const exportCmd: CommandSpec = {
     'print everything held about an IP: its stored messages, dead letters and queued messages (audited)',
   options: {},
   positionals: [ip],
-  config: 'pii',
+  needs,
   async run({ config, log, positionals }) {
     const { exportSubject } = await import('../privacy/subjects.ts');
     return withSession(config!, log, async (s) => {
@@ -83,7 +87,7 @@ const erase: CommandSpec = {
     'the counts erased.',
   options: { 'dry-run': { type: 'boolean', description: 'count what would be erased and change nothing' } },
   positionals: [ip],
-  config: 'pii',
+  needs,
   async run({ config, log, positionals, values }) {
     const dryRun = values['dry-run'] === true;
     const subject = positionals[0]!;

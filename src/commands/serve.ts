@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeHeapSnapshot } from 'node:v8';
+import type { ConfigNeeds } from '../config.ts';
 import type { Role } from '../runtime.ts';
 import { type CommandSpec, checks, type OptionSpec } from './command.ts';
 
@@ -23,14 +24,29 @@ const listen: Record<string, OptionSpec> = {
   },
 };
 
-function serve(name: 'start' | 'api' | 'worker', roles: Role[], summary: string, description: string) {
+/**
+ * The API role authenticates clients and protects personal data: it requires API keys (in production)
+ * and the PII master key. The worker role stores batches and moves ciphertext it never reads. Both use
+ * the database and the queue.
+ */
+const API: ConfigNeeds = { apiKeys: 'required', piiKey: 'required', queue: true, database: true };
+const WORKER: ConfigNeeds = { worker: true, queue: true, database: true };
+
+function serve(
+  name: 'start' | 'api' | 'worker',
+  roles: Role[],
+  needs: ConfigNeeds,
+  summary: string,
+  description: string,
+) {
   return {
     name,
     summary,
     description,
     options: listen,
     positionals: [],
-    config: name,
+    needs,
+    service: true,
     async run({ config, log }) {
       // Loaded here, not at the top: `--help` and usage errors load none of the server.
       const { default: cluster } = await import('node:cluster');
@@ -58,6 +74,8 @@ export const serveCommands: CommandSpec[] = [
   serve(
     'start',
     ['api', 'worker'],
+    // The all-in-one command migrates first, as graphile-worker and pg-boss do.
+    { ...API, ...WORKER, migrateOnStart: true },
     'API and worker in one process (the default command)',
     'Serves the HTTP API and writes queued messages to PostgreSQL in one process. Without DATABASE_URL it ' +
       'starts an embedded PostgreSQL under INTAKE_DATA_DIR; it applies migrations first unless ' +
@@ -66,6 +84,7 @@ export const serveCommands: CommandSpec[] = [
   serve(
     'api',
     ['api'],
+    API,
     'HTTP API only',
     'Serves the HTTP API (ingest, read, privacy, admin). Refuses a database schema older than this build: ' +
       'run `intake migrate` first.',
@@ -73,6 +92,7 @@ export const serveCommands: CommandSpec[] = [
   serve(
     'worker',
     ['worker'],
+    WORKER,
     'queue → PostgreSQL writer only (serves /livez, /readyz, /metrics)',
     'Takes messages from the queue and writes them to PostgreSQL in batches. Its HTTP port serves only ' +
       '/livez, /readyz and /metrics.',

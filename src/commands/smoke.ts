@@ -36,7 +36,7 @@ export const smokeCommand: CommandSpec = {
     },
   },
   positionals: [],
-  config: 'smoke',
+  needs: {}, // INTAKE_SMOKE_URL and INTAKE_SMOKE_KEY: no database, queue or key
   async run({ config, values }) {
     const { runSmoke } = await import('../ops/smoke.ts');
     const url = config!.smoke.url;

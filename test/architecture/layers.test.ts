@@ -12,7 +12,7 @@ import ts from 'typescript';
  */
 const LAYERS: string[][] = [
   ['contract', 'auth', 'client'], // rules and types that need nothing of intake's
-  ['config.ts'],
+  ['config.ts', 'config'], // config.ts is the public face of config/
   ['ops'], // logging, metrics, process exit, shutdown steps, maintenance
   ['store'], // PostgreSQL: the only place with SQL
   ['privacy', 'queue'],

@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { generateKey } from '../../src/auth/api-keys.ts';
-import { ConfigError, loadConfig } from '../../src/config.ts';
+import { commandNamed } from '../../src/commands/registry.ts';
+import { ConfigError, loadConfig as load } from '../../src/config.ts';
+
+/** The configuration `intake <command>` loads (what its declaration needs), or everything. */
+const loadConfig = (env: Record<string, string>, command?: string) =>
+  load(env, command === undefined ? undefined : commandNamed(command));
 
 test('defaults: embedded database, Postgres queue, port 8080', () => {
   const c = loadConfig({});
@@ -111,7 +116,7 @@ describe('each command needs only what it uses', () => {
     assert.throws(() => loadConfig({ ...noKeys, INTAKE_API_KEYS: '[{}]' }, 'doctor'), /INTAKE_API_KEYS/);
   });
 
-  for (const command of ['pii', 'keys'] as const) {
+  for (const command of ['pii reveal', 'keys rotate'] as const) {
     test(`${command}: the database; API keys are not read`, () => {
       assert.deepEqual(loadConfig(withKey(prod), command).apiKeys, []);
       assert.throws(() => loadConfig({ NODE_ENV: 'production' }, command), /DATABASE_URL is required/);
@@ -119,7 +124,7 @@ describe('each command needs only what it uses', () => {
   }
 
   test('the PII master key: checked before anything starts by the commands that use it, reported by doctor', () => {
-    for (const command of ['start', 'api', 'pii', 'keys'] as const) {
+    for (const command of ['start', 'api', 'pii reveal', 'keys rotate'] as const) {
       assert.throws(() => loadConfig(prod, command), /INTAKE_PII_MASTER_KEY_FILE cannot be read/, command);
       assert.throws(
         () => loadConfig({ ...withKey(prod), INTAKE_PII_MASTER_KEY: 'c2hvcnQ=' }, command),
@@ -131,12 +136,12 @@ describe('each command needs only what it uses', () => {
         /INTAKE_PII_MASTER_KEY .* is required when NODE_ENV=production/,
       );
       assert.equal(
-        loadConfig(withKey(prod), command === 'start' || command === 'api' ? 'pii' : command).piiMasterKey
-          ?.length,
+        loadConfig(withKey(prod), command === 'start' || command === 'api' ? 'pii reveal' : command)
+          .piiMasterKey?.length,
         32,
       );
     }
-    for (const command of ['worker', 'migrate', 'dead-letters'] as const) {
+    for (const command of ['worker', 'migrate', 'dead-letters list'] as const) {
       assert.equal(loadConfig(prod, command).piiMasterKey, undefined, `${command} never reads the key`);
     }
     const doctor = loadConfig(prod, 'doctor');

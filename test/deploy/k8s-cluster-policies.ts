@@ -1,3 +1,4 @@
+import { commandNamed } from '../../src/commands/registry.ts';
 import { loadConfig } from '../../src/config.ts';
 import { type Policy, podOwners, selectorMatches } from './k8s-policies.ts';
 import { type K8sObject, ref } from './k8s-render.ts';
@@ -52,7 +53,7 @@ function surgePods(d: K8sObject, replicas: number): number {
  * the middle of a rollout fails with "too many connections" exactly when load is highest.
  */
 export const connectionBudget: Policy = (objects) => {
-  const defaultPool = loadConfig({}, 'api').dbPoolSize;
+  const defaultPool = loadConfig({}, commandNamed('api')).dbPoolSize;
   const clusters = objects.filter((o) => o.kind === 'Cluster');
   const limits = new Map<string, number>();
   for (const c of clusters)

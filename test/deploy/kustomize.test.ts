@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { commandNamed } from '../../src/commands/registry.ts';
 import { loadConfig } from '../../src/config.ts';
 import {
   type K8sObject,
@@ -169,8 +170,10 @@ describe('the NATS stream limit fits its store, and the store its volume', { ski
     const limit = configMap('intake-config').NATS_MAX_BYTES;
     assert.ok(limit, `${overlay}: NATS_MAX_BYTES is set in intake-config`);
     // Read as intake reads it.
-    const streamBytes = loadConfig({ NATS_URL: 'nats://nats:4222', NATS_MAX_BYTES: limit }, 'api').nats
-      .maxBytes;
+    const streamBytes = loadConfig(
+      { NATS_URL: 'nats://nats:4222', NATS_MAX_BYTES: limit },
+      commandNamed('api'),
+    ).nats.maxBytes;
     const conf = configMap('nats-config')['jetstream-limits.conf'] ?? '';
     const store = /^\s*max_file_store:\s*(\S+)\s*$/m.exec(conf)?.[1];
     assert.ok(store, `${overlay}: max_file_store in jetstream-limits.conf`);

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createTestDatabase, quietLog, type TestDatabase } from '../../harness/db.ts';
+import { commandNamed } from '../../src/commands/registry.ts';
 import { loadConfig } from '../../src/config.ts';
 import type { Logger } from '../../src/ops/logger.ts';
 import { type Role, type Running, startIntake } from '../../src/runtime.ts';
@@ -47,7 +48,7 @@ export async function startTestApp(
       INTAKE_SHUTDOWN_TIMEOUT_MS: '5000',
       ...opts.env,
     },
-    command,
+    commandNamed(command),
   );
   const running = await startIntake(config, roles, opts.log ?? quietLog);
   const url = running.url;

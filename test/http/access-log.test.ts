@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { pino } from 'pino';
+import { commandNamed } from '../../src/commands/registry.ts';
 import { ConfigError, loadConfig } from '../../src/config.ts';
 import { startTestApp } from '../helpers/app.ts';
 
@@ -49,7 +50,7 @@ test('INTAKE_ACCESS_LOG=off logs no request', async () => {
 
 test('INTAKE_ACCESS_LOG with another value stops start-up, naming the values', () => {
   assert.throws(
-    () => loadConfig({ INTAKE_ACCESS_LOG: 'some' }, 'api'),
+    () => loadConfig({ INTAKE_ACCESS_LOG: 'some' }, commandNamed('api')),
     (err: unknown) =>
       err instanceof ConfigError &&
       /INTAKE_ACCESS_LOG="some" is not valid: set one of all, errors, off/.test(err.message),

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { waitFor } from '../../harness/db.ts';
 import { generateKey } from '../../src/auth/api-keys.ts';
+import { commandNamed } from '../../src/commands/registry.ts';
 import { defaultMaxConnections, loadConfig } from '../../src/config.ts';
 import { RawConnection, requestHead } from '../clients/raw-http.ts';
 import { type EdgeApp, startEdgeApp } from './edge-app.ts';
@@ -99,5 +100,5 @@ test('INTAKE_MAX_CONNECTIONS defaults to the open-file limit, less room for the 
   assert.equal(defaultMaxConnections(limits('unlimited')), 10_000);
   assert.equal(defaultMaxConnections(limits('128')), 64);
   assert.equal(defaultMaxConnections(''), 821, 'no /proc: 1024 assumed');
-  assert.equal(loadConfig({ INTAKE_MAX_CONNECTIONS: '7' }, 'api').maxConnections, 7);
+  assert.equal(loadConfig({ INTAKE_MAX_CONNECTIONS: '7' }, commandNamed('api')).maxConnections, 7);
 });

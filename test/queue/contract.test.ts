@@ -3,6 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { createTestDatabase, quietLog, type TestDatabase } from '../../harness/db.ts';
 import { queuedMessage } from '../../harness/messages.ts';
 import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../harness/nats.ts';
+import { commandNamed } from '../../src/commands/registry.ts';
 import { loadConfig } from '../../src/config.ts';
 import { openQueue } from '../../src/queue/open-queue.ts';
 import type { Batch, OpenedQueue, Outcome } from '../../src/queue/queue.ts';
@@ -37,7 +38,7 @@ for (const kind of ['postgres', 'nats'] as const) {
         onError: () => {},
       });
       if (kind === 'nats') nats = await startNatsServer();
-      queue = await openQueue(loadConfig(envOf(), 'start'), tdb.url, pool, quietLog, {
+      queue = await openQueue(loadConfig(envOf(), commandNamed('start')), tdb.url, pool, quietLog, {
         roles: ['api', 'worker'],
       });
     });
@@ -118,7 +119,7 @@ for (const kind of ['postgres', 'nats'] as const) {
       await queue.producer.publish([{ message: m }]);
       // A second worker process takes it and goes away without settling: its lease expires (Postgres),
       // or its close hands it back (NATS; a crashed one stops renewing and ack_wait expires).
-      const other = await openQueue(loadConfig(envOf(), 'worker'), tdb.url, pool, quietLog, {
+      const other = await openQueue(loadConfig(envOf(), commandNamed('worker')), tdb.url, pool, quietLog, {
         roles: ['worker'],
       });
       const taken = await other.consumer!.receive({ max: 10, maxWaitMs: 50, signal });

@@ -11,6 +11,7 @@ import bcrypt from 'bcryptjs';
 import { createTestDatabase, type TestDatabase, waitFor } from '../../harness/db.ts';
 import { freePort, type IntakeProcess, startIntakeProcess } from '../../harness/intake-process.ts';
 import { type NatsServer, startNatsServer } from '../../harness/nats.ts';
+import { commandNamed } from '../../src/commands/registry.ts';
 import { loadConfig } from '../../src/config.ts';
 import { natsConnectOptions } from '../../src/queue/nats/auth.ts';
 import { type K8sObject, renderOverlay } from '../deploy/k8s-render.ts';
@@ -227,7 +228,9 @@ describe('NATS users from the rendered prod overlay: each role does its job and 
 
   test("intake's own settings refuse a server it cannot verify: another CA, or no TLS", async () => {
     const env = roleEnv('worker');
-    const opts = natsConnectOptions(loadConfig({ ...env, DATABASE_URL: db.url }, 'worker').nats);
+    const opts = natsConnectOptions(
+      loadConfig({ ...env, DATABASE_URL: db.url }, commandNamed('worker')).nats,
+    );
     const impostorCert = rogueCa.issue('impostor', { sans: ['DNS:nats', 'DNS:localhost'] });
     const impostorPort = await freePort();
     const impostor = spawn(NATS_SERVER, [

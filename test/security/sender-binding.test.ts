@@ -4,6 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { waitFor } from '../../harness/db.ts';
 import { generateKey } from '../../src/auth/api-keys.ts';
+import { commandNamed } from '../../src/commands/registry.ts';
 import { ConfigError, loadConfig } from '../../src/config.ts';
 import { startTestApp, type TestApp } from '../helpers/app.ts';
 import { expectProblem } from '../helpers/problem.ts';
@@ -118,7 +119,7 @@ describe('a key bound to senders reads only those senders', () => {
     for (const scope of ['privacy', 'admin'] as const) {
       const entry = { ...generateKey('ok', ['read']).entry, scopes: ['read', scope], senders: [A] };
       assert.throws(
-        () => loadConfig({ INTAKE_API_KEYS: JSON.stringify([entry]) }, 'api'),
+        () => loadConfig({ INTAKE_API_KEYS: JSON.stringify([entry]) }, commandNamed('api')),
         (err: unknown) =>
           err instanceof ConfigError && /bound to senders may hold only ingest and read/.test(err.message),
       );

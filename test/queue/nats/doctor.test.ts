@@ -4,6 +4,7 @@ import { createTestDatabase, quietLog, type TestDatabase } from '../../../harnes
 import { freePort } from '../../../harness/intake-process.ts';
 import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../../harness/nats.ts';
 import { type Check, runDoctor } from '../../../src/commands/doctor-checks.ts';
+import { commandNamed } from '../../../src/commands/registry.ts';
 import { loadConfig } from '../../../src/config.ts';
 import { setUpQueue } from '../../../src/queue/open-queue.ts';
 import { tempDir, withJsm } from '../../helpers/nats-roles.ts';
@@ -26,7 +27,10 @@ after(async () => {
 });
 
 const doctor = (env: Record<string, string>) =>
-  runDoctor(loadConfig({ DATABASE_URL: db.url, INTAKE_DATA_DIR: dir.path, ...env }, 'doctor'), db.url);
+  runDoctor(
+    loadConfig({ DATABASE_URL: db.url, INTAKE_DATA_DIR: dir.path, ...env }, commandNamed('doctor')),
+    db.url,
+  );
 const line = (checks: Check[], name: string) => {
   const c = checks.find((x) => x.name === name);
   assert.ok(c, `no "${name}" line in ${JSON.stringify(checks)}`);
@@ -69,7 +73,7 @@ test('no stream yet: warned about, and doctor creates nothing', async () => {
 test('a provisioned stream: matches, its usage, and the drift of a changed setting', async () => {
   const names = uniqueStream('present');
   const env = { ...natsEnv(server, names), NATS_MAX_MSGS: '200' };
-  await setUpQueue(loadConfig({ DATABASE_URL: db.url, ...env }, 'migrate'), quietLog);
+  await setUpQueue(loadConfig({ DATABASE_URL: db.url, ...env }, commandNamed('migrate')), quietLog);
   const ok = await doctor(env);
   assert.deepEqual(line(ok, 'stream'), {
     name: 'stream',
@@ -107,7 +111,7 @@ test('a provisioned stream: matches, its usage, and the drift of a changed setti
 test('the writer consumer: its backlog, and a warning once it is gone', async () => {
   const names = uniqueStream('consumer');
   const env = natsEnv(server, names);
-  await setUpQueue(loadConfig({ DATABASE_URL: db.url, ...env }, 'migrate'), quietLog);
+  await setUpQueue(loadConfig({ DATABASE_URL: db.url, ...env }, commandNamed('migrate')), quietLog);
   await withJsm(server.url, async (jsm) => {
     for (let i = 0; i < 3; i++) await jsm.jetstream().publish(names.subject, '{}');
   });

@@ -3,6 +3,7 @@ import { after, before, test } from 'node:test';
 import { createTestDatabase, type TestDatabase } from '../../../harness/db.ts';
 import { queuedMessage } from '../../../harness/messages.ts';
 import { type Check, runDoctor } from '../../../src/commands/doctor-checks.ts';
+import { commandNamed } from '../../../src/commands/registry.ts';
 import { loadConfig } from '../../../src/config.ts';
 import { createPool } from '../../../src/store/pool.ts';
 import { enqueueMessages } from '../../../src/store/queue-table.ts';
@@ -30,7 +31,10 @@ after(async () => {
 
 const doctor = (url: string) =>
   runDoctor(
-    loadConfig({ DATABASE_URL: url, INTAKE_DATA_DIR: dir.path, INTAKE_QUEUE_MAX_MESSAGES: '4' }, 'doctor'),
+    loadConfig(
+      { DATABASE_URL: url, INTAKE_DATA_DIR: dir.path, INTAKE_QUEUE_MAX_MESSAGES: '4' },
+      commandNamed('doctor'),
+    ),
     url,
   );
 const queueLine = (checks: Check[]) => checks.find((c) => c.name === 'queue');
