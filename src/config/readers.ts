@@ -128,6 +128,11 @@ export function oneOf<const V extends string>(values: readonly V[], def: V): Rea
   };
 }
 
+/** A pino level. */
+export function logLevel(): Reader<string> {
+  return oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info');
+}
+
 /** `true` or `false`. */
 export function bool(def: boolean): Reader<boolean> {
   const r = oneOf(['true', 'false'], def ? 'true' : 'false');

@@ -5,6 +5,7 @@ import {
   bytes,
   int,
   list,
+  logLevel,
   matching,
   mountedFile,
   notValid,
@@ -42,17 +43,16 @@ export interface Setting<T = unknown> {
   production?: true | string;
 }
 
-type Table = Record<string, Setting>;
+/** Settings by environment variable. */
+export type SettingTable = Record<string, Setting>;
 
 /** A part of the table, shown as one table in the docs. */
 export interface SettingGroup {
   title: string;
   /** Where its table is: the README, or docs/production.md (the README then points there). */
   docs: 'readme' | 'production';
-  settings: Table;
+  settings: SettingTable;
 }
-
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /** Any case of `production` is production; an unknown value is a problem, judged as production meanwhile. */
 const nodeEnv: Reader<boolean> = {
@@ -179,7 +179,7 @@ const listening = {
     reader: int(25_000, 100, 600_000),
     doc: 'drain deadline: in-flight work is aborted after this',
   },
-} satisfies Table;
+} satisfies SettingTable;
 
 const database = {
   NODE_ENV: {
@@ -224,7 +224,7 @@ const database = {
       'dead letters that failed longer ago are deleted (hourly, by the API); at most ' +
       '`INTAKE_RETENTION_DAYS`, past which they could be neither stored nor read',
   },
-} satisfies Table;
+} satisfies SettingTable;
 
 const auth = {
   INTAKE_API_KEYS: {
@@ -249,7 +249,7 @@ const auth = {
     default: '2 × the rate',
     doc: 'the bucket’s size',
   },
-} satisfies Table;
+} satisfies SettingTable;
 
 const personalData = {
   INTAKE_PII_MASTER_KEY: {
@@ -283,7 +283,7 @@ const personalData = {
       'encryptions one process makes under one data key before it starts a new one; keep processes × this ' +
       'far under 2³² (AES-GCM random IVs, docs/privacy.md)',
   },
-} satisfies Table;
+} satisfies SettingTable;
 
 const queue = {
   NATS_URL: {
@@ -329,7 +329,7 @@ const queue = {
       'Postgres queue: how long an `Idempotency-Key` is remembered (rows older than this are pruned ' +
       'hourly; NATS: `NATS_IDEMPOTENCY_TTL_HOURS`)',
   },
-} satisfies Table;
+} satisfies SettingTable;
 
 const worker = {
   INTAKE_WORKER_BATCH_SIZE: {
@@ -350,11 +350,11 @@ const worker = {
     doc: 'deliveries before a message goes to `dead_letters`',
     production: 'failed stores before `dead_letters`; the consumer’s `max_deliver` is this + 10',
   },
-} satisfies Table;
+} satisfies SettingTable;
 
 const operations = {
   LOG_LEVEL: {
-    reader: oneOf(LOG_LEVELS, 'info'),
+    reader: logLevel(),
     doc:
       'pino level; logs are JSON lines on stdout (stderr for one-shot commands), an access line per ' +
       'request (see `INTAKE_ACCESS_LOG`), no PII',
@@ -385,7 +385,7 @@ const operations = {
     default: '`<data dir>/heapsnapshots`',
     doc: 'where heap snapshots are written',
   },
-} satisfies Table;
+} satisfies SettingTable;
 
 const nats = {
   NATS_STREAM: { reader: text('INTAKE'), doc: 'the stream', production: true },
@@ -486,7 +486,7 @@ const nats = {
       'subject prefix of this process’s replies and pulled messages; with per-user permissions, one per ' +
       'user (`_INBOX.intake-api`), so no user reads another’s replies',
   },
-} satisfies Table;
+} satisfies SettingTable;
 
 /** The groups, in the order the docs show them. */
 export const GROUPS: SettingGroup[] = [

@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { ConfigError, type Env, int, logLevel, matching, optionalText, text } from '../config/readers.ts';
+import type { SettingTable } from '../config/settings.ts';
 
 /** Where Kubernetes mounts the namespace of the pod's service account. */
 export const IN_CLUSTER_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
@@ -11,36 +13,76 @@ export const IN_CLUSTER_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/service
  */
 export const JITTER_FACTOR = 1.2;
 
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+// RFC 1123 label / subdomain, which is what Kubernetes accepts for namespaces and Lease names.
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const DNS_NAME = 'a lower-case DNS name such as pod-watcher';
+
+/**
+ * Every setting the pod watcher reads, declared once with intake's readers (src/config/readers.ts);
+ * docs/pod-watcher.md#configuration is generated from it (scripts/gen-settings-docs.ts).
+ */
+export const POD_WATCHER_SETTINGS = {
+  NAMESPACE: {
+    reader: matching(DNS_LABEL, '', DNS_NAME),
+    default: 'the pod’s namespace (service account mount), else `default`',
+    doc: 'namespace of the Lease',
+  },
+  LEASE_NAME: { reader: matching(DNS_SUBDOMAIN, 'pod-watcher', DNS_NAME), doc: 'name of the Lease' },
+  POD_NAME: {
+    reader: optionalText(),
+    default: 'hostname + random suffix',
+    doc: 'this replica’s identity in the Lease',
+  },
+  LEASE_DURATION_MS: {
+    reader: int(15_000, 1, 3_600_000),
+    doc:
+      'how long a Lease holds after its last observed change; must be greater than `RENEW_DEADLINE_MS` ' +
+      '(written to the Lease in whole seconds, rounded up)',
+  },
+  RENEW_DEADLINE_MS: {
+    reader: int(10_000, 1, 3_600_000),
+    doc:
+      'how long the leader keeps trying to renew before it gives up; must be greater than 1.2 × ' +
+      '`RETRY_PERIOD_MS` (client-go’s jitter factor)',
+  },
+  RETRY_PERIOD_MS: {
+    reader: int(2_000, 1, 3_600_000),
+    doc: 'the leader renews this often; standbys poll every 1–2.2 × this',
+  },
+  WATCH_NAMESPACE: {
+    reader: matching(DNS_LABEL, '', DNS_NAME),
+    default: 'empty (all namespaces)',
+    doc: 'watch only this namespace',
+  },
+  METRICS_PORT: {
+    reader: int(9090, 0, 65535),
+    doc: 'port of /metrics, /healthz and /readyz (0 picks a free port)',
+  },
+  HOST: { reader: text('0.0.0.0'), doc: 'address the metrics server binds to' },
+  LOG_LEVEL: { reader: logLevel(), doc: 'pino level (`debug` also logs every list and lease conflict)' },
+} satisfies SettingTable;
 
 /** Everything the pod watcher reads from its environment, validated. */
 export interface PodWatcherConfig {
-  /** Namespace of the Lease (`NAMESPACE`; default: the pod's own namespace in a cluster, else `default`). */
+  /** Namespace of the Lease (`NAMESPACE`). */
   leaseNamespace: string;
-  /** Name of the Lease (`LEASE_NAME`; default `pod-watcher`). */
+  /** Name of the Lease (`LEASE_NAME`). */
   leaseName: string;
-  /** This replica's identity in the Lease (`POD_NAME`; default hostname + random suffix). */
+  /** This replica's identity in the Lease (`POD_NAME`). */
   identity: string;
-  /** How long a Lease holds after its last observed change (`LEASE_DURATION_MS`; default 15000). */
+  /** `LEASE_DURATION_MS`, `RENEW_DEADLINE_MS`, `RETRY_PERIOD_MS`. */
   leaseDurationMs: number;
-  /** How long the leader keeps trying to renew before it gives up (`RENEW_DEADLINE_MS`; default 10000). */
   renewDeadlineMs: number;
-  /** Pause between acquire/renew attempts (`RETRY_PERIOD_MS`; default 2000). */
   retryPeriodMs: number;
-  /** Namespace whose pods are watched (`WATCH_NAMESPACE`; empty, the default, means all namespaces). */
+  /** Namespace whose pods are watched (`WATCH_NAMESPACE`; empty means all namespaces). */
   watchNamespace: string;
-  /** Port of /metrics, /healthz and /readyz (`METRICS_PORT`; default 9090; 0 picks a free port). */
+  /** Port of /metrics, /healthz and /readyz (`METRICS_PORT`). */
   metricsPort: number;
-  /** Address the metrics server binds (`HOST`; default `0.0.0.0`). */
+  /** Address the metrics server binds (`HOST`). */
   host: string;
-  /** pino level (`LOG_LEVEL`; default `info`). */
+  /** pino level (`LOG_LEVEL`). */
   logLevel: string;
-}
-
-/** A configuration value is missing or wrong; the message says which variable to set and how. */
-export class ConfigError extends Error {
-  readonly code = 'POD_WATCHER_CONFIG';
-  override name = 'ConfigError';
 }
 
 /** Lease timings in milliseconds, as the elector uses them. */
@@ -53,27 +95,31 @@ export interface LeaseTimings {
 /**
  * client-go's rules (`NewLeaderElector`): leaseDuration > renewDeadline > JITTER_FACTOR × retryPeriod.
  * A leader that gives up renewing must do so before a standby may take over, and it must get at least one
- * retry in before giving up. Throws a ConfigError naming the variable to change.
+ * retry in before giving up. Each broken rule adds a problem naming the variable to change.
  */
-export function validateLeaseTimings(t: LeaseTimings): void {
-  if (t.retryPeriodMs <= 0) {
-    throw new ConfigError(
-      `RETRY_PERIOD_MS must be > 0 (got ${t.retryPeriodMs}); set e.g. RETRY_PERIOD_MS=2000`,
-    );
-  }
+export function leaseTimingProblems(t: LeaseTimings, problems: string[] = []): string[] {
+  if (t.retryPeriodMs <= 0)
+    problems.push(`RETRY_PERIOD_MS must be > 0 (got ${t.retryPeriodMs}); set e.g. RETRY_PERIOD_MS=2000`);
   if (t.leaseDurationMs <= t.renewDeadlineMs) {
-    throw new ConfigError(
+    problems.push(
       `LEASE_DURATION_MS (${t.leaseDurationMs}) must be greater than RENEW_DEADLINE_MS (${t.renewDeadlineMs}); ` +
         `set LEASE_DURATION_MS above ${t.renewDeadlineMs} or lower RENEW_DEADLINE_MS (defaults 15000 and 10000)`,
     );
   }
   const minRenew = Math.floor(JITTER_FACTOR * t.retryPeriodMs);
   if (t.renewDeadlineMs <= minRenew) {
-    throw new ConfigError(
+    problems.push(
       `RENEW_DEADLINE_MS (${t.renewDeadlineMs}) must be greater than ${JITTER_FACTOR} × RETRY_PERIOD_MS ` +
         `(${t.retryPeriodMs}) = ${minRenew}; set RENEW_DEADLINE_MS above ${minRenew} or lower RETRY_PERIOD_MS`,
     );
   }
+  return problems;
+}
+
+/** The same rules, as a ConfigError when any is broken. */
+export function validateLeaseTimings(t: LeaseTimings): void {
+  const problems = leaseTimingProblems(t);
+  if (problems.length) throw new ConfigError(problems);
 }
 
 /** Things outside the environment that defaults depend on; tests replace them. */
@@ -89,66 +135,35 @@ function readInClusterNamespace(): string | undefined {
   return ns || undefined;
 }
 
-function intFrom(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
-  const raw = env[name]?.trim();
-  if (raw === undefined || raw === '') return fallback;
-  if (!/^\d+$/.test(raw)) {
-    throw new ConfigError(`${name} must be a whole number between ${min} and ${max} (got "${raw}")`);
-  }
-  const n = Number(raw);
-  if (n < min || n > max) {
-    throw new ConfigError(`${name} must be a whole number between ${min} and ${max} (got ${n})`);
-  }
-  return n;
-}
-
-// RFC 1123 label / subdomain, which is what Kubernetes accepts for namespaces and Lease names.
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-const DNS_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-
-function nameFrom(env: NodeJS.ProcessEnv, name: string, fallback: string, pattern: RegExp): string {
-  const raw = env[name]?.trim();
-  if (raw === undefined || raw === '') return fallback;
-  if (!pattern.test(raw)) {
-    throw new ConfigError(`${name} must be a lower-case DNS name such as "pod-watcher" (got "${raw}")`);
-  }
-  return raw;
-}
-
 /**
  * Reads and validates the pod watcher's configuration from `env`. The only place that reads the
- * environment; every error is a ConfigError whose one-line message says what to set.
+ * environment; every problem is collected, and all of them are thrown at once as one ConfigError.
  */
-export function loadConfig(
-  env: NodeJS.ProcessEnv = process.env,
-  sources: ConfigSources = {},
-): PodWatcherConfig {
-  const inClusterNamespace = sources.inClusterNamespace ?? readInClusterNamespace;
-  const host = sources.hostname ?? hostname;
-
+export function loadConfig(env: Env = process.env, sources: ConfigSources = {}): PodWatcherConfig {
+  const problems: string[] = [];
+  const get = <K extends keyof typeof POD_WATCHER_SETTINGS>(name: K) =>
+    POD_WATCHER_SETTINGS[name].reader.read(env, name, problems) as ReturnType<
+      (typeof POD_WATCHER_SETTINGS)[K]['reader']['read']
+    >;
   const timings: LeaseTimings = {
-    leaseDurationMs: intFrom(env, 'LEASE_DURATION_MS', 15_000, 1, 3_600_000),
-    renewDeadlineMs: intFrom(env, 'RENEW_DEADLINE_MS', 10_000, 1, 3_600_000),
-    retryPeriodMs: intFrom(env, 'RETRY_PERIOD_MS', 2_000, 1, 3_600_000),
+    leaseDurationMs: get('LEASE_DURATION_MS'),
+    renewDeadlineMs: get('RENEW_DEADLINE_MS'),
+    retryPeriodMs: get('RETRY_PERIOD_MS'),
   };
-  validateLeaseTimings(timings);
-
-  const logLevel = env.LOG_LEVEL?.trim() || 'info';
-  if (!LOG_LEVELS.includes(logLevel)) {
-    throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`);
-  }
-
-  // client-go's convention for an identity that is unique even when hostnames repeat (hostname_suffix).
-  const identity = env.POD_NAME?.trim() || `${host()}_${randomBytes(4).toString('hex')}`;
-
-  return {
-    leaseNamespace: nameFrom(env, 'NAMESPACE', inClusterNamespace() ?? 'default', DNS_LABEL),
-    leaseName: nameFrom(env, 'LEASE_NAME', 'pod-watcher', DNS_SUBDOMAIN),
-    identity,
+  const config: PodWatcherConfig = {
+    leaseNamespace:
+      get('NAMESPACE') || ((sources.inClusterNamespace ?? readInClusterNamespace)() ?? 'default'),
+    leaseName: get('LEASE_NAME'),
+    // client-go's convention for an identity that is unique even when hostnames repeat (hostname_suffix).
+    identity: get('POD_NAME') ?? `${(sources.hostname ?? hostname)()}_${randomBytes(4).toString('hex')}`,
     ...timings,
-    watchNamespace: nameFrom(env, 'WATCH_NAMESPACE', '', DNS_LABEL),
-    metricsPort: intFrom(env, 'METRICS_PORT', 9090, 0, 65535),
-    host: env.HOST?.trim() || '0.0.0.0',
-    logLevel,
+    watchNamespace: get('WATCH_NAMESPACE'),
+    metricsPort: get('METRICS_PORT'),
+    host: get('HOST'),
+    logLevel: get('LOG_LEVEL'),
   };
+  // Judged on what was read: a value refused above stands at its default meanwhile.
+  leaseTimingProblems(timings, problems);
+  if (problems.length) throw new ConfigError(problems);
+  return config;
 }

@@ -3,10 +3,12 @@
 // pod, which then campaigns again from a clean state, as client-go controllers do), 78 on bad configuration
 // (as intake: EX_CONFIG),
 // 70 when the shutdown passed its deadline (src/ops/process-exit.ts).
+
+import { ConfigError } from '../config.ts';
 import { createLogger } from '../ops/logger.ts';
 import { ExitCode, exitProcess, handleSignals } from '../ops/process-exit.ts';
 import { Shutdown } from '../ops/shutdown.ts';
-import { ConfigError, loadConfig } from './config.ts';
+import { loadConfig } from './config.ts';
 import { loadKubeConfig } from './kube-client.ts';
 import { buildPodWatcher } from './pod-watcher.ts';
 
@@ -21,7 +23,8 @@ async function main(): Promise<void> {
     if (err instanceof ConfigError) {
       return exitProcess(ExitCode.config, {
         name: 'pod-watcher',
-        line: `pod-watcher: invalid configuration: ${err.message}`,
+        // One line for every problem: a log collector keeps it together.
+        line: `pod-watcher: invalid configuration: ${err.problems.join('; ')}`,
       });
     }
     throw err;

@@ -1,19 +1,27 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfigError, loadConfig, validateLeaseTimings } from '../../src/pod-watcher/config.ts';
+import { ConfigError } from '../../src/config.ts';
+import { loadConfig, validateLeaseTimings } from '../../src/pod-watcher/config.ts';
 
 const sources = { hostname: () => 'node-7', inClusterNamespace: () => undefined };
 
-function configError(env: NodeJS.ProcessEnv): string {
+/** The problems loadConfig reports for `env`, each one line. */
+function problems(env: NodeJS.ProcessEnv): string[] {
   try {
     loadConfig(env, sources);
   } catch (err) {
     assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
-    assert.equal(err.code, 'POD_WATCHER_CONFIG');
-    assert.doesNotMatch(err.message, /\n/, 'the message is one line');
-    return err.message;
+    for (const p of err.problems) assert.doesNotMatch(p, /\n/, 'each problem is one line');
+    return err.problems;
   }
   assert.fail('expected loadConfig to throw');
+}
+
+/** The one problem loadConfig reports for `env`. */
+function configError(env: NodeJS.ProcessEnv): string {
+  const found = problems(env);
+  assert.equal(found.length, 1, found.join('\n'));
+  return found[0]!;
 }
 
 describe('pod watcher configuration', () => {
@@ -98,19 +106,32 @@ describe('pod watcher configuration', () => {
   it('rejects values that are not whole numbers in range, naming the variable', () => {
     assert.equal(
       configError({ RETRY_PERIOD_MS: '2s' }),
-      'RETRY_PERIOD_MS must be a whole number between 1 and 3600000 (got "2s")',
+      'RETRY_PERIOD_MS="2s" is not valid: set a whole number from 1 to 3600000',
     );
     assert.equal(
       configError({ METRICS_PORT: '70000' }),
-      'METRICS_PORT must be a whole number between 0 and 65535 (got 70000)',
+      'METRICS_PORT="70000" is not valid: set a whole number from 0 to 65535',
     );
-    assert.match(configError({ LEASE_DURATION_MS: '0' }), /^LEASE_DURATION_MS must be a whole number/);
+    assert.match(configError({ LEASE_DURATION_MS: '0' }), /^LEASE_DURATION_MS="0" is not valid: set a whole/);
   });
 
   it('rejects names Kubernetes would reject, and unknown log levels', () => {
-    assert.match(configError({ NAMESPACE: 'Prod_NS' }), /^NAMESPACE must be a lower-case DNS name/);
-    assert.match(configError({ WATCH_NAMESPACE: 'a/b' }), /^WATCH_NAMESPACE must be a lower-case DNS name/);
-    assert.match(configError({ LEASE_NAME: '-x' }), /^LEASE_NAME must be a lower-case DNS name/);
-    assert.match(configError({ LOG_LEVEL: 'verbose' }), /^LOG_LEVEL must be one of fatal, error, warn, info/);
+    const dnsName = (name: string) => new RegExp(`^${name}=".*" is not valid: set a lower-case DNS name`);
+    assert.match(configError({ NAMESPACE: 'Prod_NS' }), dnsName('NAMESPACE'));
+    assert.match(configError({ WATCH_NAMESPACE: 'a/b' }), dnsName('WATCH_NAMESPACE'));
+    assert.match(configError({ LEASE_NAME: '-x' }), dnsName('LEASE_NAME'));
+    assert.match(
+      configError({ LOG_LEVEL: 'verbose' }),
+      /^LOG_LEVEL="verbose" is not valid: set one of fatal, error, warn, info/,
+    );
+  });
+
+  it('reports every problem at once, with the readers and the one ConfigError intake uses', () => {
+    assert.deepEqual(
+      problems({ RETRY_PERIOD_MS: '2s', NAMESPACE: 'Prod_NS', LEASE_DURATION_MS: '10000' }).map(
+        (p) => p.split(/[= ]/)[0],
+      ),
+      ['RETRY_PERIOD_MS', 'NAMESPACE', 'LEASE_DURATION_MS'],
+    );
   });
 });
