@@ -95,7 +95,7 @@ export function loadConfig(
     actor: get('INTAKE_ACTOR'),
     heapSnapshot: { signal: get('INTAKE_HEAPSNAPSHOT_SIGNAL'), dir: '' }, // dir: rules.ts
     smoke: { url: get('INTAKE_SMOKE_URL'), key: get('INTAKE_SMOKE_KEY') }, // url's default: rules.ts
-    secretFiles: secretFiles(env),
+    secretFiles: secretFiles(env, needs),
   };
   const given = {
     host: Boolean(env.HOST),
@@ -103,12 +103,18 @@ export function loadConfig(
     heapSnapshotDir: get('INTAKE_HEAPSNAPSHOT_DIR'),
   };
   // Settings only some commands read (their `need` in settings.ts): the others keep the defaults above.
-  if (needs.queue) readQueue(cfg, get, problems);
-  if (needs.piiKey === 'required' || needs.piiKey === 'read') readPiiKeys(cfg, get, needs, problems);
-  if (needs.apiKeys === 'required' || needs.apiKeys === 'read') readApiKeys(cfg, get, needs, problems);
+  if (needed(needs, 'queue')) readQueue(cfg, get, problems);
+  if (needed(needs, 'piiKey')) readPiiKeys(cfg, get, needs, problems);
+  if (needed(needs, 'apiKeys')) readApiKeys(cfg, get, needs, problems);
   applyRules(cfg, given, needs, problems);
   if (problems.length) throw new ConfigError(problems);
   return cfg;
+}
+
+/** Whether a command with `needs` reads the settings gated by `need`. */
+function needed(needs: ConfigNeeds, need: 'queue' | 'apiKeys' | 'piiKey'): boolean {
+  const v = needs[need];
+  return v === true || v === 'required' || v === 'read';
 }
 
 /** The NATS URL, credentials and TLS files, checked now rather than at the first connection. */
@@ -159,10 +165,11 @@ function readApiKeys(cfg: Config, get: Get, needs: ConfigNeeds, problems: string
   if (needs.apiKeys === 'required' && !keys.problems.length) requireApiKeys(cfg, problems);
 }
 
-/** The mounted files this environment names (secrets read from `NAME_FILE`, and file settings). */
-function secretFiles(env: Env): Record<string, string> {
-  const names = Object.entries(SETTINGS).flatMap(([name, s]) =>
-    'secret' in s ? [s.secret === 'path' ? name : `${name}_FILE`] : [],
-  );
+/** The mounted files this command reads (secrets read from `NAME_FILE`, and file settings). */
+function secretFiles(env: Env, needs: ConfigNeeds): Record<string, string> {
+  const names = Object.entries(SETTINGS).flatMap(([name, s]) => {
+    if (!('secret' in s) || ('need' in s && !needed(needs, s.need))) return [];
+    return [s.secret === 'path' ? name : `${name}_FILE`];
+  });
   return Object.fromEntries(names.flatMap((name) => (env[name] ? [[name, env[name]]] : [])));
 }

@@ -139,9 +139,9 @@ export function bool(def: boolean): Reader<boolean> {
   return { ...r, read: (env, name, problems) => r.read(env, name, problems) === 'true' };
 }
 
-/** Any text; `def` when unset. */
-export function text(def: string): Reader<string> {
-  return { default: def, allowed: 'text', read: (env, name) => given(env, name) ?? def };
+/** Any text (`allowed` says what it is for the docs); `def` when unset. */
+export function text(def: string, allowed = 'text'): Reader<string> {
+  return { default: def, allowed, read: (env, name) => given(env, name) ?? def };
 }
 
 /** Any text, or undefined when unset. */

@@ -49,8 +49,9 @@ export type SettingTable = Record<string, Setting>;
 /** A part of the table, shown as one table in the docs. */
 export interface SettingGroup {
   title: string;
-  /** Where its table is: the README, or docs/production.md (the README then points there). */
+  /** Where its table is: the README, or docs/production.md (the README then points there with `summary`). */
   docs: 'readme' | 'production';
+  summary?: string;
   settings: SettingTable;
 }
 
@@ -114,7 +115,7 @@ function masterKey(): Reader<Buffer | undefined> {
 const listening = {
   PORT: { reader: int(8080, 0, 65535), doc: 'port of the HTTP server' },
   HOST: {
-    reader: text('0.0.0.0'),
+    reader: text('0.0.0.0', 'an address'),
     doc:
       'listen address; with no API keys (authentication off) it defaults to `127.0.0.1`, and an address ' +
       'that is not loopback is refused unless `INTAKE_ALLOW_NO_AUTH_REMOTE=true`',
@@ -186,7 +187,7 @@ const database = {
     reader: nodeEnv,
     doc:
       '`production` (any case) makes `DATABASE_URL` mandatory, and each secret for the commands that use ' +
-      'it ([docs/cli.md](docs/cli.md#what-each-command-reads)); any other value but `development` and ' +
+      'it ([docs/cli.md](docs/cli.md)); any other value but `development` and ' +
       '`test` is refused',
   },
   DATABASE_URL: {
@@ -199,7 +200,7 @@ const database = {
       '(`intake doctor` reports it; a missing file is a start-up error)',
   },
   INTAKE_DATA_DIR: {
-    reader: text('./.intake'),
+    reader: text('./.intake', 'a directory'),
     doc:
       'embedded cluster and generated development secrets; made private to the OS user at start (0700; ' +
       '0710 for the `postgres` group when run as root), refused when shared (e.g. `/tmp` itself)',
@@ -388,9 +389,16 @@ const operations = {
 } satisfies SettingTable;
 
 const nats = {
-  NATS_STREAM: { reader: text('INTAKE'), doc: 'the stream', production: true },
-  NATS_SUBJECT: { reader: text('intake.messages'), doc: 'the stream’s subject', production: true },
-  NATS_CONSUMER: { reader: text('intake-writer'), doc: 'the workers’ durable pull consumer' },
+  NATS_STREAM: { reader: text('INTAKE', 'a stream name'), doc: 'the stream', production: true },
+  NATS_SUBJECT: {
+    reader: text('intake.messages', 'a subject'),
+    doc: 'the stream’s subject',
+    production: true,
+  },
+  NATS_CONSUMER: {
+    reader: text('intake-writer', 'a consumer name'),
+    doc: 'the workers’ durable pull consumer',
+  },
   NATS_REPLICAS: {
     reader: int(1, 1, 5),
     doc: 'stream (and bucket) replicas: 3 in a cluster; `202` waits for a quorum',
@@ -495,7 +503,12 @@ export const GROUPS: SettingGroup[] = [
   { title: 'API keys and rate limits', docs: 'readme', settings: auth },
   { title: 'Personal data', docs: 'readme', settings: personalData },
   { title: 'Queue', docs: 'readme', settings: queue },
-  { title: 'NATS JetStream', docs: 'production', settings: nats },
+  {
+    title: 'NATS JetStream',
+    docs: 'production',
+    summary: 'The stream, consumer, limits, credentials and TLS of the NATS queue (`NATS_*`)',
+    settings: nats,
+  },
   { title: 'Worker', docs: 'readme', settings: worker },
   { title: 'Logs and operator commands', docs: 'readme', settings: operations },
 ];

@@ -59,7 +59,7 @@ export const POD_WATCHER_SETTINGS = {
     reader: int(9090, 0, 65535),
     doc: 'port of /metrics, /healthz and /readyz (0 picks a free port)',
   },
-  HOST: { reader: text('0.0.0.0'), doc: 'address the metrics server binds to' },
+  HOST: { reader: text('0.0.0.0', 'an address'), doc: 'address the metrics server binds to' },
   LOG_LEVEL: { reader: logLevel(), doc: 'pino level (`debug` also logs every list and lease conflict)' },
 } satisfies SettingTable;
 

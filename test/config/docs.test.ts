@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
+import {
+  generatedBlock,
+  productionSettings,
+  readmeSettings,
+  settingsTable,
+  tableRows,
+} from '../../src/config/docs.ts';
+import { POD_WATCHER_SETTINGS } from '../../src/pod-watcher/config.ts';
 
 /**
  * The configuration a user reads is the configuration the code reads: every variable the loader
@@ -41,4 +49,14 @@ test('every documented setting is read', () => {
 test('the tables were found', () => {
   assert.ok(documented.size > 30, `only ${documented.size} documented names found`);
   assert.ok(read.size > 30, `only ${read.size} names read`);
+});
+
+test('the settings tables are what the tables of settings say (regenerate: node --import tsx scripts/gen-settings-docs.ts)', () => {
+  const docs: Array<[file: string, source: string, block: string]> = [
+    ['README.md', 'src/config/settings.ts', readmeSettings()],
+    ['docs/production.md', 'src/config/settings.ts', productionSettings()],
+    ['docs/pod-watcher.md', 'src/pod-watcher/config.ts', settingsTable(tableRows(POD_WATCHER_SETTINGS))],
+  ];
+  for (const [file, source, block] of docs)
+    assert.equal(generatedBlock(readFileSync(file, 'utf8'), source), block, `${file} drifted from ${source}`);
 });
