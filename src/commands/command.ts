@@ -34,15 +34,19 @@ export interface PositionalSpec {
 
 export type Values = Record<string, string | boolean | undefined>;
 
-export interface RunContext {
+/**
+ * What a command runs with. `Needs` is what it declared: a command that declares `needs` gets the
+ * `Config` they loaded; one that declares none gets no configuration at all.
+ */
+export interface RunContext<Needs extends ConfigNeeds | undefined = ConfigNeeds | undefined> {
   values: Values;
   positionals: string[];
-  /** Loaded for commands that declare `needs`; undefined for the others. */
-  config: Config | undefined;
+  config: Needs extends ConfigNeeds ? Config : undefined;
   log: Logger;
 }
 
-export interface CommandSpec {
+/** Everything a command declares but what it reads and how it runs. */
+interface CommandInfo {
   /** As typed after `intake`: `doctor`, `keys rotate`. */
   name: string;
   /** One line, for the command list. */
@@ -51,18 +55,21 @@ export interface CommandSpec {
   description?: string;
   options: Record<string, OptionSpec>;
   positionals: PositionalSpec[];
-  /**
-   * What this command reads from the environment beyond the common settings (src/config/needs.ts);
-   * without it, it reads no setting at all.
-   */
-  needs?: ConfigNeeds;
   /** A long-running process (`start`, `api`, `worker`): it logs to stdout, where a one-shot command prints its result. */
   service?: boolean;
   /** Checks that involve several values (e.g. ids or --all); the problem or undefined. */
   validate?: (values: Values, positionals: string[]) => string | undefined;
-  /** The exit code, or -1 when the process keeps running (a server). */
-  run(ctx: RunContext): Promise<number>;
 }
+
+/**
+ * An `intake` command. `CommandSpec<ConfigNeeds>` declares `needs`, what it reads from the environment
+ * beyond the common settings (src/config/needs.ts), and its `run` gets the loaded `Config`;
+ * `CommandSpec<undefined>` reads no setting at all. Plain `CommandSpec` is either, for the registry.
+ */
+export type CommandSpec<Needs extends ConfigNeeds | undefined = ConfigNeeds | undefined> = CommandInfo &
+  (Needs extends ConfigNeeds
+    ? { needs: Needs; run(ctx: RunContext<Needs>): Promise<number> }
+    : { needs?: undefined; run(ctx: RunContext<undefined>): Promise<number> });
 
 /** A command with subcommands: `keys`, `pii`, `dead-letters`. */
 export interface CommandGroup {

@@ -109,7 +109,7 @@ async function select(s: Session, values: Values, positionals: string[]) {
   return { found, missing };
 }
 
-const list: CommandSpec = {
+const list: CommandSpec<ConfigNeeds> = {
   name: 'dead-letters list',
   summary: 'list dead letters, newest first: id, failed at, attempts, sender, reason',
   options: {
@@ -129,7 +129,7 @@ const list: CommandSpec = {
   needs,
   async run({ config, log, values }) {
     const { listDeadLetters } = await import('../store/dead-letters.ts');
-    return withSession(config!, log, async (s) => {
+    return withSession(config, log, async (s) => {
       const rows = await listDeadLetters(s.pool, { ...filterOf(values), limit: Number(values.limit ?? 100) });
       for (const d of rows) {
         if (values.json)
@@ -153,7 +153,7 @@ const list: CommandSpec = {
   },
 };
 
-const show: CommandSpec = {
+const show: CommandSpec<ConfigNeeds> = {
   name: 'dead-letters show',
   summary: 'one dead letter as the admin API shows it (personal data redacted), with why it failed',
   options: {},
@@ -163,7 +163,7 @@ const show: CommandSpec = {
   needs,
   async run({ config, log, positionals }) {
     const { deadLetterView, getDeadLetter } = await import('../store/dead-letters.ts');
-    return withSession(config!, log, async (s) => {
+    return withSession(config, log, async (s) => {
       const id = positionals[0]!.toLowerCase();
       const d = await getDeadLetter(s.pool, id);
       if (!d) {
@@ -176,7 +176,7 @@ const show: CommandSpec = {
   },
 };
 
-function operation(kind: 'replay' | 'discard'): CommandSpec {
+function operation(kind: 'replay' | 'discard'): CommandSpec<ConfigNeeds> {
   return {
     name: `dead-letters ${kind}`,
     summary:
@@ -190,7 +190,7 @@ function operation(kind: 'replay' | 'discard'): CommandSpec {
     async run({ config, log, values, positionals }) {
       const dry = values['dry-run'] === true;
       const { discardDeadLetters, replayDeadLetters } = await import('../ingest/replay.ts');
-      return withSession(config!, log, async (s) => {
+      return withSession(config, log, async (s) => {
         const { found, missing } = await select(s, values, positionals);
         for (const id of missing)
           console.error(`intake dead-letters ${kind}: no dead letter ${id} (replayed or discarded already?)`);
@@ -206,7 +206,7 @@ function operation(kind: 'replay' | 'discard'): CommandSpec {
           db: s.pool,
           // A discard never publishes: only a replay opens the queue.
           queue: kind === 'replay' ? (await s.queue()).producer : (undefined as never),
-          publishTimeoutMs: config!.publishTimeoutMs,
+          publishTimeoutMs: config.publishTimeoutMs,
         };
         const done: string[] = [];
         for (let i = 0; i < found.length; i += PAGE) {

@@ -19,7 +19,7 @@ import { smokeCommand } from './smoke.ts';
 import { version } from './version.ts';
 
 /** `intake help [command]` and `intake version`: print and exit 0, reading nothing else. */
-const helpCommand: CommandSpec = {
+const helpCommand: CommandSpec<undefined> = {
   name: 'help',
   summary: 'print the usage of intake or of one command',
   options: {},
@@ -41,7 +41,7 @@ const helpCommand: CommandSpec = {
   },
 };
 
-const versionCommand: CommandSpec = {
+const versionCommand: CommandSpec<undefined> = {
   name: 'version',
   summary: 'print the version of intake (also --version, -V)',
   options: {},
@@ -149,25 +149,32 @@ export async function dispatch(argv: string[], env: NodeJS.ProcessEnv): Promise<
   if ('problem' in parsed)
     return fail(usageLine(`intake ${spec.name}`, parsed.problem, `intake ${spec.name} --help`));
 
-  let config: ReturnType<typeof loadConfig> | undefined;
+  const { values, positionals } = parsed;
   if (spec.needs) {
+    // A flag that mirrors a setting overrides it for this run; loadConfig reads only what `needs` says.
     const effective = { ...env };
     for (const [name, opt] of Object.entries(spec.options)) {
-      const v = parsed.values[name];
+      const v = values[name];
       if (opt.setting && typeof v === 'string') {
         effective[opt.setting] = v;
         delete effective[`${opt.setting}_FILE`];
       }
     }
-    config = loadConfig(effective, spec); // ConfigError: exit 78 (src/cli.ts)
+    const config = loadConfig(effective, spec); // ConfigError: exit 78 (src/cli.ts)
+    return spec.run({ values, positionals, config, log: await logger(spec, config.logLevel) });
   }
-  const { createLogger } = await import('../ops/logger.ts');
-  // Services log to stdout; a one-shot command's stdout is its result, so its log lines go to stderr.
-  const log = createLogger({
-    level: config?.logLevel ?? (env.LOG_LEVEL || 'info'),
-    fd: spec.service ? 1 : 2,
+  return spec.run({
+    values,
+    positionals,
+    config: undefined,
+    log: await logger(spec, env.LOG_LEVEL || 'info'),
   });
-  return spec.run({ values: parsed.values, positionals: parsed.positionals, config, log });
+}
+
+/** Services log to stdout; a one-shot command's stdout is its result, so its log lines go to stderr. */
+async function logger(spec: CommandSpec, level: string) {
+  const { createLogger } = await import('../ops/logger.ts');
+  return createLogger({ level, fd: spec.service ? 1 : 2 });
 }
 
 function print(text: string): number {

@@ -1,7 +1,8 @@
+import type { ConfigNeeds } from '../config.ts';
 import type { CommandSpec } from './command.ts';
 
 /** `intake doctor`: the pre-deployment checks (doctor-checks.ts). Read-only. */
-export const doctorCommand: CommandSpec = {
+export const doctorCommand: CommandSpec<ConfigNeeds> = {
   name: 'doctor',
   summary: 'pre-deploy checks: config, database, migrations, partitions, keys, NATS stream',
   description:
@@ -20,9 +21,9 @@ export const doctorCommand: CommandSpec = {
   async run({ config, log, values }) {
     const { formatChecks, runDoctor } = await import('./doctor-checks.ts');
     const { resolveDatabase } = await import('../store/connect.ts');
-    const db = await resolveDatabase(config!, log);
+    const db = await resolveDatabase(config, log);
     try {
-      const checks = await runDoctor(config!, db.url);
+      const checks = await runDoctor(config, db.url);
       const ok = !checks.some((c) => c.status === 'fail');
       console.log(values.json ? JSON.stringify({ ok, checks }, null, 2) : formatChecks(checks));
       return ok ? 0 : 1;

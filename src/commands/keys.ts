@@ -8,7 +8,7 @@ import { announce, withSession } from './session.ts';
 /** `rotate` and `rotate-master`: the data keys in the database, under the PII master key. */
 const needs: ConfigNeeds = { database: true, piiKey: 'required' };
 
-const create: CommandSpec = {
+const create: CommandSpec<undefined> = {
   name: 'keys create',
   summary: 'print a new API key (shown once) and the INTAKE_API_KEYS entry that admits it',
   description:
@@ -48,7 +48,7 @@ const create: CommandSpec = {
   },
 };
 
-const rotate: CommandSpec = {
+const rotate: CommandSpec<ConfigNeeds> = {
   name: 'keys rotate',
   summary: 'start a new PII data key now (new data is encrypted under it)',
   description:
@@ -63,7 +63,7 @@ const rotate: CommandSpec = {
   needs,
   async run({ config, log, values }) {
     const dryRun = values['dry-run'] === true;
-    return withSession(config!, log, async (s) => {
+    return withSession(config, log, async (s) => {
       const { newestDataKey } = await import('../store/data-keys.ts');
       const current = await newestDataKey(s.pool);
       announce(`start a new PII data key (the active one is ${current?.id ?? 'none yet'})`, dryRun);
@@ -75,13 +75,13 @@ const rotate: CommandSpec = {
       const { dataKeys } = await s.keys();
       const id = await dataKeys.rotate();
       await writeAudit(s.pool, s.actor, 'rotate-key', null, { key: id });
-      console.log(JSON.stringify({ rotated: id, in_use_within_seconds: config!.dataKeyRefreshS }, null, 2));
+      console.log(JSON.stringify({ rotated: id, in_use_within_seconds: config.dataKeyRefreshS }, null, 2));
       return 0;
     });
   },
 };
 
-const rotateMaster: CommandSpec = {
+const rotateMaster: CommandSpec<ConfigNeeds> = {
   name: 'keys rotate-master',
   summary: 'finish a PII master key rotation: re-wrap every stored key under the new master key',
   description:
@@ -98,7 +98,7 @@ const rotateMaster: CommandSpec = {
   needs,
   async run({ config, log, values }) {
     const dryRun = values['dry-run'] === true;
-    if (!config!.piiPreviousMasterKey) {
+    if (!config.piiPreviousMasterKey) {
       console.error(
         'intake keys rotate-master: set INTAKE_PII_PREVIOUS_MASTER_KEY to the master key being retired and ' +
           'INTAKE_PII_MASTER_KEY to the new one (docs/runbooks.md, "Rotating the PII master key")',
@@ -108,7 +108,7 @@ const rotateMaster: CommandSpec = {
     const { keysToRewrap, rewrapUnderCurrent } = await import('../privacy/master-rotation.ts');
     const { withTransaction } = await import('../store/pool.ts');
     const { writeAudit } = await import('../store/subjects.ts');
-    return withSession(config!, log, async (s) => {
+    return withSession(config, log, async (s) => {
       // Stores the pseudonym key first if no process of this version ever did (derived from the
       // previous master key, which made every pseudonym so far).
       const { wrapper } = await s.keys();

@@ -1,7 +1,8 @@
+import type { ConfigNeeds } from '../config.ts';
 import type { CommandSpec } from './command.ts';
 
 /** `intake migrate`: the schema change, as the Kubernetes migration Job runs it. */
-export const migrateCommand: CommandSpec = {
+export const migrateCommand: CommandSpec<ConfigNeeds> = {
   name: 'migrate',
   summary: 'apply database migrations and exit',
   description:
@@ -15,19 +16,19 @@ export const migrateCommand: CommandSpec = {
   async run({ config, log }) {
     const { resolveDatabase } = await import('../store/connect.ts');
     const { migrate } = await import('../store/migrate.ts');
-    const db = await resolveDatabase(config!, log);
+    const db = await resolveDatabase(config, log);
     try {
-      const { from, to } = await migrate(db.url, log, { retentionDays: config!.retentionDays });
+      const { from, to } = await migrate(db.url, log, { retentionDays: config.retentionDays });
       console.log(
         from === to ? `schema up to date (version ${to})` : `schema migrated from version ${from} to ${to}`,
       );
     } finally {
       await db.close();
     }
-    if (config!.natsUrl) {
+    if (config.natsUrl) {
       const { setUpQueue } = await import('../queue/open-queue.ts');
-      await setUpQueue(config!, log);
-      console.log(`NATS stream ${config!.nats.stream} and consumer ${config!.nats.consumer} ready`);
+      await setUpQueue(config, log);
+      console.log(`NATS stream ${config.nats.stream} and consumer ${config.nats.consumer} ready`);
     }
     return 0;
   },

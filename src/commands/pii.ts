@@ -16,7 +16,7 @@ const ip = {
   check: checks.ipv4,
 };
 
-const reveal: CommandSpec = {
+const reveal: CommandSpec<ConfigNeeds> = {
   name: 'pii reveal',
   summary: 'print one stored message with its IP and personal fields in clear (audited)',
   description:
@@ -36,7 +36,7 @@ const reveal: CommandSpec = {
   async run({ config, log, positionals }) {
     const id = positionals[0]!.toLowerCase();
     const { revealMessage } = await import('../privacy/subjects.ts');
-    return withSession(config!, log, async (s) => {
+    return withSession(config, log, async (s) => {
       const out = await revealMessage(s.pool, (await s.keys()).protector, id, s.actor);
       if (!out) {
         console.error(`intake pii reveal: no stored message ${id}`);
@@ -54,7 +54,7 @@ const reveal: CommandSpec = {
   },
 };
 
-const exportCmd: CommandSpec = {
+const exportCmd: CommandSpec<ConfigNeeds> = {
   name: 'pii export',
   summary:
     'print everything held about an IP: its stored messages, dead letters and queued messages (audited)',
@@ -63,7 +63,7 @@ const exportCmd: CommandSpec = {
   needs,
   async run({ config, log, positionals }) {
     const { exportSubject } = await import('../privacy/subjects.ts');
-    return withSession(config!, log, async (s) => {
+    return withSession(config, log, async (s) => {
       const queue = await s.queue();
       const out = await exportSubject(
         s.pool,
@@ -78,7 +78,7 @@ const exportCmd: CommandSpec = {
   },
 };
 
-const erase: CommandSpec = {
+const erase: CommandSpec<ConfigNeeds> = {
   name: 'pii erase',
   summary: 'delete everything held about an IP, stored, dead-lettered and queued (audited)',
   description:
@@ -93,7 +93,7 @@ const erase: CommandSpec = {
     const subject = positionals[0]!;
     const { eraseSubject } = await import('../privacy/subjects.ts');
     const { countSubjectDeadLetters, subjectMessageIds } = await import('../store/subjects.ts');
-    return withSession(config!, log, async (s) => {
+    return withSession(config, log, async (s) => {
       const { protector } = await s.keys();
       const queue = await s.queue();
       const pseudonym = protector.pseudonym(subject);

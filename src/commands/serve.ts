@@ -38,7 +38,7 @@ function serve(
   needs: ConfigNeeds,
   summary: string,
   description: string,
-) {
+): CommandSpec<ConfigNeeds> {
   return {
     name,
     summary,
@@ -52,22 +52,22 @@ function serve(
       const { default: cluster } = await import('node:cluster');
       const { followPrimarySignals, runApiCluster } = await import('../ops/api-cluster.ts');
       // INTAKE_API_WORKERS > 1: this process only supervises that many API processes on the port.
-      if (name === 'api' && config!.apiWorkers > 1 && cluster.isPrimary)
-        return runApiCluster(config!.apiWorkers, log);
+      if (name === 'api' && config.apiWorkers > 1 && cluster.isPrimary)
+        return runApiCluster(config.apiWorkers, log);
       const { startIntake } = await import('../runtime.ts');
       const { handleSignals } = await import('../ops/process-exit.ts');
-      const running = await startIntake(config!, roles, log);
+      const running = await startIntake(config, roles, log);
       handleSignals({ name: 'intake', log, shutdown: running.shutdownSteps });
       followPrimarySignals();
-      process.on(config!.heapSnapshot.signal, () => {
-        const dir = config!.heapSnapshot.dir;
+      process.on(config.heapSnapshot.signal, () => {
+        const dir = config.heapSnapshot.dir;
         mkdirSync(dir, { recursive: true });
         const file = writeHeapSnapshot(join(dir, `intake-${process.pid}-${Date.now()}.heapsnapshot`));
         log.warn({ file }, 'heap snapshot written');
       });
       return -1; // keeps running until a signal
     },
-  } satisfies CommandSpec;
+  };
 }
 
 export const serveCommands: CommandSpec[] = [

@@ -1,7 +1,8 @@
+import type { ConfigNeeds } from '../config.ts';
 import { type CommandSpec, checks } from './command.ts';
 
 /** `intake smoke`: the post-deployment canary (src/ops/smoke.ts). */
-export const smokeCommand: CommandSpec = {
+export const smokeCommand: CommandSpec<ConfigNeeds> = {
   name: 'smoke',
   summary: 'post-deploy: send a canary message and prove it is stored end to end',
   description:
@@ -39,10 +40,10 @@ export const smokeCommand: CommandSpec = {
   needs: {}, // INTAKE_SMOKE_URL and INTAKE_SMOKE_KEY: no database, queue or key
   async run({ config, values }) {
     const { runSmoke } = await import('../ops/smoke.ts');
-    const url = config!.smoke.url;
+    const url = config.smoke.url;
     const r = await runSmoke({
       url,
-      ...(config!.smoke.key ? { key: config!.smoke.key } : {}),
+      ...(config.smoke.key ? { key: config.smoke.key } : {}),
       timeoutMs: Number(values['timeout-ms'] ?? 30_000),
     });
     if (values.json) console.log(JSON.stringify({ url, ...r }));
