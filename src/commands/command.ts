@@ -78,6 +78,9 @@ export interface CommandGroup {
   subcommands: CommandSpec[];
 }
 
+/** Whether an entry of the registry is a group of subcommands. */
+export const isGroup = (e: CommandSpec | CommandGroup): e is CommandGroup => 'subcommands' in e;
+
 /** Exit codes, the same for every command (src/ops/process-exit.ts ExitCode). */
 export const EXIT_CODES: Array<[number, string]> = [
   [0, 'ok'],

@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { createTestDatabase, type TestDatabase } from '../../harness/db.ts';
-import { allCommands } from '../../src/commands/dispatch.ts';
+import { allCommands } from '../../src/commands/registry.ts';
 
 /**
  * Issue 16: every command, run as an operator would (node bin/intake.js as a subprocess), with --help,
