@@ -1,9 +1,11 @@
-import { EXIT_CODES, HELP_OPTION } from './command.ts';
+import type { ConfigNeeds } from '../config.ts';
+import { type CommandSpec, EXIT_CODES, HELP_OPTION } from './command.ts';
 import { allCommands } from './registry.ts';
 import { flagName, synopsis } from './usage.ts';
 
 /** docs/cli.md, generated from the declarations (scripts/gen-cli-docs.ts; a test fails when it drifts). */
 export function renderCliDocs(): string {
+  const services = allCommands().filter((s) => s.service);
   const out = [
     '# The intake command line',
     '',
@@ -24,9 +26,11 @@ export function renderCliDocs(): string {
     '|---|---|',
     ...EXIT_CODES.map(([c, what]) => `| ${c} | ${what} |`),
     '',
-    'A server (`start`, `api`, `worker`) stopped by SIGTERM exits 0 once drained, 70 when the drain passed INTAKE_SHUTDOWN_TIMEOUT_MS, 128 + the signal number after a second signal.',
+    `A server (${services.map((s) => `\`${s.name}\``).join(', ')}) stopped by SIGTERM exits 0 once drained, 70 when the drain passed INTAKE_SHUTDOWN_TIMEOUT_MS, 128 + the signal number after a second signal.`,
     '',
     'A server that cannot start (its port taken, the database unreachable) stops what it had started, in reverse order (an embedded PostgreSQL last), and exits 1 with one line on stderr, written last, naming the stage: `intake: could not start (HTTP server): listen EADDRINUSE: address already in use 0.0.0.0:8080`.',
+    '',
+    ...whatEachCommandReads(allCommands()),
     '',
     '## Commands',
     '',
@@ -61,7 +65,7 @@ export function renderCliDocs(): string {
     out.push(
       '',
       s.needs
-        ? `Settings: those \`intake ${s.name}\` needs (src/config/needs.ts).`
+        ? `Settings: ${readsLine(s.needs)} ([what each command reads](#what-each-command-reads)).`
         : 'Settings: none; reads no database, key or file.',
     );
   }
@@ -70,4 +74,47 @@ export function renderCliDocs(): string {
 
 function anchor(name: string): string {
   return `intake-${name.replace(/ /g, '-')}`;
+}
+
+/** What each command declares it reads (its `needs`), as a table: true by construction. */
+function whatEachCommandReads(commands: CommandSpec[]): string[] {
+  const mark = (v: boolean | string | undefined) => (v === true ? 'yes' : v && v !== 'unused' ? v : '—');
+  const reading = commands.filter((s) => s.needs);
+  const none = commands.filter((s) => !s.needs).map((s) => `\`intake ${s.name}\``);
+  return [
+    '## What each command reads',
+    '',
+    'Every command that reads settings reads the common ones ([README.md](../README.md#configuration)); ' +
+      'beyond those, each reads only what it declares (its `needs`, next to its flags in src/commands/), ' +
+      'so a process is never refused for a setting it does not use. A setting it does not read is ignored ' +
+      'even when set (the Kubernetes ConfigMap names every file; only the pods that read a file mount it).',
+    '',
+    '| command | database | queue | API keys | PII master key | runs a worker |',
+    '|---|---|---|---|---|---|',
+    ...reading.map((s) => {
+      const n = s.needs!;
+      return `| \`intake ${s.name}\` | ${mark(n.database)} | ${mark(n.queue)} | ${mark(n.apiKeys)} | ${mark(n.piiKey)} | ${mark(n.worker)} |`;
+    }),
+    '',
+    '- database: `DATABASE_URL` is mandatory in production (else an embedded PostgreSQL is used);',
+    '- queue: `NATS_URL`, its credentials and TLS files are read (unset: the Postgres-backed queue);',
+    '- `required`: read and checked before anything starts, and mandatory in production; `read`: read ' +
+      'and checked, and `intake doctor` reports a missing or bad one as a failed check instead of refusing to run;',
+    '- runs a worker: `INTAKE_WORKER_CONCURRENCY` must stay below `INTAKE_DB_POOL_SIZE`.',
+    '',
+    `${none.join(', ')} read no setting at all.`,
+  ];
+}
+
+/** "the database, the queue and the PII master key (required)", from a declaration. */
+function readsLine(n: ConfigNeeds): string {
+  const parts = [
+    ...(n.database ? ['the database'] : []),
+    ...(n.queue ? ['the queue'] : []),
+    ...(n.apiKeys && n.apiKeys !== 'unused' ? [`API keys (${n.apiKeys})`] : []),
+    ...(n.piiKey && n.piiKey !== 'unused' ? [`the PII master key (${n.piiKey})`] : []),
+  ];
+  if (parts.length === 0) return 'the common ones only';
+  const list = parts.length > 1 ? `${parts.slice(0, -1).join(', ')} and ${parts.at(-1)}` : parts[0];
+  return `the common ones, ${list}`;
 }

@@ -187,7 +187,7 @@ const database = {
     reader: nodeEnv,
     doc:
       '`production` (any case) makes `DATABASE_URL` mandatory, and each secret for the commands that use ' +
-      'it ([docs/cli.md](docs/cli.md)); any other value but `development` and ' +
+      'it ([docs/cli.md](docs/cli.md#what-each-command-reads)); any other value but `development` and ' +
       '`test` is refused',
   },
   DATABASE_URL: {
