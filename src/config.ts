@@ -7,8 +7,8 @@
  * - load.ts: environment → Config; docs.ts: the README and production.md tables.
  */
 export { loadConfig } from './config/load.ts';
-export { type ConfigNeeds, type ConfigRequest, EVERY_NEED } from './config/needs.ts';
-export { ConfigError, readSecret } from './config/readers.ts';
+export type { ConfigNeeds, ConfigRequest } from './config/needs.ts';
+export { ConfigError } from './config/readers.ts';
 export { isLoopback } from './config/rules.ts';
 export { defaultMaxConnections } from './config/settings.ts';
 export type { AccessLog, Config, NatsConfig } from './config/types.ts';

@@ -39,14 +39,14 @@ function given(env: Env, name: string): string | undefined {
 }
 
 /** Reads `NAME`, or the contents of the file named by `NAME_FILE` (mounted secrets). Throws when it cannot. */
-export function readSecret(env: Env, name: string): string | undefined {
+function readSecret(env: Env, name: string): string | undefined {
   const file = env[`${name}_FILE`];
   if (file) return readFileSync(file, 'utf8').trim();
   return given(env, name);
 }
 
 /** The problem of a `NAME_FILE` that cannot be read. */
-export function unreadable(name: string, err: unknown): string {
+function unreadable(name: string, err: unknown): string {
   return `${name}_FILE cannot be read (${(err as Error).message}): point it at a readable file`;
 }
 
