@@ -54,6 +54,16 @@ test('secrets can come from *_FILE', async () => {
     () => loadConfig({ DATABASE_URL_FILE: '/nonexistent/file' }),
     /DATABASE_URL_FILE cannot be read/,
   );
+  // The key being retired during a master key rotation is mounted as a second Secret (docs/runbooks.md).
+  const previous = Buffer.alloc(32, 9);
+  const keyFile = join(mkdtempSync(join(tmpdir(), 'cfg-')), 'previous');
+  writeFileSync(keyFile, `${previous.toString('base64')}\n`);
+  const rotating = loadConfig({
+    INTAKE_PII_MASTER_KEY: Buffer.alloc(32, 7).toString('base64'),
+    INTAKE_PII_PREVIOUS_MASTER_KEY_FILE: keyFile,
+  });
+  assert.deepEqual(rotating.piiPreviousMasterKey, previous);
+  assert.deepEqual(Object.keys(rotating.secretFiles), ['INTAKE_PII_PREVIOUS_MASTER_KEY_FILE']);
 });
 
 describe('each command needs only what it uses', () => {
