@@ -179,8 +179,8 @@ async function startWorkerRole(
       maxWaitMs: config.workerMaxWaitMs,
       maxAttempts: config.workerMaxAttempts,
       concurrency: config.workerConcurrency,
-      // On the Postgres queue a claim that overlaps the storing transaction costs PostgreSQL more
-      // (50 -> 60 us/row, fewer rows/s, in one-process A/B runs); on JetStream it is neutral or better.
+      // On the Postgres queue a claim that overlaps the storing transaction costs PostgreSQL more per
+      // row; on JetStream it is neutral or better (docs/capacity-plan.md#measurements-behind-choices-in-the-code).
       prefetch: Boolean(config.natsUrl),
     },
     log,

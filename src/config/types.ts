@@ -207,7 +207,7 @@ export interface NatsConfig {
   /**
    * `NATS_PUBLISH_CONCURRENCY`: grouped publishes (envelopes) awaiting their JetStream ack at once per
    * process; requests arriving meanwhile wait and join the next group. Fewer slots make bigger groups
-   * (scripts/bench-publish.ts measured 2 ahead of 4 and 8 on one node).
+   * (scripts/bench-publish.ts; docs/capacity-plan.md#measurements-behind-choices-in-the-code).
    */
   publishConcurrency: number;
   /**

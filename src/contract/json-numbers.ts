@@ -6,9 +6,8 @@
  *
  * Reaching 1.8e308 takes an exponent of 3 digits or, with at most 2, a mantissa of at least 210 digits.
  * So a text shorter than that is looked at only when it has such an exponent, and a longer one has its
- * parsed values walked: about a tenth of JSON.parse's own time, 0.1 µs against 1 µs for a 124-byte
- * message and 0.4 ms against 3.1 ms for a 610 KiB batch of 5,000 (scanning that batch's text for a
- * long run of digits cost 1.5 to 2.2 ms). Pointers are built only once something is found.
+ * parsed values walked, a small share of JSON.parse's own time (scanning the text for a long run of
+ * digits instead cost more: docs/capacity-plan.md#measurements-behind-choices-in-the-code). Pointers are built only once something is found.
  */
 const THREE_DIGIT_EXPONENT = /[eE][+-]?\d{3}/;
 const LONG_MANTISSA = 210;

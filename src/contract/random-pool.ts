@@ -2,8 +2,8 @@ import { randomFillSync } from 'node:crypto';
 
 /**
  * Bytes from the CSPRNG, drawn from a 4 KiB pool: one getrandom call per pool instead of one per
- * message. Under load, per-call randomness (a UUIDv7 and an AES-GCM IV per message) was ~16 % of the
- * API's CPU. The bytes are the same CSPRNG output; each is handed out once.
+ * message: per-call randomness (a UUIDv7 and an AES-GCM IV per message) was a large share of the API's
+ * CPU under load (docs/capacity-plan.md#measurements-behind-choices-in-the-code). The bytes are the same CSPRNG output; each is handed out once.
  */
 const pool = Buffer.alloc(4096);
 let offset = pool.length;

@@ -13,7 +13,7 @@ import type { FastifyInstance } from 'fastify';
  *   connection that sends a request gets its answer with `Connection: close` (app.ts), and sockets
  *   still idle after `graceMs` are closed then, and every 100 ms after (Go's Shutdown waits for new
  *   connections for the same reason). A keep-alive socket that was busy when close began is not
- *   closed by Node when it turns idle (measured here: a ~70 s hang), hence the repeated sweep.
+ *   closed by Node when it turns idle (it hangs: docs/capacity-plan.md#measurements-behind-choices-in-the-code), hence the repeated sweep.
  * - Whatever is left a second before the deadline is cut.
  */
 export async function closeHttp(app: FastifyInstance, timeoutMs: number, graceMs = 1000): Promise<void> {

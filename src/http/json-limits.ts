@@ -1,7 +1,7 @@
 /**
- * JSON.parse's cost is not linear in bytes: a 1 MiB body of 340,000 empty objects took 100-400 ms of
- * one core here, and an object with 90,000 keys ~200 ms to parse plus ~300 ms to validate, while 1 MiB
- * of ordinary messages takes ~10 ms. The event loop stalls for every client meanwhile. One pass over
+ * JSON.parse's cost is not linear in bytes: a 1 MiB body of empty objects, or one object with tens of
+ * thousands of keys, takes tens of times longer to parse (and validate) than 1 MiB of ordinary messages
+ * (docs/capacity-plan.md#measurements-behind-choices-in-the-code). The event loop stalls for every client meanwhile. One pass over
  * the bytes first bounds that cost before JSON.parse runs. No JSON library offers such a pre-check,
  * hence these few lines.
  */

@@ -133,8 +133,8 @@ const noDataKey = (err: unknown): never => {
 /**
  * Runs `fn` with a signal that aborts after `ms`, and clears the timer as soon as `fn` settles.
  * Not AbortSignal.timeout(): its timer outlives the request, and when it fires (`ms` later, for every
- * request) it builds a DOMException with a stack trace; the bench's profile put that and the signal's
- * weak-reference bookkeeping at ~5 % of the API's CPU per message.
+ * request) it builds a DOMException with a stack trace, which with the signal's weak-reference
+ * bookkeeping the bench's profile showed on every message (docs/capacity-plan.md#measurements-behind-choices-in-the-code).
  */
 async function withDeadline<T>(ms: number, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const deadline = new AbortController();

@@ -20,7 +20,7 @@ const READER_GONE = new Set(['EPIPE', 'ECONNRESET', 'ENOTCONN', 'EBADF', 'EIO'])
 
 /**
  * The process's stdout as pino's destination: sonic-boom (asynchronous writes, lines written while a
- * write is pending go out together: a synchronous write per access-log line was ~6 % of the API's CPU)
+ * write is pending go out together: a synchronous write per access-log line costs the API, docs/capacity-plan.md#measurements-behind-choices-in-the-code)
  * with a bounded buffer, plus the accounting sonic-boom does not do: how many lines were dropped, and
  * how many are still waiting. It is built here rather than with `pino.destination()` because pino
  * registers a synchronous flush on process exit for its own destinations, and `flushSync()` sleeps and

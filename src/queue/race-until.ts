@@ -4,8 +4,8 @@
  *
  * A plain timer, not timers/promises' setTimeout with an AbortController: cancelling that rejects with
  * an AbortError, a DOMException that captures a stack, on every call. The worker's consumer races each
- * envelope it reads, so at 2,000 single-message envelopes/s the AbortController, DOMException and
- * listener bookkeeping were ~25 % of its main thread's busy time (CPU profile).
+ * envelope it reads, and the AbortController, DOMException and listener bookkeeping were a quarter of its
+ * main thread's busy time (docs/capacity-plan.md#measurements-behind-choices-in-the-code).
  */
 export function raceUntil<T>(p: Promise<T>, until: number, signal?: AbortSignal): Promise<T | undefined> {
   if (signal?.aborted) return Promise.resolve(undefined);

@@ -190,8 +190,8 @@ export class NatsLink {
         this.nc = await connect({
           servers,
           name: `intake-${process.pid}`,
-          // Measured here: the client otherwise builds two Error objects per request for async stack traces,
-          // ~20 % of CPU under load; errors still carry their message and cause.
+          // The client otherwise builds two Error objects per request for async stack traces (a fifth of
+          // the CPU under load: docs/capacity-plan.md); errors still carry their message and cause.
           noAsyncTraces: true,
           // Once connected, reconnect forever: an outage turns readiness off, never kills the process.
           maxReconnectAttempts: -1,

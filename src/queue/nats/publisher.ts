@@ -24,8 +24,8 @@ import { idempotencyBucket } from './provision.ts';
 import { countQueuedForSubject, type SubjectScanOptions } from './subject-scan.ts';
 
 /**
- * The API side of the NATS queue. Awaiting one JetStream ack per request caps intake at ~18 % of what
- * node:http can serve (measured on this project's machine), so concurrent requests are grouped (GroupCommit: a short linger, a
+ * The API side of the NATS queue. Awaiting one JetStream ack per request caps intake at a small share of
+ * what node:http can serve (docs/capacity-plan.md), so concurrent requests are grouped (GroupCommit: a short linger, a
  * bounded batch, bounded pending) and each group is published as ONE stream message, an envelope
  * (envelope.ts), whose PubAck is the durability proof for every message in it. A request resolves
  * only with its own group's ack, so `202` still means "on the stream, replicated".

@@ -188,7 +188,7 @@ export class PgQueueProducer implements QueueProducer {
   /**
    * The common group, with no Idempotency-Key and within one statement: one INSERT in its own implicit
    * transaction, one round trip instead of BEGIN, INSERT and COMMIT (the bench's profile had the three
-   * round trips at ~13 % of the API's CPU per message). The statement is its own commit: an error the
+   * round trips among the API's costs per message: docs/capacity-plan.md#measurements-behind-choices-in-the-code). The statement is its own commit: an error the
    * server answered with (a SQLSTATE, other than a dropped connection) rolled it back, while no answer
    * at all leaves the outcome unknown.
    */
