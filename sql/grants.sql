@@ -22,9 +22,12 @@ BEGIN
     GRANT SELECT, INSERT, UPDATE, DELETE ON intake.queue TO intake_worker;
     GRANT SELECT, INSERT ON intake.dead_letters TO intake_worker;
     GRANT SELECT ON intake.erasures TO intake_worker;
+    -- Records the ids of messages it drops for an erasure tombstone (message status); never reads them.
+    GRANT INSERT ON intake.erased_messages TO intake_worker;
     -- Partition maintenance (runtime.ts), bounded inside the functions themselves (migration 007).
     GRANT EXECUTE ON FUNCTION intake.ensure_partitions(integer, integer) TO intake_worker;
     GRANT EXECUTE ON FUNCTION intake.drop_partitions_before(timestamptz) TO intake_worker;
+    GRANT EXECUTE ON FUNCTION intake.prune_erased_messages() TO intake_worker;
   END IF;
   IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'intake_api') THEN
     GRANT USAGE ON SCHEMA intake TO intake_api;
@@ -40,6 +43,8 @@ BEGIN
     -- The hourly prune clears unkeyed fingerprints an older API wrote during a deploy (migration 006).
     GRANT UPDATE (fingerprint) ON intake.idempotency_keys TO intake_api;
     GRANT INSERT ON intake.audit_log TO intake_api;
+    -- Erasure records the ids it deletes; the status route reads them (migration 008).
+    GRANT SELECT, INSERT ON intake.erased_messages TO intake_api;
   END IF;
 END $$;
 

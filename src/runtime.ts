@@ -20,6 +20,7 @@ import { openQueue } from './queue/open-queue.ts';
 import type { QueueConsumer, QueueProducer } from './queue/queue.ts';
 import { expireDeadLetters } from './store/dead-letters.ts';
 import { startEmbeddedPostgres } from './store/embedded-postgres.ts';
+import { pruneErasedMessages } from './store/message-status.ts';
 import { assertSchemaCurrent, migrate } from './store/migrate.ts';
 import { dropExpiredPartitions, ensurePartitions } from './store/partitions.ts';
 import { createPool, type Pool } from './store/pool.ts';
@@ -352,5 +353,8 @@ const WITHOUT_PII_KEY: IpProtector = ((noKey: () => never) => ({
 async function maintainPartitions(pool: Pool, retentionDays: number, log: Logger): Promise<void> {
   const created = await ensurePartitions(pool);
   const dropped = await dropExpiredPartitions(pool, retentionDays);
-  if (created || dropped.length) log.info({ created, dropped }, 'partitions maintained');
+  // The erased-message records (message status) expire with the window the partitions do.
+  const erasedRecords = await pruneErasedMessages(pool);
+  if (created || dropped.length || erasedRecords)
+    log.info({ created, dropped, erasedRecords }, 'partitions maintained');
 }

@@ -64,6 +64,52 @@ export const StoredMessage = Type.Object(
 );
 export type StoredMessage = Static<typeof StoredMessage>;
 
+export const MessageStatus = Type.Object(
+  {
+    id: Type.String({ format: 'uuid' }),
+    status: Type.Union(
+      [
+        Type.Literal('stored'),
+        Type.Literal('queued'),
+        Type.Literal('dead_lettered'),
+        Type.Literal('erased'),
+        Type.Literal('unknown'),
+      ],
+      {
+        description:
+          '`stored`: readable at /v1/messages/{id}. `queued`: accepted and on the Postgres queue, not ' +
+          'stored yet. `dead_lettered`: could not be stored. `erased`: deleted or dropped by a GDPR ' +
+          'erasure. `unknown`: none of these can be shown: never accepted, past retention, another ' +
+          "sender's, or (JetStream queue) accepted and not stored yet",
+      },
+    ),
+    stored_at: Type.Optional(
+      Type.Union([Type.String({ format: 'date-time' }), Type.Null()], {
+        description: '`stored`: when the worker stored it (null if stored before this was recorded)',
+      }),
+    ),
+    received_at: Type.Optional(
+      Type.String({ format: 'date-time', description: '`stored`, `queued`, `dead_lettered`: when accepted' }),
+    ),
+    attempts: Type.Optional(
+      Type.Integer({ description: '`queued`, `dead_lettered`: deliveries to the worker so far' }),
+    ),
+    failed_at: Type.Optional(Type.String({ format: 'date-time', description: '`dead_lettered`: when' })),
+    erased_at: Type.Optional(
+      Type.String({ format: 'date-time', description: '`erased`: when the erasure took effect' }),
+    ),
+    reason: Type.Optional(
+      Type.String({
+        description:
+          '`dead_lettered`: why it could not be stored (the database error). `unknown`: ' +
+          '`database_unavailable` when the database could not be asked',
+      }),
+    ),
+  },
+  { $id: 'MessageStatus', description: 'What became of an accepted message' },
+);
+export type MessageStatus = Static<typeof MessageStatus>;
+
 export const MessageList = Type.Object(
   {
     items: Type.Array(Type.Ref(StoredMessage)),
@@ -160,6 +206,7 @@ export const API_SCHEMAS = [
   ItemResult,
   BatchResults,
   StoredMessage,
+  MessageStatus,
   MessageList,
   SubjectExport,
   Erasure,

@@ -6,6 +6,7 @@ import type { StoredMessage } from '../contract/api-schemas.ts';
 import { uuidv7Time } from '../contract/message-id.ts';
 import { redactFields } from '../contract/protected-fields.ts';
 import type { QueuedMessage } from '../contract/queued-message.ts';
+import { recordErased } from './message-status.ts';
 import type { Queryable } from './pool.ts';
 
 /** SQL of the intake.messages table: the worker's batch insert and the read API's queries. */
@@ -76,13 +77,18 @@ export async function insertMessages(db: Queryable, batch: QueuedMessage[]): Pro
 
 /**
  * The end of both write paths, after a CTE `input` of the batch's rows: drops rows of erased subjects
- * (tombstones in intake.erasures), inserts the rest idempotently, and counts both, and the replays among
- * them (`replayed`: the parameter holding replayedIds(); empty for almost every batch).
+ * (tombstones in intake.erasures, their ids recorded as erased at the tombstone's time for message
+ * status), inserts the rest idempotently, and counts both, and the replays among them (`replayed`: the
+ * parameter holding replayedIds(); empty for almost every batch).
  */
-const storeInput = (replayed: string) => `kept AS (
-       SELECT * FROM input t WHERE t.pseudonym IS NULL OR NOT EXISTS (
-         SELECT 1 FROM intake.erasures e
-         WHERE e.pseudonym = decode(t.pseudonym, 'base64') AND t.received_at <= e.erased_at)),
+const storeInput = (replayed: string) => `flagged AS (
+       SELECT t.*, CASE WHEN t.pseudonym IS NOT NULL THEN (
+         SELECT e.erased_at FROM intake.erasures e
+         WHERE e.pseudonym = decode(t.pseudonym, 'base64') AND t.received_at <= e.erased_at) END AS erased_at
+       FROM input t),
+     kept AS (SELECT * FROM flagged WHERE erased_at IS NULL),
+     gone AS (SELECT id, sender, erased_at FROM flagged WHERE erased_at IS NOT NULL),
+     ${recordErased('gone', 'erased_at')},
      ins AS (
        INSERT INTO intake.messages (id, received_at, ts, sender, message, priority, ip_pseudonym, ip_ciphertext, ip_key_id)
        SELECT t.id, t.received_at, t.ts, t.sender, t.message, t.priority,

@@ -1,4 +1,5 @@
 import type { QueuedMessage } from '../contract/queued-message.ts';
+import { recordErased } from './message-status.ts';
 import type { Queryable } from './pool.ts';
 
 /**
@@ -183,13 +184,18 @@ export async function countQueuedForSubject(db: Queryable, pseudonym: string): P
  * transaction): those received later are new data and stay, exactly as the tombstone check would decide.
  */
 export async function deleteQueuedForSubject(tx: Queryable, pseudonym: string): Promise<number> {
-  const r = await tx.query(
-    `DELETE FROM intake.queue q USING intake.erasures e
-     WHERE q.payload->'ip'->>'pseudonym' = $1 AND e.pseudonym = decode($1, 'base64')
-       AND (q.payload->>'received_at')::timestamptz <= e.erased_at`,
+  // Their ids are recorded as erased in the same statement (message status).
+  const r = await tx.query<{ n: number }>(
+    `WITH gone AS (
+       DELETE FROM intake.queue q USING intake.erasures e
+       WHERE q.payload->'ip'->>'pseudonym' = $1 AND e.pseudonym = decode($1, 'base64')
+         AND (q.payload->>'received_at')::timestamptz <= e.erased_at
+       RETURNING q.id, q.payload->>'sender' AS sender),
+     ${recordErased('gone')}
+     SELECT count(*)::int AS n FROM gone`,
     [pseudonym],
   );
-  return r.rowCount ?? 0;
+  return r.rows[0]!.n;
 }
 
 /**

@@ -1,3 +1,4 @@
+import { recordErased } from './message-status.ts';
 import type { Queryable } from './pool.ts';
 
 /**
@@ -33,18 +34,27 @@ export async function writeTombstone(tx: Queryable, pseudonym: string): Promise<
   );
 }
 
+/** Deletes the subject's stored messages and records their ids as erased (message status); how many. */
 export async function deleteSubjectMessages(tx: Queryable, pseudonym: string): Promise<number> {
-  const r = await tx.query(`DELETE FROM intake.messages WHERE ip_pseudonym = decode($1, 'base64')`, [
-    pseudonym,
-  ]);
-  return r.rowCount ?? 0;
+  const r = await tx.query<{ n: number }>(
+    `WITH gone AS (DELETE FROM intake.messages WHERE ip_pseudonym = decode($1, 'base64') RETURNING id, sender),
+     ${recordErased('gone')}
+     SELECT count(*)::int AS n FROM gone`,
+    [pseudonym],
+  );
+  return r.rows[0]!.n;
 }
 
+/** Deletes the subject's dead letters and records their ids as erased (message status); how many. */
 export async function deleteSubjectDeadLetters(tx: Queryable, pseudonym: string): Promise<number> {
-  const r = await tx.query(`DELETE FROM intake.dead_letters WHERE payload->'ip'->>'pseudonym' = $1`, [
-    pseudonym,
-  ]);
-  return r.rowCount ?? 0;
+  const r = await tx.query<{ n: number }>(
+    `WITH gone AS (DELETE FROM intake.dead_letters WHERE payload->'ip'->>'pseudonym' = $1
+                   RETURNING id, payload->>'sender' AS sender),
+     ${recordErased('gone')}
+     SELECT count(*)::int AS n FROM gone`,
+    [pseudonym],
+  );
+  return r.rows[0]!.n;
 }
 
 export async function countSubjectDeadLetters(db: Queryable, pseudonym: string): Promise<number> {

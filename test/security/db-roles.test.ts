@@ -36,6 +36,7 @@ const EXPECTED_TABLES: Record<string, Record<string, string>> = {
     erasures: 'raw',
     keyring: 'ra',
     audit_log: 'a',
+    erased_messages: 'ra',
   },
   intake_worker: {
     schema_version: 'r',
@@ -43,6 +44,7 @@ const EXPECTED_TABLES: Record<string, Record<string, string>> = {
     queue: 'rawd',
     dead_letters: 'ra',
     erasures: 'r',
+    erased_messages: 'a',
   },
   public: {},
 };
@@ -59,7 +61,7 @@ const EXPECTED_COLUMNS: Record<string, string[]> = {
 };
 const EXPECTED_FUNCTIONS: Record<string, string[]> = {
   intake_api: [],
-  intake_worker: ['drop_partitions_before', 'ensure_partitions'],
+  intake_worker: ['drop_partitions_before', 'ensure_partitions', 'prune_erased_messages'],
   public: [],
 };
 

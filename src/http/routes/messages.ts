@@ -7,13 +7,15 @@ import {
   BatchResults,
   MessageIdParams,
   MessageList,
+  MessageStatus,
   StoredMessage,
 } from '../../contract/api-schemas.ts';
-import { isMessageId } from '../../contract/message-id.ts';
+import { isMessageId, uuidv7Time } from '../../contract/message-id.ts';
 import { IncomingBatch, IncomingMessage, MAX_BATCH } from '../../contract/message-schema.ts';
 import { compileValidator, createAjv, toViolations, type Violation } from '../../contract/validator.ts';
 import type { IngestContext } from '../../ingest/ingest.ts';
 import type { RejectReason } from '../../ops/metrics.ts';
+import { lookUpStatus, type StatusRow } from '../../store/message-status.ts';
 import { getMessage, queryMessages } from '../../store/messages.ts';
 import type { AppDeps } from '../app-deps.ts';
 import { MAX_NDJSON_LINES, NdjsonBody } from '../ndjson.ts';
@@ -206,6 +208,66 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
           'no message with this id is stored (yet: storing takes a moment)',
         );
       return found;
+    },
+  );
+
+  app.get<{ Params: { id: string } }>(
+    '/v1/messages/:id/status',
+    {
+      config: { scope: 'read' },
+      schema: {
+        operationId: 'getMessageStatus',
+        tags: ['messages'],
+        summary: 'What became of an accepted message',
+        description:
+          '`stored` (with stored_at), `queued` (on the Postgres queue, not stored yet), `dead_lettered` ' +
+          '(with the reason), `erased` (with erased_at) or `unknown`. Never a guess: on the JetStream ' +
+          'queue a message not stored yet is `unknown` (the stream cannot be asked cheaply). ' +
+          "Another sender's message is `unknown`, exactly as an id never accepted. If the database " +
+          'cannot be asked: `unknown` with reason `database_unavailable`, not an error.',
+        params: MessageIdParams,
+        response: {
+          200: jsonResponse('Where the message is', ref(MessageStatus)),
+          ...problemResponses(400, ...AUTH_PROBLEMS),
+        },
+      },
+    },
+    async (req): Promise<MessageStatus> => {
+      const id = req.params.id.toLowerCase();
+      // A UUID of another version was never issued by intake.
+      if (!isMessageId(id)) return { id, status: 'unknown' };
+      let found: StatusRow | undefined;
+      try {
+        found = await lookUpStatus(deps.db, id);
+      } catch (err) {
+        req.log.warn({ err, id }, 'message status: the database could not be asked');
+        return { id, status: 'unknown', reason: 'database_unavailable' };
+      }
+      // Another sender's message is as unknown as one never accepted, so ids cannot be probed.
+      if (!found || !senderAllowed(req, found.sender)) return { id, status: 'unknown' };
+      const receivedAt = uuidv7Time(id).toISOString();
+      switch (found.kind) {
+        case 'stored':
+          return {
+            id,
+            status: 'stored',
+            stored_at: found.storedAt?.toISOString() ?? null,
+            received_at: receivedAt,
+          };
+        case 'queued':
+          return { id, status: 'queued', received_at: receivedAt, attempts: found.attempts };
+        case 'dead_lettered':
+          return {
+            id,
+            status: 'dead_lettered',
+            received_at: receivedAt,
+            failed_at: found.failedAt.toISOString(),
+            attempts: found.attempts,
+            reason: found.reason,
+          };
+        case 'erased':
+          return { id, status: 'erased', erased_at: found.erasedAt.toISOString() };
+      }
     },
   );
 

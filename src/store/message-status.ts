@@ -1,0 +1,83 @@
+import { uuidv7Time } from '../contract/message-id.ts';
+import type { Queryable } from './pool.ts';
+
+/**
+ * SQL of message status (GET /v1/messages/{id}/status): where intake's database says a message is,
+ * and the record of erased message ids (intake.erased_messages, migration 008) that erasure and the
+ * worker write.
+ */
+
+/** Where the database says one message is: the first of stored, erased, dead-lettered, queued. */
+export type StatusRow =
+  | { kind: 'stored'; sender: string; storedAt: Date | null }
+  | { kind: 'erased'; sender: string; erasedAt: Date }
+  | { kind: 'dead_lettered'; sender: string; failedAt: Date; reason: string; attempts: number }
+  | { kind: 'queued'; sender: string; attempts: number };
+
+interface Row {
+  kind: StatusRow['kind'];
+  sender: string | null;
+  at: Date | null;
+  reason: string | null;
+  attempts: number | null;
+}
+
+/**
+ * One statement, so one snapshot: a message the worker stores (and takes off the Postgres queue)
+ * between two look-ups cannot fall between them. Every branch is a primary-key probe; intake.messages
+ * is probed with the received_at the UUIDv7 carries, so only one partition is read. The order decides
+ * when a message is in two places at once: a stored row is the truth, and a queue row of a stored
+ * message (only ever inside the worker's transaction) is not visible to this snapshot.
+ */
+export async function lookUpStatus(db: Queryable, id: string): Promise<StatusRow | undefined> {
+  const r = await db.query<Row>(
+    `SELECT kind, sender, at, reason, attempts FROM (
+       SELECT 1 AS rank, 'stored' AS kind, sender, stored_at AS at, NULL::text AS reason, NULL::int AS attempts
+         FROM intake.messages WHERE id = $1 AND received_at = $2
+       UNION ALL
+       SELECT 2, 'erased', sender, erased_at, NULL, NULL FROM intake.erased_messages WHERE id = $1
+       UNION ALL
+       SELECT 3, 'dead_lettered', payload->>'sender', failed_at, reason, attempts
+         FROM intake.dead_letters WHERE id = $1
+       UNION ALL
+       SELECT 4, 'queued', payload->>'sender', NULL, NULL, attempts FROM intake.queue WHERE id = $1
+     ) s ORDER BY rank LIMIT 1`,
+    [id, uuidv7Time(id)],
+  );
+  const row = r.rows[0];
+  if (!row) return undefined;
+  const sender = row.sender ?? '';
+  switch (row.kind) {
+    case 'stored':
+      return { kind: 'stored', sender, storedAt: row.at };
+    case 'erased':
+      return { kind: 'erased', sender, erasedAt: row.at! };
+    case 'dead_lettered':
+      return {
+        kind: 'dead_lettered',
+        sender,
+        failedAt: row.at!,
+        reason: row.reason ?? '',
+        attempts: row.attempts ?? 0,
+      };
+    case 'queued':
+      return { kind: 'queued', sender, attempts: row.attempts ?? 0 };
+  }
+}
+
+/**
+ * A data-modifying CTE (named `recorded`) that records the rows of CTE `source` (columns id, sender) as
+ * erased at `at`. Used by the statements that delete or drop a subject's messages, so the record is
+ * written atomically with the deletion. DO NOTHING without a conflict target needs only INSERT (the
+ * worker holds no SELECT on the table) and skips an id recorded already (a redelivery).
+ */
+export const recordErased = (source: string, at = 'clock_timestamp()') => `recorded AS (
+       INSERT INTO intake.erased_messages (id, sender, erased_at)
+       SELECT id, coalesce(sender, ''), ${at} FROM ${source}
+       ON CONFLICT DO NOTHING)`;
+
+/** Deletes the erased-message records past the retention window (bounded by the database); how many. */
+export async function pruneErasedMessages(db: Queryable): Promise<number> {
+  const r = await db.query<{ n: number }>('SELECT intake.prune_erased_messages() AS n');
+  return r.rows[0]!.n;
+}
