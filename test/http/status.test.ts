@@ -7,7 +7,9 @@ import { generateKey } from '../../src/auth/api-keys.ts';
 import { commandNamed } from '../../src/commands/registry.ts';
 import { loadConfig } from '../../src/config.ts';
 import { type Running, startIntake } from '../../src/runtime.ts';
+import { pruneErasedMessages } from '../../src/store/message-status.ts';
 import { startTestApp, type TestApp } from '../helpers/app.ts';
+import { startPgProxy } from '../helpers/pg-proxy.ts';
 import { expectProblem } from '../helpers/problem.ts';
 
 /**
@@ -204,6 +206,53 @@ describe('message status on the Postgres queue', () => {
     await c.until(mine, 'stored');
     assert.equal((await c.status(mine, boundA.key)).status, 'stored');
   });
+});
+
+test('erased-message records are pruned past the retention window, and only those', async (t) => {
+  const app = await startTestApp('status_prune', { roles: ['api'] });
+  const db = new pg.Client({ connectionString: app.db.url });
+  await db.connect();
+  t.after(async () => {
+    await db.end();
+    await app.close();
+  });
+  const days = (await db.query('SELECT days FROM intake.retention_policy')).rows[0].days as number;
+  await db.query(
+    `INSERT INTO intake.erased_messages (id, sender, erased_at) VALUES
+       ('01900000-0000-7000-8000-000000000001', 'old', now() - make_interval(days => $1 + 1)),
+       ('01900000-0000-7000-8000-000000000002', 'kept', now() - make_interval(days => $1 - 1))`,
+    [days],
+  );
+  assert.equal(await pruneErasedMessages(db), 1);
+  const left = await db.query('SELECT sender FROM intake.erased_messages');
+  assert.deepEqual(
+    left.rows.map((r) => r.sender),
+    ['kept'],
+  );
+});
+
+test('a database that cannot be asked: 200 unknown with the reason, then answers again', async (t) => {
+  let proxy: Awaited<ReturnType<typeof startPgProxy>> | undefined;
+  const app = await startTestApp('status_db_down', {
+    roles: ['api'],
+    databaseUrl: async (url) => {
+      proxy = await startPgProxy(url);
+      return proxy.url;
+    },
+  });
+  t.after(async () => {
+    await app.close();
+    await proxy!.close();
+  });
+  const res = await app.post('/v1/messages', { ts: 1, sender: A, message: { n: 1 } });
+  assert.equal(res.status, 202, await res.clone().text());
+  const { id } = (await res.json()) as { id: string };
+  const cut = proxy!.cutAt('intake-api', 'intake.erased_messages WHERE id');
+  const [lost] = await Promise.all([fetch(`${app.url}/v1/messages/${id}/status`), cut]);
+  assert.equal(lost.status, 200);
+  assert.deepEqual(await lost.json(), { id, status: 'unknown', reason: 'database_unavailable' });
+  const again = await fetch(`${app.url}/v1/messages/${id}/status`);
+  assert.equal(((await again.json()) as Status).status, 'queued');
 });
 
 describe('message status on the JetStream queue', () => {
