@@ -13,6 +13,8 @@ import { gzipSync } from 'node:zlib';
  *     const { id } = await intake.send({ ts: 1530228282, sender: 'svc', message: { foo: 'bar' } });
  *     await intake.enqueue(m);   // batched with others sent within `lingerMs`
  *     await intake.close();      // sends what is still waiting
+ *     await intake.status(id);   // { id, status: 'stored' | 'queued' | …, … }
+ *     await intake.waitUntilStored(id, 10_000); // the stored status, or a NotStoredError
  */
 export interface IntakeClientOptions {
   /** Base URL of the intake API, e.g. `https://intake.example.com`. */
@@ -50,6 +52,39 @@ export interface Problem {
   errors?: Array<{ pointer: string; detail: string }>;
   errors_total?: number;
   ids?: string[];
+}
+
+/** What became of an accepted message (`GET /v1/messages/{id}/status`, docs/contract.md). */
+export interface MessageStatus {
+  id: string;
+  /**
+   * `stored`, `queued` (on the Postgres queue, not stored yet), `dead_lettered` and `erased` are what
+   * intake's database shows; `unknown` is everything it cannot show (never accepted, past retention,
+   * another sender's, or on the JetStream queue and not stored yet).
+   */
+  status: 'stored' | 'queued' | 'dead_lettered' | 'erased' | 'unknown';
+  stored_at?: string | null;
+  received_at?: string;
+  attempts?: number;
+  failed_at?: string;
+  erased_at?: string;
+  /** `dead_lettered`: why; `unknown`: `database_unavailable` when intake could not ask its database. */
+  reason?: string;
+}
+
+/**
+ * waitUntilStored() gave up: the message was dead-lettered or erased (it will never be stored), or
+ * `timeoutMs` passed first. `last` is the last status intake answered (undefined if none did).
+ */
+export class NotStoredError extends Error {
+  constructor(
+    message: string,
+    readonly outcome: 'dead_lettered' | 'erased' | 'timeout',
+    readonly last: MessageStatus | undefined,
+  ) {
+    super(message);
+    this.name = 'NotStoredError';
+  }
 }
 
 /** A send that failed: `permanent` when retrying cannot help, else the retries ran out. */
@@ -118,6 +153,52 @@ export class IntakeClient {
   }
 
   /**
+   * Where message `id` is now (one GET, retried like a send on resets, timeouts, 429 and 5xx; a status
+   * lookup changes nothing, so retrying is always safe). A malformed id or a key without `read` scope is
+   * thrown at once as a permanent IntakeError.
+   */
+  async status(id: string): Promise<MessageStatus> {
+    return (await this.request('GET', `/v1/messages/${encodeURIComponent(id)}/status`)) as MessageStatus;
+  }
+
+  /**
+   * Polls status(id) with backoff (50 ms doubling to 2 s, never past the deadline) until the message is
+   * stored, and resolves with that status. Rejects with NotStoredError when it is dead-lettered or erased
+   * (it will never be stored) or when `timeoutMs` passes first; `unknown` and `queued` are waited
+   * through (on the JetStream queue a message is `unknown` until stored), and so are lookups that fail
+   * for a moment. A permanent IntakeError (bad id, no `read` scope) is thrown at once.
+   */
+  async waitUntilStored(id: string, timeoutMs: number): Promise<MessageStatus & { status: 'stored' }> {
+    const deadline = Date.now() + timeoutMs;
+    let last: MessageStatus | undefined;
+    for (let delay = 50; ; delay = Math.min(2000, delay * 2)) {
+      try {
+        last = (await this.request('GET', `/v1/messages/${encodeURIComponent(id)}/status`, {
+          attempts: 1,
+          deadline,
+        })) as MessageStatus;
+      } catch (err) {
+        if (err instanceof IntakeError && err.permanent) throw err;
+      }
+      if (last?.status === 'stored') return last as MessageStatus & { status: 'stored' };
+      if (last?.status === 'dead_lettered' || last?.status === 'erased')
+        throw new NotStoredError(
+          `message ${id} will not be stored: ${last.status}${last.reason ? ` (${last.reason})` : ''}`,
+          last.status,
+          last,
+        );
+      const left = deadline - Date.now();
+      if (left <= 0)
+        throw new NotStoredError(
+          `message ${id} not stored within ${timeoutMs} ms (last status: ${last?.status ?? 'none'})`,
+          'timeout',
+          last,
+        );
+      await sleep(Math.min(delay, left));
+    }
+  }
+
+  /**
    * Queues a message for the next automatic batch (sent when `maxMessages` wait or `lingerMs` after the
    * first); resolves with its id once that batch was accepted.
    */
@@ -159,36 +240,58 @@ export class IntakeClient {
   }
 
   /** POSTs one logical send, retrying under one Idempotency-Key until accepted or permanently refused. */
-  private async post(path: string, payload: unknown): Promise<unknown> {
-    const key = randomUUID();
-    let body: Buffer = Buffer.from(JSON.stringify(payload));
-    const headers: Record<string, string> = { 'content-type': 'application/json', 'idempotency-key': key };
-    const min = this.opts.gzipMinBytes ?? 1024;
-    if (min !== false && body.length >= min) {
-      body = gzipSync(body);
-      headers['content-encoding'] = 'gzip';
+  private post(path: string, payload: unknown): Promise<unknown> {
+    return this.request('POST', path, { payload });
+  }
+
+  /**
+   * One logical request, retried until answered (202 for a POST, 200 for a GET) or permanently refused:
+   * at most `attempts` tries, each cut short at `deadline` when one is given.
+   */
+  private async request(
+    method: 'GET' | 'POST',
+    path: string,
+    opts: { payload?: unknown; attempts?: number; deadline?: number } = {},
+  ): Promise<unknown> {
+    const headers: Record<string, string> = {};
+    let body: Buffer | undefined;
+    if (method === 'POST') {
+      body = Buffer.from(JSON.stringify(opts.payload));
+      headers['content-type'] = 'application/json';
+      headers['idempotency-key'] = randomUUID();
+      const min = this.opts.gzipMinBytes ?? 1024;
+      if (min !== false && body.length >= min) {
+        body = gzipSync(body);
+        headers['content-encoding'] = 'gzip';
+      }
     }
     if (this.opts.apiKey) headers.authorization = `Bearer ${this.opts.apiKey}`;
+    const ok = method === 'POST' ? 202 : 200;
+    const attempts = opts.attempts ?? this.attempts;
     let last: IntakeError | undefined;
-    for (let attempt = 1; attempt <= this.attempts; attempt++) {
+    for (let attempt = 1; attempt <= attempts; attempt++) {
       let res: Response;
+      const timeout = Math.max(
+        1,
+        Math.min(this.opts.timeoutMs ?? 10_000, (opts.deadline ?? Infinity) - Date.now()),
+      );
       try {
         res = await this.fetch(this.base + path, {
-          method: 'POST',
+          method,
           headers,
-          body,
-          signal: AbortSignal.timeout(this.opts.timeoutMs ?? 10_000),
+          ...(body ? { body } : {}),
+          signal: AbortSignal.timeout(timeout),
         });
       } catch (err) {
         // Reset, refused, timed out: the request may or may not have arrived; the key makes a retry safe.
         last = new IntakeError(`cannot reach ${this.base}: ${describe(err)}`, undefined, undefined, false, {
           cause: err,
         });
-        await this.backoff(attempt, undefined);
+        if (attempt < attempts) await this.backoff(attempt, undefined);
         continue;
       }
       const text = await res.text();
-      if (res.status === 202) return JSON.parse(text);
+      if (res.status === ok) return JSON.parse(text);
       const problem = parseProblem(text);
       const permanent = PERMANENT.has(res.status);
       last = new IntakeError(
@@ -198,7 +301,7 @@ export class IntakeClient {
         permanent,
       );
       if (permanent) throw last;
-      await this.backoff(attempt, res.headers.get('retry-after'));
+      if (attempt < attempts) await this.backoff(attempt, res.headers.get('retry-after'));
     }
     throw last ?? new IntakeError('no attempt was made', undefined, undefined, false);
   }

@@ -104,20 +104,25 @@ describe('@intake/client as a consumer installs it', () => {
     assert.deepEqual(Object.keys(lock.packages).sort(), ['', 'node_modules/@intake/client']);
     writeFileSync(
       join(dir, 'send.mjs'),
-      `import { IntakeClient, IntakeError } from '@intake/client';
+      `import { IntakeClient, IntakeError, NotStoredError } from '@intake/client';
 const intake = new IntakeClient({ url: process.env.INTAKE_URL });
 const { id } = await intake.send({ ts: 1530228282, sender: 'client-esm', message: { from: 'tarball' } });
+const { status } = await intake.waitUntilStored(id, 15000);
 let refused;
 try { await intake.send({ ts: -1, sender: 'client-esm', message: {} }); } catch (e) { refused = e; }
-console.log(JSON.stringify({ id, refused: refused instanceof IntakeError && refused.permanent && refused.code }));
+const never = await intake.waitUntilStored('0190a6e4-0000-7000-8000-000000000000', 100).catch((e) => e);
+console.log(JSON.stringify({ id, status, refused: refused instanceof IntakeError && refused.permanent && refused.code,
+  never: never instanceof NotStoredError && never.outcome }));
 `,
     );
     const out = await run(process.execPath, ['send.mjs'], {
       cwd: dir,
       env: { ...process.env, INTAKE_URL: app.url },
     });
-    const r = JSON.parse(out.stdout) as { id: string; refused: string };
+    const r = JSON.parse(out.stdout) as { id: string; status: string; refused: string; never: string };
     assert.equal(r.refused, 'INVALID_MESSAGE');
+    assert.equal(r.status, 'stored');
+    assert.equal(r.never, 'timeout');
     assert.equal((await stored(r.id)).sender, 'client-esm');
 
     // Deep paths are not part of the package's surface.
