@@ -82,10 +82,8 @@ export async function insertMessages(db: Queryable, batch: QueuedMessage[]): Pro
  * parameter holding replayedIds(); empty for almost every batch).
  */
 const storeInput = (replayed: string) => `flagged AS (
-       SELECT t.*, CASE WHEN t.pseudonym IS NOT NULL THEN (
-         SELECT e.erased_at FROM intake.erasures e
-         WHERE e.pseudonym = decode(t.pseudonym, 'base64') AND t.received_at <= e.erased_at) END AS erased_at
-       FROM input t),
+       SELECT t.*, e.erased_at FROM input t LEFT JOIN intake.erasures e
+         ON e.pseudonym = decode(t.pseudonym, 'base64') AND t.received_at <= e.erased_at),
      kept AS (SELECT * FROM flagged WHERE erased_at IS NULL),
      gone AS (SELECT id, sender, erased_at FROM flagged WHERE erased_at IS NOT NULL),
      ${recordErased('gone', 'erased_at')},
