@@ -4,6 +4,8 @@ import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { ADMIN_URL, createTestDatabase, quietLog, type TestDatabase, waitFor } from '../../harness/db.ts';
 import type { IntakeProcess } from '../../harness/intake-process.ts';
+import { newMessageId } from '../../src/contract/message-id.ts';
+import { pruneErasedMessages } from '../../src/store/message-status.ts';
 import { migrate } from '../../src/store/migrate.ts';
 import { dropExpiredPartitions, ensurePartitions } from '../../src/store/partitions.ts';
 import { startRole, tempDir } from '../helpers/nats-roles.ts';
@@ -297,6 +299,7 @@ describe('database roles: least privilege, as real logins', () => {
       await refused(who, 'SELECT intake.ensure_partitions(1, 7)');
       await refused(who, "SELECT intake.drop_partitions_before('-infinity')");
       await refused(who, "SELECT intake.drop_partitions_before('infinity')");
+      await refused(who, 'SELECT intake.prune_erased_messages()');
     }
   });
 
@@ -320,6 +323,11 @@ describe('database roles: least privilege, as real logins', () => {
     await refused('worker', 'DELETE FROM intake.messages');
     await refused('worker', 'UPDATE intake.messages SET sender = $$x$$');
     await refused('worker', 'DELETE FROM intake.erasures');
+    // Erased-message records: the worker only adds them, nobody but the bounded prune deletes them.
+    await refused('worker', 'SELECT * FROM intake.erased_messages');
+    await refused('worker', 'DELETE FROM intake.erased_messages');
+    await refused('api', 'DELETE FROM intake.erased_messages');
+    await refused('api', 'UPDATE intake.erased_messages SET sender = $$x$$');
     await refused('api', 'UPDATE intake.messages SET sender = $$x$$');
     await refused(
       'api',
@@ -353,6 +361,16 @@ describe('database roles: least privilege, as real logins', () => {
     const twelve = await make(12);
     assert.ok((await ensurePartitions(worker)) >= 0);
     assert.deepEqual(await dropExpiredPartitions(worker, 30), [forty]);
+    await admin.query(
+      `INSERT INTO intake.erased_messages (id, sender, erased_at) VALUES
+         (gen_random_uuid(), 'roles-old', now() - interval '31 days'), (gen_random_uuid(), 'roles-new', now())`,
+    );
+    assert.equal(await pruneErasedMessages(worker), 1);
+    assert.deepEqual(
+      (await admin.query('SELECT sender FROM intake.erased_messages')).rows.map((r) => r.sender),
+      ['roles-new'],
+    );
+    await admin.query('DELETE FROM intake.erased_messages');
     // The operator shortens retention: `intake migrate` with INTAKE_RETENTION_DAYS=10.
     await refused('worker', `SELECT intake.drop_partitions_before(now() - interval '10 days')`);
     await migrate(tdb.url, quietLog, { retentionDays: 10 });
@@ -389,9 +407,36 @@ describe('database roles: least privilege, as real logins', () => {
       assert.equal((await fetch(`${api.url}/v1/dead-letters`)).status, 200);
       const exp = await fetch(`${api.url}/v1/subjects/ip/192.0.2.77/messages`);
       assert.equal(exp.status, 200);
+      const inFlight = newMessageId(); // received before the erasure, queued after it (a redelivery)
       const erase = await fetch(`${api.url}/v1/subjects/ip/192.0.2.77`, { method: 'DELETE' });
       assert.equal(erase.status, 200);
       assert.equal((await fetch(`${api.url}/v1/messages/${id}`)).status, 404);
+      // Recorded by the API login's erasure, read by its status route.
+      const status = async (of: string) =>
+        ((await (await fetch(`${api.url}/v1/messages/${of}/status`)).json()) as { status: string }).status;
+      assert.equal(await status(id), 'erased');
+      // Dropped for the tombstone and recorded by the worker login.
+      const pseudonym = (await admin.query(`SELECT encode(pseudonym, 'base64') AS p FROM intake.erasures`))
+        .rows[0].p;
+      await admin.query('INSERT INTO intake.queue (id, payload) VALUES ($1, $2)', [
+        inFlight,
+        JSON.stringify({
+          v: 1,
+          id: inFlight,
+          received_at: new Date(
+            Number.parseInt(inFlight.slice(0, 8) + inFlight.slice(9, 13), 16),
+          ).toISOString(),
+          ts: 1,
+          sender: 'roles',
+          message: { a: 1 },
+          priority: null,
+          ip: { pseudonym, ciphertext: 'AAAA', key_id: 'x' },
+        }),
+      ]);
+      await waitFor(
+        'dropped and recorded by the worker login',
+        async () => (await status(inFlight)) === 'erased',
+      );
       await waitFor('the expired dead letter deleted by the API login', async () => {
         const r = await admin.query(
           `SELECT 1 FROM intake.dead_letters WHERE payload->>'sender' = 'roles-expired'`,
