@@ -6,6 +6,7 @@ import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../h
 import { generateKey } from '../../src/auth/api-keys.ts';
 import { commandNamed } from '../../src/commands/registry.ts';
 import { loadConfig } from '../../src/config.ts';
+import { uuidv7Time } from '../../src/contract/message-id.ts';
 import { type Running, startIntake } from '../../src/runtime.ts';
 import { pruneErasedMessages } from '../../src/store/message-status.ts';
 import { startTestApp, type TestApp } from '../helpers/app.ts';
@@ -106,7 +107,7 @@ describe('message status on the Postgres queue', () => {
       { ...q, received_at: undefined },
       { id: first, status: 'queued', attempts: 0, received_at: undefined },
     );
-    assert.equal(Date.parse(q.received_at!), Date.parse(q.received_at!)); // a date-time
+    assert.equal(q.received_at, uuidv7Time(first).toISOString());
 
     // Erased while queued: the erasure deletes the queue row and records the id.
     const before = Date.now();
@@ -125,6 +126,7 @@ describe('message status on the Postgres queue', () => {
       END $$;
       CREATE TRIGGER refuse_poison BEFORE INSERT ON intake.messages FOR EACH ROW EXECUTE FUNCTION refuse_poison();`);
     const poison = await c.send('status-poison');
+    const poisonErased = await c.send('status-poison', '192.0.2.44');
 
     worker = await startWorker(app, { INTAKE_WORKER_MAX_ATTEMPTS: '1' });
     const s = await c.until(first, 'stored');
@@ -135,6 +137,10 @@ describe('message status on the Postgres queue', () => {
     assert.match(d.reason!, /poison refused/);
     assert.equal(d.attempts, 1);
     assert.ok(Date.parse(d.failed_at!) >= Date.parse(d.received_at!));
+    // Dead-lettered, then erased with its subject: the dead letter goes, the id is recorded.
+    await c.until(poisonErased, 'dead_lettered');
+    assert.equal((await c.erase('192.0.2.44')).erased.dead_letters, 1);
+    assert.equal((await c.status(poisonErased)).status, 'erased');
 
     // Stored, then erased: deleted with its subject, recorded in the same transaction.
     const storedThenErased = await c.send(A, '192.0.2.42');
