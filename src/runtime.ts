@@ -13,6 +13,7 @@ import { checkHeapLimit } from './ops/memory.ts';
 import { createMetrics, type Metrics } from './ops/metrics.ts';
 import { makePrivateDir } from './ops/private-dir.ts';
 import { Shutdown } from './ops/shutdown.ts';
+import { idOnlyTracing, type Tracing } from './ops/tracing.ts';
 import type { IpProtector } from './privacy/ip-protector.ts';
 import { loadMasterKeys } from './privacy/master-key.ts';
 import { openPiiKeys } from './privacy/pii-keys.ts';
@@ -64,7 +65,12 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
   const metrics = createMetrics();
   const lifecycle = new Lifecycle();
   const shutdown = new Shutdown(log, config.shutdownTimeoutMs);
-  const start: Start = { config, roles, log, metrics, shutdown, stage: 'embedded PostgreSQL' };
+  // Tracing (docs/tracing.md): ids only unless export is configured. Its release is registered first so
+  // that it runs LAST, after the HTTP server, the worker and the queue ended their spans: the last
+  // spans are flushed, not lost.
+  const tracing: Tracing = idOnlyTracing;
+  shutdown.release('tracing', () => tracing.shutdown());
+  const start: Start = { config, roles, log, metrics, tracing, shutdown, stage: 'embedded PostgreSQL' };
   checkHeapLimit(log);
   try {
     const { databaseUrl, pool } = await openDatabase(start);
@@ -128,6 +134,8 @@ interface Start {
   roles: Role[];
   log: Logger;
   metrics: Metrics;
+  /** Spans of requests, publishes and the worker's batches (ops/tracing.ts). */
+  tracing: Tracing;
   /** Where each resource registers its release as soon as it is acquired. */
   shutdown: Shutdown;
   /** The stage in progress, which a StartError names if the start fails there. */
@@ -169,7 +177,7 @@ async function startWorkerRole(
   pool: Pool,
   maintenance: Maintenance,
 ): Promise<Worker> {
-  const { config, log, metrics } = start;
+  const { config, log, metrics, tracing } = start;
   start.stage = 'worker';
   await ensurePartitions(pool).catch((err) => log.warn({ err }, 'could not pre-create partitions yet'));
   const worker = new Worker(
@@ -183,6 +191,7 @@ async function startWorkerRole(
       // On the Postgres queue a claim that overlaps the storing transaction costs PostgreSQL more per
       // row; on JetStream it is neutral or better (docs/capacity-plan.md#measurements-behind-choices-in-the-code).
       prefetch: Boolean(config.natsUrl),
+      tracing,
     },
     log,
     metrics,
@@ -251,7 +260,7 @@ async function startHttp(
   start: Start,
   deps: { producer: QueueProducer; pool: Pool; ipProtector: IpProtector; lifecycle: Lifecycle },
 ): Promise<{ app: FastifyInstance; url: string }> {
-  const { config, roles, log, metrics, shutdown } = start;
+  const { config, roles, log, metrics, tracing, shutdown } = start;
   const { producer, pool, ipProtector, lifecycle } = deps;
   start.stage = 'HTTP server';
   const app = await buildApp({
@@ -262,10 +271,12 @@ async function startHttp(
       metrics,
       piiFields: config.piiMessageFields,
       publishTimeoutMs: config.publishTimeoutMs,
+      tracing,
     }),
     db: pool,
     metrics,
     log,
+    tracing,
     ipProtector,
     lifecycle,
     auth: {

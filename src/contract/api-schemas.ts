@@ -52,6 +52,11 @@ export const StoredMessage = Type.Object(
     priority: Type.Union([Type.Integer(), Type.Null()]),
     'sent-from-ip': Type.Optional(Type.String({ description: '"redacted" unless revealed' })),
     received_at: Type.String({ format: 'date-time' }),
+    trace_id: Type.Union([Type.String({ pattern: '^[0-9a-f]{32}$' }), Type.Null()], {
+      description:
+        'W3C trace id the message was sent under (the `traceparent` of the request, or the new trace ' +
+        'intake started for it); null for messages stored without trace context',
+    }),
     not_revealed: Type.Optional(
       Type.Array(Type.String(), {
         description:

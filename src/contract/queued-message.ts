@@ -24,6 +24,14 @@ export interface QueuedMessage {
    * duplicate window is not dropped as a duplicate of the first.
    */
   replayed?: number;
+  /**
+   * W3C `traceparent` of the publish span that put the message on the queue (version 00, validated): the
+   * worker stores its trace id with the row and links its batch span to it (docs/tracing.md). Absent in
+   * messages from before it existed and from producers that do not trace.
+   */
+  traceparent?: string;
+  /** W3C `tracestate` that came with the request's `traceparent`, validated; only with `traceparent`. */
+  tracestate?: string;
 }
 
 export interface ProtectedValue {

@@ -3,6 +3,7 @@ import type { AccessLog } from '../config.ts';
 import type { Ingest } from '../ingest/ingest.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
+import type { Tracing } from '../ops/tracing.ts';
 import type { IpProtector } from '../privacy/ip-protector.ts';
 import type { QueueProducer } from '../queue/queue.ts';
 import type { Pool } from '../store/pool.ts';
@@ -16,6 +17,8 @@ export interface AppDeps {
   db: Pool;
   metrics: Metrics;
   log: Logger;
+  /** Starts each ingest and read request's server span (ops/tracing.ts; idOnlyTracing when not exporting). */
+  tracing: Tracing;
   ipProtector: IpProtector;
   /** Readiness of the parts behind the API (queue reachable, not draining). */
   lifecycle: Lifecycle;

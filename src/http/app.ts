@@ -2,8 +2,10 @@ import { randomUUID } from 'node:crypto';
 import type { Ajv } from 'ajv';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { registerAuth } from '../auth/authenticate.ts';
+import { formatTraceparent, parseTraceContext } from '../contract/trace-context.ts';
 import { createAjv } from '../contract/validator.ts';
 import type { Metrics, RejectReason } from '../ops/metrics.ts';
+import type { TraceSpan } from '../ops/tracing.ts';
 import { separateAdminRoutes } from './admin-listener.ts';
 import type { AppDeps } from './app-deps.ts';
 import { answerClientError } from './client-error.ts';
@@ -77,6 +79,21 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // connections makes balancers open new ones here, and connections still in the kernel's accept
     // queue when the listener closes are reset with their request.
     if (deps.lifecycle.closing) reply.header('connection', 'close');
+    // Ingest and read routes take part in the caller's W3C trace (docs/tracing.md): a server span, a
+    // child of a valid `traceparent` or the root of a new trace, named back to the caller on every
+    // answer. Before authentication, so refusals carry it too.
+    const scope = req.routeOptions.config?.scope;
+    if (scope === 'ingest' || scope === 'read') {
+      const parent = parseTraceContext(req.headers.traceparent, req.headers.tracestate);
+      const route = req.routeOptions.url;
+      const span = deps.tracing.startRequest(parent, `${req.method} ${route}`, {
+        'http.request.method': req.method,
+        'http.route': route,
+      });
+      req.traceSpan = span;
+      reply.header('traceparent', formatTraceparent(span.context));
+      if (span.context.traceState !== undefined) reply.header('tracestate', span.context.traceState);
+    }
   });
 
   const accessLog = deps.options.accessLog ?? 'all';
@@ -85,12 +102,18 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     const seconds = reply.elapsedTime / 1000;
     deps.metrics.httpRequests.inc({ route, method: req.method, status: reply.statusCode });
     deps.metrics.httpDuration.observe({ route, method: req.method }, seconds);
+    const span = req.traceSpan;
+    if (span) {
+      span.setAttributes({ 'http.response.status_code': reply.statusCode });
+      span.end();
+    }
     // One access-log line per request (INTAKE_ACCESS_LOG). The route pattern, never the raw URL:
     // paths such as /v1/subjects/ip/{ip} would otherwise write personal data to the log.
     if (accessLog === 'off' || (accessLog === 'errors' && reply.statusCode < 400)) return;
     deps.log.info(
       {
         reqId: req.id,
+        trace_id: span?.context.traceId,
         method: req.method,
         route,
         status: reply.statusCode,
@@ -116,8 +139,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       ingestRoute: req.routeOptions.config?.scope === 'ingest',
     });
     if (req.routeOptions.config?.scope === 'ingest') countRefused(deps.metrics, req, ERRORS[p.code].reason);
-    if (p.log === 'error') deps.log.error({ err, reqId: req.id }, 'unhandled error');
-    else if (p.log === 'warn') deps.log.warn({ err, reqId: req.id, code: p.code }, 'unexpected client error');
+    const trace_id = req.traceSpan?.context.traceId;
+    if (p.log === 'error') deps.log.error({ err, reqId: req.id, trace_id }, 'unhandled error');
+    else if (p.log === 'warn')
+      deps.log.warn({ err, reqId: req.id, trace_id, code: p.code }, 'unexpected client error');
+    // A server error fails the span (HTTP server span conventions: a 4xx is the client's, not an error).
+    if (ERRORS[p.code].status >= 500) req.traceSpan?.fail(err);
     for (const [k, v] of Object.entries(p.headers ?? {})) reply.header(k, v);
     return sendProblem(reply, p);
   });
@@ -167,5 +194,7 @@ declare module 'fastify' {
      * or rejected (undefined until counted; 0 once all are accounted for).
      */
     ingestCount?: number;
+    /** The server span of an ingest or read request (ended when the response is finished). */
+    traceSpan?: TraceSpan;
   }
 }

@@ -1,7 +1,9 @@
 import { newMessageId, uuidv7Time } from '../contract/message-id.ts';
 import type { IncomingMessage } from '../contract/message-schema.ts';
 import type { QueuedMessage } from '../contract/queued-message.ts';
+import { formatTraceparent } from '../contract/trace-context.ts';
 import type { Metrics } from '../ops/metrics.ts';
+import type { TraceContext, TraceSpan, Tracing } from '../ops/tracing.ts';
 import type { IpProtector } from '../privacy/ip-protector.ts';
 import { fieldsToProtect, protectFields, withPseudonyms } from '../privacy/message-fields.ts';
 import {
@@ -25,6 +27,8 @@ export interface IngestOptions {
   piiFields: readonly string[];
   /** INTAKE_PUBLISH_TIMEOUT_MS: how long the queue may take to confirm. */
   publishTimeoutMs: number;
+  /** Starts the publish span of each call; its context travels with every message (docs/tracing.md). */
+  tracing: Tracing;
 }
 
 /** Who sent the messages, for the Idempotency-Key's scope. */
@@ -37,7 +41,15 @@ export interface IngestContext {
   batch: boolean;
   /** Each body's position in the request, when only some of its items are accepted (default: 0..n-1). */
   indexes?: number[];
+  /**
+   * The request span's context (the parent of the publish span); absent for callers outside a request
+   * span, whose messages then carry no trace context.
+   */
+  trace?: TraceContext;
 }
+
+/** The trace fields every message of one publish carries: the publish span's context. */
+type TraceFields = Pick<QueuedMessage, 'traceparent' | 'tracestate'>;
 
 export class Ingest {
   constructor(private readonly opts: IngestOptions) {}
@@ -56,28 +68,46 @@ export class Ingest {
   async accept(bodies: IncomingMessage[], ctx: IngestContext): Promise<PublishResult[]> {
     const scope =
       ctx.idempotencyKey === undefined ? undefined : `${ctx.client ?? 'anonymous'}\n${ctx.idempotencyKey}`;
+    const span = ctx.trace
+      ? this.opts.tracing.startPublish(ctx.trace, {
+          'messaging.operation.type': 'send',
+          'messaging.operation.name': 'publish',
+          'messaging.batch.message_count': bodies.length > 1 ? bodies.length : undefined,
+        })
+      : undefined;
+    const trace = span ? traceFields(span) : {};
     const requests: PublishRequest[] = [];
-    for (const [i, body] of bodies.entries()) {
-      // Normally no wait: only when this process's data key is near its encryption budget (data-keys.ts).
-      const wait = this.opts.ipProtector.reserve(this.encryptionsFor(body));
-      if (wait) await wait.catch(noDataKey);
-      const message = this.toQueued(body);
-      if (scope === undefined) {
-        requests.push({ message });
-        continue;
+    let results: PublishResult[];
+    let started = 0;
+    try {
+      for (const [i, body] of bodies.entries()) {
+        // Normally no wait: only when this process's data key is near its encryption budget (data-keys.ts).
+        const wait = this.opts.ipProtector.reserve(this.encryptionsFor(body));
+        if (wait) await wait.catch(noDataKey);
+        const message = this.toQueued(body, trace);
+        if (scope === undefined) {
+          requests.push({ message });
+          continue;
+        }
+        requests.push({
+          message,
+          idempotencyKey: ctx.batch ? `${scope}\n${ctx.indexes?.[i] ?? i}` : scope,
+          fingerprint: this.fingerprint(message),
+          subject: message.ip?.pseudonym,
+          rebind: (id) => this.toQueued(body, trace, id),
+        });
       }
-      requests.push({
-        message,
-        idempotencyKey: ctx.batch ? `${scope}\n${ctx.indexes?.[i] ?? i}` : scope,
-        fingerprint: this.fingerprint(message),
-        subject: message.ip?.pseudonym,
-        rebind: (id) => this.toQueued(body, id),
-      });
+      started = performance.now();
+      results = await withDeadline(this.opts.publishTimeoutMs, (signal) =>
+        this.opts.queue.publish(requests, signal),
+      );
+      if (span && results.length === 1) span.setAttributes({ 'messaging.message.id': results[0]!.id });
+    } catch (err) {
+      span?.fail(err);
+      throw err;
+    } finally {
+      span?.end();
     }
-    const started = performance.now();
-    const results = await withDeadline(this.opts.publishTimeoutMs, (signal) =>
-      this.opts.queue.publish(requests, signal),
-    );
     const { metrics } = this.opts;
     metrics.publishSeconds.observe((performance.now() - started) / 1000);
     let duplicates = 0;
@@ -91,7 +121,7 @@ export class Ingest {
    * Validated body → the queued form: id assigned (or given, for a retry published under the original
    * id), IP and declared fields replaced by pseudonym + ciphertext bound to that id.
    */
-  private toQueued(body: IncomingMessage, id = newMessageId()): QueuedMessage {
+  private toQueued(body: IncomingMessage, trace: TraceFields, id = newMessageId()): QueuedMessage {
     const { ipProtector, piiFields } = this.opts;
     const m: QueuedMessage = {
       v: 1,
@@ -105,6 +135,9 @@ export class Ingest {
     };
     const ip = body['sent-from-ip'];
     if (ip !== undefined) m.ip = ipProtector.protect(ip, { id, field: 'sent-from-ip' });
+    // Not part of the fingerprint: a retry of the same body under another trace is the same request.
+    if (trace.traceparent !== undefined) m.traceparent = trace.traceparent;
+    if (trace.tracestate !== undefined) m.tracestate = trace.tracestate;
     return m;
   }
 
@@ -122,6 +155,13 @@ export class Ingest {
       JSON.stringify([m.ts, m.sender, withPseudonyms(m.message), m.priority, m.ip?.pseudonym ?? null]),
     );
   }
+}
+
+function traceFields(span: TraceSpan): TraceFields {
+  const { context } = span;
+  return context.traceState === undefined
+    ? { traceparent: formatTraceparent(context) }
+    : { traceparent: formatTraceparent(context), tracestate: context.traceState };
 }
 
 const noDataKey = (err: unknown): never => {

@@ -6,6 +6,7 @@ import type { StoredMessage } from '../contract/api-schemas.ts';
 import { uuidv7Time } from '../contract/message-id.ts';
 import { redactFields } from '../contract/protected-fields.ts';
 import type { QueuedMessage } from '../contract/queued-message.ts';
+import { parseTraceContext } from '../contract/trace-context.ts';
 import { recordErased } from './message-status.ts';
 import type { Queryable } from './pool.ts';
 
@@ -41,6 +42,7 @@ export async function insertMessages(db: Queryable, batch: QueuedMessage[]): Pro
     pseudonym: [] as (string | null)[],
     ciphertext: [] as (string | null)[],
     key_id: [] as (string | null)[],
+    trace_id: [] as (string | null)[],
   };
   for (const m of batch) {
     cols.id.push(m.id);
@@ -52,13 +54,14 @@ export async function insertMessages(db: Queryable, batch: QueuedMessage[]): Pro
     cols.pseudonym.push(m.ip?.pseudonym ?? null);
     cols.ciphertext.push(m.ip?.ciphertext ?? null);
     cols.key_id.push(m.ip?.key_id ?? null);
+    cols.trace_id.push(traceIdOf(m) ?? null);
   }
   const r = await db.query<StoreCounts>(
     `WITH input AS (
        SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::bigint[], $4::text[], $5::jsonb[], $6::int[],
-                            $7::text[], $8::text[], $9::text[])
-              AS t(id, received_at, ts, sender, message, priority, pseudonym, ciphertext, key_id)),
-     ${storeInput('$10')}`,
+                            $7::text[], $8::text[], $9::text[], $10::text[])
+              AS t(id, received_at, ts, sender, message, priority, pseudonym, ciphertext, key_id, trace_id)),
+     ${storeInput('$11')}`,
     [
       cols.id,
       cols.received_at,
@@ -69,6 +72,7 @@ export async function insertMessages(db: Queryable, batch: QueuedMessage[]): Pro
       cols.pseudonym,
       cols.ciphertext,
       cols.key_id,
+      cols.trace_id,
       replayedIds(batch),
     ],
   );
@@ -88,9 +92,10 @@ const storeInput = (replayed: string) => `flagged AS (
      gone AS (SELECT id, sender, erased_at FROM flagged WHERE erased_at IS NOT NULL),
      ${recordErased('gone', 'erased_at')},
      ins AS (
-       INSERT INTO intake.messages (id, received_at, ts, sender, message, priority, ip_pseudonym, ip_ciphertext, ip_key_id)
+       INSERT INTO intake.messages (id, received_at, ts, sender, message, priority, ip_pseudonym, ip_ciphertext, ip_key_id,
+                                    trace_id)
        SELECT t.id, t.received_at, t.ts, t.sender, t.message, t.priority,
-              decode(t.pseudonym, 'base64'), decode(t.ciphertext, 'base64'), t.key_id
+              decode(t.pseudonym, 'base64'), decode(t.ciphertext, 'base64'), t.key_id, t.trace_id
        FROM kept t
        ON CONFLICT DO NOTHING RETURNING id)
      SELECT (SELECT count(*) FROM ins)::int AS inserted,
@@ -98,6 +103,14 @@ const storeInput = (replayed: string) => `flagged AS (
             ((SELECT count(*) FROM ins WHERE id = ANY(${replayed}::uuid[]))
              + (SELECT count(*) FROM input WHERE id = ANY(${replayed}::uuid[]))
              - (SELECT count(*) FROM kept WHERE id = ANY(${replayed}::uuid[])))::int AS replayed`;
+
+/**
+ * The trace id stored with a message: its `traceparent`'s, when that is valid by the W3C rules (a field
+ * from another producer is not trusted blindly); undefined otherwise, stored as NULL.
+ */
+export function traceIdOf(m: QueuedMessage): string | undefined {
+  return m.traceparent === undefined ? undefined : parseTraceContext(m.traceparent)?.traceId;
+}
 
 /** Ids of the batch's replayed dead letters (QueuedMessage.replayed). */
 function replayedIds(batch: QueuedMessage[]): string[] {
@@ -122,7 +135,8 @@ export async function copyMessages(tx: pg.ClientBase, batch: QueuedMessage[]): P
   // undoes it leaves no stale belief behind.
   await tx.query(
     `CREATE TEMP TABLE IF NOT EXISTS ${STAGE} (id uuid, received_at timestamptz, ts bigint, sender text,
-       message jsonb, priority int, pseudonym text, ciphertext text, key_id text) ON COMMIT DELETE ROWS`,
+       message jsonb, priority int, pseudonym text, ciphertext text, key_id text, trace_id text)
+       ON COMMIT DELETE ROWS`,
   );
   await pipeline(Readable.from([copyText(batch)]), tx.query(copyFrom(`COPY pg_temp.${STAGE} FROM STDIN`)));
   const r = await tx.query<StoreCounts>(
@@ -144,7 +158,8 @@ function copyText(batch: QueuedMessage[]): string {
   for (const m of batch) {
     out += `${field(m.id)}\t${field(m.received_at)}\t${field(m.ts)}\t${field(m.sender)}\t`;
     out += `${field(JSON.stringify(m.message))}\t${field(m.priority)}\t`;
-    out += `${field(m.ip?.pseudonym)}\t${field(m.ip?.ciphertext)}\t${field(m.ip?.key_id)}\n`;
+    out += `${field(m.ip?.pseudonym)}\t${field(m.ip?.ciphertext)}\t${field(m.ip?.key_id)}\t`;
+    out += `${field(traceIdOf(m))}\n`;
   }
   return out;
 }
@@ -168,10 +183,11 @@ interface Row {
   ip_pseudonym: Buffer | null;
   ip_ciphertext: Buffer | null;
   ip_key_id: string | null;
+  trace_id: string | null;
 }
 
-const SELECT = `SELECT id, received_at, ts, sender, message, priority, ip_pseudonym, ip_ciphertext, ip_key_id
-  FROM intake.messages`;
+const SELECT = `SELECT id, received_at, ts, sender, message, priority, ip_pseudonym, ip_ciphertext, ip_key_id,
+  trace_id FROM intake.messages`;
 
 /** A stored record with its protected values as stored (for reveal and export only). */
 export type RawStoredMessage = StoredMessage & {
@@ -186,6 +202,7 @@ function toRecord(r: Row, raw = false): RawStoredMessage {
     message: raw ? r.message : redactFields(r.message),
     priority: r.priority,
     received_at: r.received_at.toISOString(),
+    trace_id: r.trace_id,
   };
   if (r.ip_ciphertext) {
     out['sent-from-ip'] = 'redacted';

@@ -1,8 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { parseTraceContext, type TraceContext } from '../contract/trace-context.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
-import type { Batch, QueueConsumer } from '../queue/queue.ts';
+import { idOnlyTracing, type TraceSpan, type Tracing } from '../ops/tracing.ts';
+import type { Batch, Delivery, Outcome, QueueConsumer } from '../queue/queue.ts';
 import { isMissingPartition } from '../store/errors.ts';
+import { traceIdOf } from '../store/messages.ts';
 import { ensurePartitions } from '../store/partitions.ts';
 import { type Pool, withTransaction } from '../store/pool.ts';
 import { lockErasuresShared } from '../store/subjects.ts';
@@ -32,7 +35,14 @@ export interface WorkerOptions {
    * the Postgres queue, where the overlapping claim costs PostgreSQL more than it saves.
    */
   prefetch?: boolean;
+  /** Starts each batch's span, linked to its messages' traces (default idOnlyTracing: ids only). */
+  tracing?: Tracing;
 }
+
+/** At most this many per-message failure lines per batch; the batch's summary line counts them all. */
+const MESSAGE_LINES = 20;
+/** Message trace ids named on a failed batch's line. */
+const BATCH_TRACE_IDS = 10;
 
 export class Worker {
   private readonly abort = new AbortController();
@@ -101,18 +111,44 @@ export class Worker {
 
   /** Stores one batch; on failure hands it back for later and holds its slot for the backoff. */
   private async store(batch: Batch, signal: AbortSignal): Promise<void> {
+    const tracing = this.opts.tracing ?? idOnlyTracing;
+    // One batch holds messages of many traces: its span is a new root linked to each (docs/tracing.md).
+    // Tracing off, no links are built: ids only, nothing per message.
+    const span = tracing.startBatch(tracing.exporting ? links(batch.deliveries) : [], {
+      'messaging.operation.type': 'process',
+      'messaging.operation.name': 'store',
+      'messaging.batch.message_count': batch.deliveries.length,
+    });
     try {
       await this.process(batch);
       this.failures = 0;
     } catch (err) {
-      await this.failed(err, batch, signal);
+      span.fail(err);
+      await this.failed(err, batch, signal, span);
+    } finally {
+      span.end();
     }
   }
 
-  private async failed(err: unknown, batch: Batch | undefined, signal: AbortSignal): Promise<void> {
+  private async failed(
+    err: unknown,
+    batch: Batch | undefined,
+    signal: AbortSignal,
+    span?: TraceSpan,
+  ): Promise<void> {
     this.failures++;
     const delay = Math.min(30_000, 100 * 2 ** Math.min(this.failures, 9));
-    this.log.error({ err, retryInMs: delay, failures: this.failures }, 'worker batch failed; retrying');
+    this.log.error(
+      {
+        err,
+        retryInMs: delay,
+        failures: this.failures,
+        // The batch span's trace (linked to every message's), and the first messages' own traces.
+        trace_id: span?.context.traceId,
+        ...(batch ? { messages: batch.deliveries.length, trace_ids: traceIds(batch.deliveries) } : {}),
+      },
+      'worker batch failed; retrying',
+    );
     this.metrics.workerErrors.inc();
     if (batch) await batch.release(delay).catch(() => {});
     await sleep(delay, undefined, { signal }).catch(() => {});
@@ -153,8 +189,30 @@ export class Worker {
         { retried: result.retried, deadLettered: result.deadLettered, reasons: reasons.slice(0, 5) },
         'messages failed to store',
       );
+      this.logFailures(batch.deliveries, result.outcomes);
     }
     this.log.debug({ size: batch.deliveries.length, stored: result.stored }, 'batch stored');
+  }
+
+  /**
+   * One line per message that failed on its own (dead-lettered, or to be retried), with its id and
+   * trace id, so a sender's trace leads to what became of the message. At most MESSAGE_LINES a batch.
+   */
+  private logFailures(deliveries: Delivery[], outcomes: Outcome[]): void {
+    let lines = 0;
+    for (const [i, o] of outcomes.entries()) {
+      if (o.kind !== 'dead-lettered' && o.kind !== 'retry') continue;
+      if (lines++ === MESSAGE_LINES) break;
+      const d = deliveries[i]!;
+      const line = {
+        id: d.message.id,
+        trace_id: traceIdOf(d.message) ?? null,
+        attempt: d.attempt,
+        reason: o.reason,
+      };
+      if (o.kind === 'dead-lettered') this.log.warn(line, 'message dead-lettered');
+      else this.log.warn({ ...line, retryInMs: o.delayMs }, 'message failed to store; will retry');
+    }
   }
 
   /** A missing partition (clock moved past the pre-created range) is created, then the batch retried. */
@@ -167,4 +225,25 @@ export class Worker {
       return fn();
     }
   }
+}
+
+/** The messages' valid trace contexts, for the batch span's links. */
+function links(deliveries: Delivery[]): TraceContext[] {
+  const out: TraceContext[] = [];
+  for (const d of deliveries) {
+    const ctx = parseTraceContext(d.message.traceparent, d.message.tracestate);
+    if (ctx) out.push(ctx);
+  }
+  return out;
+}
+
+/** The first few distinct trace ids of the messages (a failed batch's log line). */
+function traceIds(deliveries: Delivery[]): string[] {
+  const ids = new Set<string>();
+  for (const d of deliveries) {
+    const id = traceIdOf(d.message);
+    if (id !== undefined) ids.add(id);
+    if (ids.size === BATCH_TRACE_IDS) break;
+  }
+  return [...ids];
 }

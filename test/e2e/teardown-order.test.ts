@@ -10,7 +10,8 @@ import { freePort, type IntakeProcess, startIntakeProcess } from '../../harness/
  * The order a process releases what it holds is what keeps "202 means durable" true: the HTTP server
  * (and its admin listener) closes before the queue, so every request in flight has its publish
  * answered; the worker flushes its batch before the queue closes; the pool closes after the queue
- * (the Postgres queue is the pool's); the embedded PostgreSQL stops last. runtime.ts registers each
+ * (the Postgres queue is the pool's); the embedded PostgreSQL stops last of the resources, and tracing
+ * after everything (so the spans of the steps before it are flushed). runtime.ts registers each
  * release as the resource is acquired, and a stop and a failed start unwind that one stack: the order
  * is read here from what a real `intake start` ran (its debug lines "shutdown step done"), once
  * stopped by SIGTERM and once failing to listen on a port already taken.
@@ -66,7 +67,8 @@ function assertOrder(steps: string[]): void {
     assert.ok(steps.includes(first) && steps.includes(then), `${first} and ${then} both ran: ${steps}`);
     assert.ok(steps.indexOf(first) < steps.indexOf(then), `${first} before ${then} (${why}): ${steps}`);
   }
-  assert.equal(steps.at(-1), 'embedded postgres', 'the embedded PostgreSQL stops last');
+  assert.equal(steps.at(-2), 'embedded postgres', 'the embedded PostgreSQL stops last of the resources');
+  assert.equal(steps.at(-1), 'tracing', 'tracing shuts down after everything that ends spans');
 }
 
 /** The stack, last acquired first: what a stop unwinds after readiness, and what a failed start unwinds. */
@@ -78,6 +80,7 @@ const STACK = [
   'queue',
   'database pool',
   'embedded postgres',
+  'tracing',
 ];
 
 describe('teardown: one stack, released last in first out', () => {

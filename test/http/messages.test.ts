@@ -56,6 +56,8 @@ describe('ingest → queue → worker → PostgreSQL → read API (Postgres queu
         priority: 2,
         'sent-from-ip': 'redacted',
         received_at: undefined,
+        // The trace intake started for the request (no traceparent was sent), as the 202 named it.
+        trace_id: res.headers.get('traceparent')?.split('-')[1],
       },
     );
     assert.ok(Math.abs(Date.parse(got.received_at) - Date.now()) < 60_000);

@@ -387,5 +387,5 @@ function ingestContext(req: FastifyRequest, batch: boolean): IngestContext {
   if (key !== undefined && (typeof key !== 'string' || key.length === 0 || key.length > 255)) {
     throw new ProblemError('INVALID_REQUEST', 'Idempotency-Key must be 1 to 255 characters');
   }
-  return { client: req.client, idempotencyKey: key, batch };
+  return { client: req.client, idempotencyKey: key, batch, trace: req.traceSpan?.context };
 }

@@ -10,7 +10,7 @@ import {
 import type { QueuedMessage } from '../../contract/queued-message.ts';
 import type { Batch, Delivery, Outcome, QueueConsumer } from '../queue.ts';
 import { raceUntil } from '../race-until.ts';
-import { decodeEnvelope } from './envelope.ts';
+import { decodeEnvelope, headerTrace } from './envelope.ts';
 import type { NatsLink } from './link.ts';
 
 /**
@@ -157,7 +157,10 @@ export class NatsConsumer implements QueueConsumer {
   }
 
   private decode(msg: JsMsg): Held | undefined {
-    const { messages, invalid } = decodeEnvelope(msg.data);
+    const trace = msg.headers
+      ? headerTrace(msg.headers.get('traceparent') || undefined, msg.headers.get('tracestate') || undefined)
+      : undefined;
+    const { messages, invalid } = decodeEnvelope(msg.data, trace);
     if (invalid) {
       // Without an id there is nothing to store or dead-letter; the stream keeps the original.
       this.link.log.error(

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { QueuedMessage } from '../../contract/queued-message.ts';
+import { formatTraceparent, parseTraceContext } from '../../contract/trace-context.ts';
 
 /**
  * The on-stream format of the NATS queue (docs/queue-format.md). One stream message carries a group of
@@ -10,6 +11,12 @@ import type { QueuedMessage } from '../../contract/queued-message.ts';
  * A bare QueuedMessage (`{"v":1,"id":...}`) is read as a group of one, so other producers may publish
  * single messages. The `Nats-Msg-Id` of a group is derived from its message ids (envelopeMsgId), so a
  * retried publish of the same group inside the duplicate window is dropped by the server.
+ *
+ * Trace context: each message carries its own `traceparent`/`tracestate` fields (an envelope may group
+ * messages of many requests, so of many traces). When all of an envelope's messages share one context,
+ * the stream message also carries it as the `traceparent`/`tracestate` headers, where NATS tooling looks
+ * for it; a message without its own fields takes the headers' (another producer may publish bare
+ * messages with only the standard headers).
  */
 export interface Envelope {
   v: 1;
@@ -76,11 +83,44 @@ export function encodeEnvelope(parts: string[]): string {
   return `{"v":1,"messages":[${parts.join(',')}]}`;
 }
 
+/** A trace context as the queue carries it: what the message fields and the stream headers hold. */
+export interface CarriedTrace {
+  traceparent: string;
+  tracestate?: string;
+}
+
+/** The context all the messages share (for the stream message's headers), or undefined. */
+export function sharedTrace(messages: QueuedMessage[]): CarriedTrace | undefined {
+  const first = messages[0];
+  if (first?.traceparent === undefined) return undefined;
+  for (const m of messages) {
+    if (m.traceparent !== first.traceparent || m.tracestate !== first.tracestate) return undefined;
+  }
+  return first.tracestate === undefined
+    ? { traceparent: first.traceparent }
+    : { traceparent: first.traceparent, tracestate: first.tracestate };
+}
+
+/** The headers' context, validated (W3C rules): undefined when absent or invalid. */
+export function headerTrace(
+  traceparent: string | undefined,
+  tracestate: string | undefined,
+): CarriedTrace | undefined {
+  const ctx = parseTraceContext(traceparent, tracestate);
+  if (!ctx) return undefined;
+  return ctx.traceState === undefined
+    ? { traceparent: formatTraceparent(ctx) }
+    : { traceparent: formatTraceparent(ctx), tracestate: ctx.traceState };
+}
+
 /**
  * Reads one stream message. Entries without a usable id or received_at cannot be stored or even
  * dead-lettered (both tables are keyed by them), so they are returned separately as `invalid`.
  */
-export function decodeEnvelope(data: Uint8Array): { messages: QueuedMessage[]; invalid: number } {
+export function decodeEnvelope(
+  data: Uint8Array,
+  trace?: CarriedTrace,
+): { messages: QueuedMessage[]; invalid: number } {
   let parsed: unknown;
   try {
     parsed = JSON.parse(new TextDecoder().decode(data));
@@ -102,7 +142,12 @@ export function decodeEnvelope(data: Uint8Array): { messages: QueuedMessage[]; i
       typeof q.received_at === 'string' &&
       !Number.isNaN(Date.parse(q.received_at))
     ) {
-      messages.push(q as QueuedMessage);
+      const message = q as QueuedMessage;
+      if (trace && message.traceparent === undefined) {
+        message.traceparent = trace.traceparent;
+        if (trace.tracestate !== undefined) message.tracestate = trace.tracestate;
+      }
+      messages.push(message);
     } else invalid++;
   }
   return { messages, invalid };

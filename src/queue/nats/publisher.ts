@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { headers as natsHeaders } from '@nats-io/transport-node';
 import { uuidv7Time } from '../../contract/message-id.ts';
 import type { QueuedMessage } from '../../contract/queued-message.ts';
 import type { Logger } from '../../ops/logger.ts';
@@ -16,7 +17,14 @@ import {
   QueueUnavailableError,
 } from '../queue.ts';
 import { raceUntil } from '../race-until.ts';
-import { dedupeKey, encodeEnvelope, envelopeMsgId, splitBySize } from './envelope.ts';
+import {
+  type CarriedTrace,
+  dedupeKey,
+  encodeEnvelope,
+  envelopeMsgId,
+  sharedTrace,
+  splitBySize,
+} from './envelope.ts';
 import { isNoResponders, isRefusal, notAccepted } from './errors.ts';
 import { type Claim, IdempotencyClaims } from './idempotency.ts';
 import type { NatsLink } from './link.ts';
@@ -271,6 +279,7 @@ export class NatsPublisher implements QueueProducer {
             for (const o of group) for (const it of withFollowers(o.index)) it.sent = true;
           },
           ids,
+          sharedTrace(group.map((o) => o.message)),
         );
         for (const o of group) {
           const r = items[o.index]!;
@@ -306,7 +315,9 @@ export class NatsPublisher implements QueueProducer {
     deadline: number,
     onSend: () => void,
     ids: string[],
+    trace: CarriedTrace | undefined,
   ): Promise<Error | undefined> {
+    const headers = trace ? traceHeaders(trace) : undefined;
     for (;;) {
       const js = this.link.js;
       const left = deadline - Date.now();
@@ -316,7 +327,10 @@ export class NatsPublisher implements QueueProducer {
       try {
         onSend();
         // Same msgID on a retry: if an earlier attempt was stored after all, the server drops this one.
-        await Promise.race([js.publish(this.opts.subject, data, { msgID, timeout: left }), lost.promise]);
+        await Promise.race([
+          js.publish(this.opts.subject, data, { msgID, timeout: left, headers }),
+          lost.promise,
+        ]);
         this.link.markPublishOk();
         return undefined;
       } catch (err) {
@@ -360,6 +374,14 @@ export class NatsPublisher implements QueueProducer {
       .release(claim)
       .catch((err) => this.log.warn({ err }, 'could not release an Idempotency-Key claim'));
   }
+}
+
+/** The W3C headers of a stream message whose messages share one trace context (envelope.ts). */
+function traceHeaders(trace: CarriedTrace) {
+  const h = natsHeaders();
+  h.set('traceparent', trace.traceparent);
+  if (trace.tracestate !== undefined) h.set('tracestate', trace.tracestate);
+  return h;
 }
 
 const dropped = () => new QueueUnavailableError('the deadline passed before the messages were sent');
