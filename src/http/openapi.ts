@@ -83,6 +83,18 @@ const rateLimitHeaders = {
   'ratelimit-reset': { type: 'integer', description: 'Seconds until the bucket is full again' },
 };
 
+/** W3C trace context on every answer of an ingest or read route (docs/tracing.md). */
+export const traceHeaders = {
+  traceparent: {
+    type: 'string',
+    pattern: '^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$',
+    description:
+      "W3C traceparent of intake's span for this request: the caller's trace (a new one when it sent no " +
+      'valid traceparent), a new span id',
+  },
+  tracestate: { type: 'string', description: 'The W3C tracestate that came with a valid traceparent' },
+};
+
 /** A JSON answer: its description, schema and headers. */
 export function jsonResponse(description: string, schema: unknown, headers?: Record<string, unknown>) {
   return { description, content: { 'application/json': { schema } }, ...(headers ? { headers } : {}) };

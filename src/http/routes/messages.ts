@@ -19,7 +19,14 @@ import { lookUpStatus, type StatusRow } from '../../store/message-status.ts';
 import { getMessage, queryMessages } from '../../store/messages.ts';
 import type { AppDeps } from '../app-deps.ts';
 import { MAX_NDJSON_LINES, NdjsonBody } from '../ndjson.ts';
-import { AUTH_PROBLEMS, jsonResponse, problemResponses, rateLimitHeaders, ref } from '../openapi.ts';
+import {
+  AUTH_PROBLEMS,
+  jsonResponse,
+  problemResponses,
+  rateLimitHeaders,
+  ref,
+  traceHeaders,
+} from '../openapi.ts';
 import { ProblemError } from '../problem.ts';
 import { decodeCursor, encodeCursor, MessageListQuery, parseTime } from './cursor.ts';
 
@@ -48,6 +55,7 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
           202: jsonResponse('Accepted: durably queued, will be stored once', ref(Accepted), {
             location: { type: 'string', description: 'Where the stored record will be readable' },
             ...rateLimitHeaders,
+            ...traceHeaders,
           }),
           ...INGEST_PROBLEMS,
         },
@@ -96,12 +104,14 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
         },
         headers: idempotencyHeader,
         response: {
-          202: jsonResponse('All accepted (JSON, default mode)', ref(BatchAccepted), rateLimitHeaders),
-          207: jsonResponse(
-            'One result per item (?mode=partial, NDJSON)',
-            ref(BatchResults),
-            rateLimitHeaders,
-          ),
+          202: jsonResponse('All accepted (JSON, default mode)', ref(BatchAccepted), {
+            ...rateLimitHeaders,
+            ...traceHeaders,
+          }),
+          207: jsonResponse('One result per item (?mode=partial, NDJSON)', ref(BatchResults), {
+            ...rateLimitHeaders,
+            ...traceHeaders,
+          }),
           ...INGEST_PROBLEMS,
         },
       },
@@ -192,7 +202,7 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
           'The stored record, its IP "redacted". 404 until the worker has stored it, a moment after the 202.',
         params: MessageIdParams,
         response: {
-          200: jsonResponse('The stored record', ref(StoredMessage)),
+          200: jsonResponse('The stored record', ref(StoredMessage), traceHeaders),
           ...problemResponses(400, ...AUTH_PROBLEMS, 404, 503),
         },
       },
@@ -286,7 +296,7 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
           'senders; `sender` naming another one is 403.',
         querystring: MessageListQuery,
         response: {
-          200: jsonResponse('A page of stored records', ref(MessageList)),
+          200: jsonResponse('A page of stored records', ref(MessageList), traceHeaders),
           ...problemResponses(400, ...AUTH_PROBLEMS, 503),
         },
       },
@@ -322,6 +332,17 @@ const idempotencyHeader = {
       description:
         'A retry with the same key and the same body from the same client returns the same id and is ' +
         'stored once; the same key with a different body is refused with 422.',
+    },
+    // Not constrained here: an invalid value is ignored (a new trace), never refused.
+    traceparent: {
+      type: 'string',
+      description:
+        "W3C Trace Context: the caller's span. A valid one makes intake's spans its children and its trace " +
+        'id the stored trace_id; an invalid one is ignored and a new trace started.',
+    },
+    tracestate: {
+      type: 'string',
+      description: 'W3C Trace Context vendor list, kept with a valid traceparent',
     },
   },
 };
