@@ -33,6 +33,13 @@ const ZERO_SPAN_ID = '0'.repeat(16);
 /** Optional whitespace (RFC 9110 OWS) around a header value or list member. */
 const OWS = /^[ \t]+|[ \t]+$/g;
 
+/** Whether `s` starts or ends with a space or tab: the rare case, so the common one allocates nothing. */
+function hasOws(s: string): boolean {
+  const first = s.charCodeAt(0);
+  const last = s.charCodeAt(s.length - 1);
+  return first === 0x20 || first === 0x09 || last === 0x20 || last === 0x09;
+}
+
 /**
  * Parses `traceparent` (and, only when that is valid, `tracestate`). Returns undefined for a missing or
  * invalid `traceparent`: the caller then starts a new trace. An invalid `tracestate` is dropped on its
@@ -46,7 +53,7 @@ export function parseTraceContext(
 ): TraceContext | undefined {
   // Two traceparent headers are one too many: which one names the parent cannot be known.
   if (typeof traceparent !== 'string') return undefined;
-  const value = traceparent.replace(OWS, '');
+  const value = hasOws(traceparent) ? traceparent.replace(OWS, '') : traceparent;
   // Version 00 is exactly 55 characters; a later version may add fields after a `-`.
   const m = value.startsWith('00')
     ? VERSION_00.exec(value)
@@ -92,7 +99,7 @@ export function parseTraceState(header: string | string[] | undefined): string |
   const keys = new Set<string>();
   let count = 0;
   for (const raw of joined.split(',')) {
-    const member = raw.replace(OWS, '');
+    const member = hasOws(raw) ? raw.replace(OWS, '') : raw;
     if (member === '') continue;
     if (++count > MAX_TRACESTATE_MEMBERS) return undefined;
     const eq = member.indexOf('=');

@@ -1,4 +1,4 @@
-import { randomBytesPooled } from '../contract/random-pool.ts';
+import { randomHexPooled } from '../contract/random-pool.ts';
 
 /**
  * The trace seam: what the HTTP edge, the queue and the worker call to take part in a W3C trace.
@@ -52,7 +52,7 @@ export interface Tracing {
 }
 
 function hex(bytes: number): string {
-  return randomBytesPooled(bytes).toString('hex');
+  return randomHexPooled(bytes);
 }
 
 export function newSpanId(): string {

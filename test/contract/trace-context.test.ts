@@ -206,3 +206,20 @@ describe('tracestate', () => {
     assert.ok(kept.length <= 512);
   });
 });
+
+describe('new ids (tracing off makes one per span)', () => {
+  test('trace ids are 32 and span ids 16 lowercase hex digits, each one new', async () => {
+    const { newSpanId, newTraceId } = await import('../../src/ops/tracing.ts');
+    // More than one 4 KiB pool refill: ids keep coming, and never repeat across refills.
+    const spans = Array.from({ length: 2000 }, () => newSpanId());
+    const traces = Array.from({ length: 2000 }, () => newTraceId());
+    for (const s of spans) assert.match(s, /^[0-9a-f]{16}$/);
+    for (const t of traces) assert.match(t, /^[0-9a-f]{32}$/);
+    assert.equal(new Set(spans).size, spans.length);
+    assert.equal(new Set(traces).size, traces.length);
+    // A generated id is itself a valid parent.
+    assert.ok(
+      parseTraceContext(formatTraceparent({ traceId: traces[0]!, spanId: spans[0]!, sampled: false })),
+    );
+  });
+});
