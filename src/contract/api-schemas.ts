@@ -158,6 +158,9 @@ export const DeadLetter = Type.Object(
     priority: Type.Union([Type.Integer(), Type.Null()]),
     'sent-from-ip': Type.Optional(Type.Literal('redacted')),
     received_at: Type.String({ format: 'date-time' }),
+    trace_id: Type.Union([Type.String({ pattern: '^[0-9a-f]{32}$' }), Type.Null()], {
+      description: 'W3C trace id the message was sent under; null when it came without trace context',
+    }),
     failed_at: Type.String({ format: 'date-time' }),
     attempts: Type.Integer({ description: 'Deliveries before it was dead-lettered' }),
     reason: Type.String({ description: 'Why it could not be stored (the database error)' }),

@@ -68,6 +68,14 @@ export function parseTraceContext(
   return state === undefined ? { traceId, spanId, sampled } : { traceId, spanId, sampled, traceState: state };
 }
 
+/**
+ * The trace id of a carried `traceparent` (a queued message's field): only when it is valid by the
+ * rules above, since a field from another producer is not trusted blindly; undefined otherwise.
+ */
+export function traceIdOf(traceparent: string | undefined): string | undefined {
+  return traceparent === undefined ? undefined : parseTraceContext(traceparent)?.traceId;
+}
+
 /** The `traceparent` (version 00) of a context: what intake sends on and puts on the queue. */
 export function formatTraceparent(ctx: TraceContext): string {
   return `00-${ctx.traceId}-${ctx.spanId}-${ctx.sampled ? '01' : '00'}`;

@@ -2,6 +2,7 @@ import type { Static } from '@sinclair/typebox';
 import type { DeadLetter as DeadLetterView } from '../contract/api-schemas.ts';
 import { redactFields } from '../contract/protected-fields.ts';
 import type { QueuedMessage } from '../contract/queued-message.ts';
+import { traceIdOf } from '../contract/trace-context.ts';
 import type { Queryable } from './pool.ts';
 
 /**
@@ -126,6 +127,7 @@ export function deadLetterView(d: DeadLetter): Static<typeof DeadLetterView> {
     priority: m.priority,
     ...(m.ip ? { 'sent-from-ip': 'redacted' as const } : {}),
     received_at: m.received_at,
+    trace_id: traceIdOf(m.traceparent) ?? null,
     failed_at: d.failed_at,
     attempts: d.attempts,
     reason: d.reason,

@@ -6,7 +6,7 @@ import type { StoredMessage } from '../contract/api-schemas.ts';
 import { uuidv7Time } from '../contract/message-id.ts';
 import { redactFields } from '../contract/protected-fields.ts';
 import type { QueuedMessage } from '../contract/queued-message.ts';
-import { parseTraceContext } from '../contract/trace-context.ts';
+import { traceIdOf } from '../contract/trace-context.ts';
 import { recordErased } from './message-status.ts';
 import type { Queryable } from './pool.ts';
 
@@ -54,7 +54,7 @@ export async function insertMessages(db: Queryable, batch: QueuedMessage[]): Pro
     cols.pseudonym.push(m.ip?.pseudonym ?? null);
     cols.ciphertext.push(m.ip?.ciphertext ?? null);
     cols.key_id.push(m.ip?.key_id ?? null);
-    cols.trace_id.push(traceIdOf(m) ?? null);
+    cols.trace_id.push(traceIdOf(m.traceparent) ?? null);
   }
   const r = await db.query<StoreCounts>(
     `WITH input AS (
@@ -104,14 +104,6 @@ const storeInput = (replayed: string) => `flagged AS (
              + (SELECT count(*) FROM input WHERE id = ANY(${replayed}::uuid[]))
              - (SELECT count(*) FROM kept WHERE id = ANY(${replayed}::uuid[])))::int AS replayed`;
 
-/**
- * The trace id stored with a message: its `traceparent`'s, when that is valid by the W3C rules (a field
- * from another producer is not trusted blindly); undefined otherwise, stored as NULL.
- */
-export function traceIdOf(m: QueuedMessage): string | undefined {
-  return m.traceparent === undefined ? undefined : parseTraceContext(m.traceparent)?.traceId;
-}
-
 /** Ids of the batch's replayed dead letters (QueuedMessage.replayed). */
 function replayedIds(batch: QueuedMessage[]): string[] {
   const ids: string[] = [];
@@ -159,7 +151,7 @@ function copyText(batch: QueuedMessage[]): string {
     out += `${field(m.id)}\t${field(m.received_at)}\t${field(m.ts)}\t${field(m.sender)}\t`;
     out += `${field(JSON.stringify(m.message))}\t${field(m.priority)}\t`;
     out += `${field(m.ip?.pseudonym)}\t${field(m.ip?.ciphertext)}\t${field(m.ip?.key_id)}\t`;
-    out += `${field(traceIdOf(m))}\n`;
+    out += `${field(traceIdOf(m.traceparent))}\n`;
   }
   return out;
 }

@@ -1,11 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseTraceContext, type TraceContext } from '../contract/trace-context.ts';
+import { parseTraceContext, type TraceContext, traceIdOf } from '../contract/trace-context.ts';
 import type { Logger } from '../ops/logger.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import { idOnlyTracing, type TraceSpan, type Tracing } from '../ops/tracing.ts';
 import type { Batch, Delivery, Outcome, QueueConsumer } from '../queue/queue.ts';
 import { isMissingPartition } from '../store/errors.ts';
-import { traceIdOf } from '../store/messages.ts';
 import { ensurePartitions } from '../store/partitions.ts';
 import { type Pool, withTransaction } from '../store/pool.ts';
 import { lockErasuresShared } from '../store/subjects.ts';
@@ -206,7 +205,7 @@ export class Worker {
       const d = deliveries[i]!;
       const line = {
         id: d.message.id,
-        trace_id: traceIdOf(d.message) ?? null,
+        trace_id: traceIdOf(d.message.traceparent) ?? null,
         attempt: d.attempt,
         reason: o.reason,
       };
@@ -241,7 +240,7 @@ function links(deliveries: Delivery[]): TraceContext[] {
 function traceIds(deliveries: Delivery[]): string[] {
   const ids = new Set<string>();
   for (const d of deliveries) {
-    const id = traceIdOf(d.message);
+    const id = traceIdOf(d.message.traceparent);
     if (id !== undefined) ids.add(id);
     if (ids.size === BATCH_TRACE_IDS) break;
   }

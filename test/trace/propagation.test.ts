@@ -48,7 +48,7 @@ for (const queue of ['postgres', 'nats'] as const) {
     const lines: LogLine[] = [];
 
     before(async () => {
-      let env: Record<string, string> = { INTAKE_WORKER_MAX_ATTEMPTS: '1' };
+      let env: Record<string, string> = { INTAKE_WORKER_MAX_ATTEMPTS: '2' };
       if (queue === 'nats') {
         server = await startNatsServer();
         names = uniqueStream('trace');
@@ -198,7 +198,7 @@ for (const queue of ['postgres', 'nats'] as const) {
       assert.equal(refusedLine.trace_id, tp.traceId, 'a refusal is traced too');
     });
 
-    test("a dead-lettered message's log line carries its trace id", async () => {
+    test("a message's retry and dead-letter lines, and its dead letter, carry its trace id", async () => {
       const poisonTrace = 'd'.repeat(32);
       const res = await app.post(
         '/v1/messages',
@@ -213,8 +213,12 @@ for (const queue of ['postgres', 'nats'] as const) {
         20_000,
       );
       assert.equal(line.trace_id, poisonTrace);
+      const retry = lines.find((l) => l.msg === 'message failed to store; will retry' && l.id === id);
+      assert.equal(retry?.trace_id, poisonTrace, 'the first failure, before the dead letter');
       const dead = await db.query('SELECT payload FROM intake.dead_letters WHERE id = $1', [id]);
       assert.match(dead.rows[0].payload.traceparent, new RegExp(`^00-${poisonTrace}-`));
+      const view = (await (await fetch(`${app.url}/v1/dead-letters/${id}`)).json()) as { trace_id?: string };
+      assert.equal(view.trace_id, poisonTrace, 'the dead-letter API names the trace');
     });
 
     test('a queued message without trace fields (an older producer) is stored with trace_id null', async () => {
