@@ -120,12 +120,13 @@ export class Worker {
     });
     try {
       await this.process(batch);
+      span.end();
       this.failures = 0;
     } catch (err) {
+      // Ended before the backoff: the span is the attempt, not the wait after it.
       span.fail(err);
-      await this.failed(err, batch, signal, span);
-    } finally {
       span.end();
+      await this.failed(err, batch, signal, span);
     }
   }
 

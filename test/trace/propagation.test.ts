@@ -27,6 +27,7 @@ interface LogLine {
   route?: string;
   status?: number;
   trace_id?: string | null;
+  trace_ids?: string[];
   id?: string;
   reqId?: string;
 }
@@ -65,9 +66,14 @@ for (const queue of ['postgres', 'nats'] as const) {
       await db.connect();
       // "Can never be stored", made real: the worker dead-letters this sender's messages.
       await db.query(`
+        CREATE SEQUENCE flaky_seen;
         CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
           IF NEW.sender = 'poison' THEN RAISE EXCEPTION 'poison refused' USING ERRCODE = '22023'; END IF;
+          -- A transient failure, once (a sequence is not rolled back): the whole batch is retried.
+          IF NEW.sender = 'flaky' AND nextval('flaky_seen') = 1 THEN
+            RAISE EXCEPTION 'flaky once' USING ERRCODE = '40001';
+          END IF;
           RETURN NEW;
         END $$;
         CREATE TRIGGER refuse_poison BEFORE INSERT ON intake.messages FOR EACH ROW EXECUTE FUNCTION refuse_poison();`);
@@ -219,6 +225,27 @@ for (const queue of ['postgres', 'nats'] as const) {
       assert.match(dead.rows[0].payload.traceparent, new RegExp(`^00-${poisonTrace}-`));
       const view = (await (await fetch(`${app.url}/v1/dead-letters/${id}`)).json()) as { trace_id?: string };
       assert.equal(view.trace_id, poisonTrace, 'the dead-letter API names the trace');
+    });
+
+    test("a failed batch's line names the batch span's trace and its messages'", async () => {
+      const flakyTrace = 'f'.repeat(32);
+      const res = await app.post(
+        '/v1/messages',
+        { ts: 9, sender: 'flaky', message: { a: 1 } },
+        { traceparent: `00-${flakyTrace}-${PARENT}-01` },
+      );
+      assert.equal(res.status, 202);
+      const { id } = (await res.json()) as { id: string };
+      const line = await waitFor('the failed batch line', async () =>
+        lines.find((l) => l.msg === 'worker batch failed; retrying' && l.trace_ids?.includes(flakyTrace)),
+      );
+      assert.match(String(line.trace_id), /^[0-9a-f]{32}$/, "the batch span's own trace");
+      assert.notEqual(line.trace_id, flakyTrace, 'a batch span is a new root, linked to its messages');
+      // On NATS a released batch is handed out again only by a receive that starts after its delay, or
+      // when another message arrives: a receive already waiting when it was parked (prefetch) waits for
+      // the stream alone (src/queue/nats/consumer.ts, reported). One more message brings the retry now.
+      await app.post('/v1/messages', { ts: 9, sender: 'nudge', message: { a: 1 } });
+      assert.equal((await readBack(id)).trace_id, flakyTrace, 'stored on the retry');
     });
 
     test('a queued message without trace fields (an older producer) is stored with trace_id null', async () => {
