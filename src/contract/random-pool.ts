@@ -21,8 +21,8 @@ export function randomBytesPooled(n: number): Buffer {
 
 /**
  * `n` bytes from the same pool as lowercase hex (trace and span ids): read straight from the pool, with
- * no Buffer copied for them, a third of the CPU of `randomBytesPooled(n).toString('hex')` (118 vs
- * 333 ns for 8 bytes, measured here).
+ * no Buffer copied for them, a third of the CPU of `randomBytesPooled(n).toString('hex')`
+ * (docs/capacity-plan.md#measurements-behind-choices-in-the-code).
  */
 export function randomHexPooled(n: number): string {
   if (n > pool.length) throw new RangeError(`at most ${pool.length} bytes at a time`);

@@ -223,3 +223,22 @@ describe('new ids (tracing off makes one per span)', () => {
     );
   });
 });
+
+describe('traceIdOf (the trace id the worker stores)', () => {
+  test('the trace id of a valid traceparent of any accepted form; undefined otherwise', async () => {
+    const { traceIdOf } = await import('../../src/contract/trace-context.ts');
+    assert.equal(traceIdOf(VALID), TRACE);
+    assert.equal(traceIdOf(`cc-${TRACE}-${SPAN}-01-later`), TRACE, 'a future version');
+    assert.equal(traceIdOf(` ${VALID}`), TRACE, 'optional whitespace');
+    for (const bad of [
+      undefined,
+      '',
+      `00-${'0'.repeat(32)}-${SPAN}-01`,
+      `00-${TRACE}-${'0'.repeat(16)}-01`,
+      `00-${TRACE.replace('1', 'A')}-${SPAN}-01`,
+      `ff-${TRACE}-${SPAN}-01`,
+      `${VALID}-x`,
+    ])
+      assert.equal(traceIdOf(bad), undefined, String(bad));
+  });
+});
