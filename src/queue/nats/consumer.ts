@@ -60,6 +60,11 @@ export class NatsConsumer implements QueueConsumer {
   private parked: Array<{ held: Held; dueAt: number }> = [];
   /** Delivered and not yet settled: kept alive with working(). */
   private readonly held = new Set<Held>();
+  /**
+   * Set while a receive waits for its first envelope: release() calls it, so that the receive also
+   * waits for the envelope just parked, whose time may come before any new stream message does.
+   */
+  private wakeReceive: (() => void) | undefined;
   private readonly heartbeat: NodeJS.Timeout;
   private closed: Promise<void> | undefined;
 
@@ -99,7 +104,7 @@ export class NatsConsumer implements QueueConsumer {
     while (batch.length === 0) {
       if (signal.aborted) return null;
       const nextDue = this.parked.reduce((t, p) => Math.min(t, p.dueAt), Number.POSITIVE_INFINITY);
-      const h = await this.take(signal, nextDue);
+      const h = await this.takeOrWake(signal, nextDue);
       if (h) add(h);
       else {
         const i = this.parked.findIndex((p) => p.dueAt <= Date.now());
@@ -112,6 +117,25 @@ export class NatsConsumer implements QueueConsumer {
       if (!h || !add(h)) break;
     }
     return this.toBatch(batch);
+  }
+
+  /**
+   * take(), also ended (undefined) when release() parks an envelope meanwhile: a receive that started
+   * waiting before the park (the worker receives the next batch while it stores one) would otherwise
+   * wait for a new stream message only, and without traffic the released batch would never be retried.
+   * One AbortController per batch's first wait, not per envelope.
+   */
+  private async takeOrWake(signal: AbortSignal, until: number): Promise<Held | undefined> {
+    const waiting = new AbortController();
+    const wake = () => waiting.abort();
+    signal.addEventListener('abort', wake, { once: true });
+    this.wakeReceive = wake;
+    try {
+      return await this.take(waiting.signal, until);
+    } finally {
+      this.wakeReceive = undefined;
+      signal.removeEventListener('abort', wake);
+    }
   }
 
   /** Waits for the next decodable envelope until `until` (epoch ms) or abort; undefined if none. */
@@ -211,6 +235,7 @@ export class NatsConsumer implements QueueConsumer {
         settled = true;
         const dueAt = Date.now() + delayMs;
         for (const h of envelopes) this.parked.push({ held: h, dueAt });
+        this.wakeReceive?.();
       },
     };
   }
