@@ -70,6 +70,8 @@ export interface MessageStatus {
   erased_at?: string;
   /** `dead_lettered`: why; `unknown`: `database_unavailable` when intake could not ask its database. */
   reason?: string;
+  /** `stored`, `queued`, `dead_lettered`: the W3C trace id it was sent under (null without one). */
+  trace_id?: string | null;
 }
 
 /**

@@ -99,6 +99,13 @@ export const MessageStatus = Type.Object(
     attempts: Type.Optional(
       Type.Integer({ description: '`queued`, `dead_lettered`: deliveries to the worker so far' }),
     ),
+    trace_id: Type.Optional(
+      Type.Union([Type.String({ pattern: '^[0-9a-f]{32}$' }), Type.Null()], {
+        description:
+          '`stored`, `queued`, `dead_lettered`: the W3C trace id the message was sent under (null ' +
+          'without trace context)',
+      }),
+    ),
     failed_at: Type.Optional(Type.String({ format: 'date-time', description: '`dead_lettered`: when' })),
     erased_at: Type.Optional(
       Type.String({ format: 'date-time', description: '`erased`: when the erasure took effect' }),

@@ -1,4 +1,5 @@
 import { uuidv7Time } from '../contract/message-id.ts';
+import { traceIdOf } from '../contract/trace-context.ts';
 import type { Queryable } from './pool.ts';
 
 /**
@@ -9,10 +10,17 @@ import type { Queryable } from './pool.ts';
 
 /** Where the database says one message is: the first of stored, erased, dead-lettered, queued. */
 export type StatusRow =
-  | { kind: 'stored'; sender: string; storedAt: Date | null }
+  | { kind: 'stored'; sender: string; storedAt: Date | null; traceId: string | null }
   | { kind: 'erased'; sender: string; erasedAt: Date }
-  | { kind: 'dead_lettered'; sender: string; failedAt: Date; reason: string; attempts: number }
-  | { kind: 'queued'; sender: string; attempts: number };
+  | {
+      kind: 'dead_lettered';
+      sender: string;
+      failedAt: Date;
+      reason: string;
+      attempts: number;
+      traceId: string | null;
+    }
+  | { kind: 'queued'; sender: string; attempts: number; traceId: string | null };
 
 interface Row {
   kind: StatusRow['kind'];
@@ -20,6 +28,8 @@ interface Row {
   at: Date | null;
   reason: string | null;
   attempts: number | null;
+  /** The stored trace_id, or the queued message's traceparent (validated here). */
+  trace: string | null;
 }
 
 /**
@@ -31,16 +41,18 @@ interface Row {
  */
 export async function lookUpStatus(db: Queryable, id: string): Promise<StatusRow | undefined> {
   const r = await db.query<Row>(
-    `SELECT kind, sender, at, reason, attempts FROM (
-       SELECT 1 AS rank, 'stored' AS kind, sender, stored_at AS at, NULL::text AS reason, NULL::int AS attempts
+    `SELECT kind, sender, at, reason, attempts, trace FROM (
+       SELECT 1 AS rank, 'stored' AS kind, sender, stored_at AS at, NULL::text AS reason, NULL::int AS attempts,
+              trace_id AS trace
          FROM intake.messages WHERE id = $1 AND received_at = $2
        UNION ALL
-       SELECT 2, 'erased', sender, erased_at, NULL, NULL FROM intake.erased_messages WHERE id = $1
+       SELECT 2, 'erased', sender, erased_at, NULL, NULL, NULL FROM intake.erased_messages WHERE id = $1
        UNION ALL
-       SELECT 3, 'dead_lettered', payload->>'sender', failed_at, reason, attempts
+       SELECT 3, 'dead_lettered', payload->>'sender', failed_at, reason, attempts, payload->>'traceparent'
          FROM intake.dead_letters WHERE id = $1
        UNION ALL
-       SELECT 4, 'queued', payload->>'sender', NULL, NULL, attempts FROM intake.queue WHERE id = $1
+       SELECT 4, 'queued', payload->>'sender', NULL, NULL, attempts, payload->>'traceparent'
+         FROM intake.queue WHERE id = $1
      ) s ORDER BY rank LIMIT 1`,
     [id, uuidv7Time(id)],
   );
@@ -49,7 +61,7 @@ export async function lookUpStatus(db: Queryable, id: string): Promise<StatusRow
   const sender = row.sender ?? '';
   switch (row.kind) {
     case 'stored':
-      return { kind: 'stored', sender, storedAt: row.at };
+      return { kind: 'stored', sender, storedAt: row.at, traceId: row.trace };
     case 'erased':
       return { kind: 'erased', sender, erasedAt: row.at! };
     case 'dead_lettered':
@@ -59,9 +71,15 @@ export async function lookUpStatus(db: Queryable, id: string): Promise<StatusRow
         failedAt: row.at!,
         reason: row.reason ?? '',
         attempts: row.attempts ?? 0,
+        traceId: traceIdOf(row.trace ?? undefined) ?? null,
       };
     case 'queued':
-      return { kind: 'queued', sender, attempts: row.attempts ?? 0 };
+      return {
+        kind: 'queued',
+        sender,
+        attempts: row.attempts ?? 0,
+        traceId: traceIdOf(row.trace ?? undefined) ?? null,
+      };
   }
 }
 

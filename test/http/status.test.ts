@@ -30,6 +30,7 @@ interface Status {
   failed_at?: string;
   erased_at?: string;
   reason?: string;
+  trace_id?: string | null;
 }
 
 const all = generateKey('all', ['ingest', 'read', 'privacy']);
@@ -104,10 +105,12 @@ describe('message status on the Postgres queue', () => {
     const queuedThenErased = await c.send(A, '192.0.2.41');
     const q = await c.status(first);
     assert.deepEqual(
-      { ...q, received_at: undefined },
-      { id: first, status: 'queued', attempts: 0, received_at: undefined },
+      { ...q, received_at: undefined, trace_id: undefined },
+      { id: first, status: 'queued', attempts: 0, received_at: undefined, trace_id: undefined },
     );
     assert.equal(q.received_at, uuidv7Time(first).toISOString());
+    // The trace intake started for the request (the client sent no traceparent): docs/tracing.md.
+    assert.match(String(q.trace_id), /^[0-9a-f]{32}$/);
 
     // Erased while queued: the erasure deletes the queue row and records the id.
     const before = Date.now();

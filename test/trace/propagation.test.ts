@@ -113,6 +113,11 @@ for (const queue of ['postgres', 'nats'] as const) {
         items: Array<{ id: string; trace_id: string | null }>;
       };
       assert.equal(list.items.find((m) => m.id === id)?.trace_id, TRACE, 'the list returns it too');
+      const status = (await (await fetch(`${app.url}/v1/messages/${id}/status`)).json()) as {
+        status: string;
+        trace_id?: string;
+      };
+      assert.deepEqual([status.status, status.trace_id], ['stored', TRACE], 'and the status route');
     });
 
     test('an invalid traceparent is ignored: a new trace, stored and returned; its tracestate dropped', async () => {
@@ -225,6 +230,11 @@ for (const queue of ['postgres', 'nats'] as const) {
       assert.match(dead.rows[0].payload.traceparent, new RegExp(`^00-${poisonTrace}-`));
       const view = (await (await fetch(`${app.url}/v1/dead-letters/${id}`)).json()) as { trace_id?: string };
       assert.equal(view.trace_id, poisonTrace, 'the dead-letter API names the trace');
+      const status = (await (await fetch(`${app.url}/v1/messages/${id}/status`)).json()) as {
+        status: string;
+        trace_id?: string;
+      };
+      assert.deepEqual([status.status, status.trace_id], ['dead_lettered', poisonTrace]);
     });
 
     test("a failed batch's line names the batch span's trace and its messages'", async () => {
@@ -270,6 +280,33 @@ for (const queue of ['postgres', 'nats'] as const) {
       assert.equal(got.trace_id, null);
       assert.equal(await storedTraceId(id), null);
     });
+
+    if (queue === 'postgres') {
+      test("a queued message's status names its trace", async () => {
+        const id = newMessageId();
+        const queued = {
+          v: 1,
+          id,
+          received_at: uuidv7Time(id).toISOString(),
+          ts: 10,
+          sender: 'waiting',
+          message: { a: 1 },
+          priority: null,
+          traceparent: `00-${'c'.repeat(32)}-${PARENT}-01`,
+        };
+        // Not visible to the worker for an hour: it stays queued while the status is asked.
+        await db.query(
+          "INSERT INTO intake.queue (id, payload, visible_at) VALUES ($1, $2, now() + interval '1 hour')",
+          [id, JSON.stringify(queued)],
+        );
+        const status = (await (await fetch(`${app.url}/v1/messages/${id}/status`)).json()) as {
+          status: string;
+          trace_id?: string;
+        };
+        assert.deepEqual([status.status, status.trace_id], ['queued', 'c'.repeat(32)]);
+        await db.query('DELETE FROM intake.queue WHERE id = $1', [id]);
+      });
+    }
 
     if (queue === 'nats') {
       test("a bare message with only the stream's traceparent header takes its trace", async () => {

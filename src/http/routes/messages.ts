@@ -263,9 +263,16 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
             status: 'stored',
             stored_at: found.storedAt?.toISOString() ?? null,
             received_at: receivedAt,
+            trace_id: found.traceId,
           };
         case 'queued':
-          return { id, status: 'queued', received_at: receivedAt, attempts: found.attempts };
+          return {
+            id,
+            status: 'queued',
+            received_at: receivedAt,
+            attempts: found.attempts,
+            trace_id: found.traceId,
+          };
         case 'dead_lettered':
           return {
             id,
@@ -274,6 +281,7 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
             failed_at: found.failedAt.toISOString(),
             attempts: found.attempts,
             reason: found.reason,
+            trace_id: found.traceId,
           };
         case 'erased':
           return { id, status: 'erased', erased_at: found.erasedAt.toISOString() };
