@@ -42,6 +42,16 @@ export interface Message {
   priority?: number;
 }
 
+/**
+ * W3C Trace Context to send with a request (the caller's current span), so the message joins the
+ * caller's trace: intake stores its trace id with the row and answers with the `traceparent` of its own
+ * span. The client checks nothing here: intake ignores an invalid value and starts a new trace.
+ */
+export interface TraceHeaders {
+  traceparent?: string;
+  tracestate?: string;
+}
+
 /** An RFC 9457 problem as intake answers it. */
 export interface Problem {
   type: string;
@@ -111,6 +121,12 @@ export class IntakeError extends Error {
 /** Statuses a retry cannot change. */
 const PERMANENT = new Set([400, 401, 403, 404, 405, 413, 414, 415, 422, 431]);
 
+/** A successful answer: its JSON body and the `traceparent` intake answered with. */
+interface Answer {
+  body: unknown;
+  traceparent?: string;
+}
+
 interface Waiting {
   message: Message;
   resolve: (r: { id: string }) => void;
@@ -139,19 +155,29 @@ export class IntakeClient {
     this.lingerMs = opts.batch?.lingerMs ?? 10;
   }
 
-  /** Sends one message; resolves with its id once intake accepted it (202). */
-  async send(message: Message): Promise<{ id: string }> {
-    const body = await this.post('/v1/messages', message);
-    return { id: (body as { id: string }).id };
+  /**
+   * Sends one message; resolves with its id once intake accepted it (202), and the `traceparent` of
+   * intake's span for it (in the caller's trace when `trace` names one).
+   */
+  async send(message: Message, trace?: TraceHeaders): Promise<{ id: string; traceparent?: string }> {
+    const { body, traceparent } = await this.post('/v1/messages', message, trace);
+    return { id: (body as { id: string }).id, ...(traceparent ? { traceparent } : {}) };
   }
 
-  /** Sends up to 1,000 messages in one request, all or nothing; resolves with their ids, in order. */
-  async sendBatch(messages: Message[]): Promise<{ ids: string[] }> {
+  /**
+   * Sends up to 1,000 messages in one request, all or nothing; resolves with their ids, in order (every
+   * message is in the request's trace).
+   */
+  async sendBatch(
+    messages: Message[],
+    trace?: TraceHeaders,
+  ): Promise<{ ids: string[]; traceparent?: string }> {
     if (messages.length === 0) return { ids: [] };
     if (messages.length > 1000)
       throw new IntakeError('a batch holds at most 1000 messages', undefined, undefined, true);
-    const body = (await this.post('/v1/messages/batch', { messages })) as { items: Array<{ id: string }> };
-    return { ids: body.items.map((i) => i.id) };
+    const { body, traceparent } = await this.post('/v1/messages/batch', { messages }, trace);
+    const ids = (body as { items: Array<{ id: string }> }).items.map((i) => i.id);
+    return { ids, ...(traceparent ? { traceparent } : {}) };
   }
 
   /**
@@ -160,7 +186,7 @@ export class IntakeClient {
    * thrown at once as a permanent IntakeError.
    */
   async status(id: string): Promise<MessageStatus> {
-    return (await this.request('GET', `/v1/messages/${encodeURIComponent(id)}/status`)) as MessageStatus;
+    return (await this.request('GET', `/v1/messages/${encodeURIComponent(id)}/status`)).body as MessageStatus;
   }
 
   /**
@@ -175,10 +201,12 @@ export class IntakeClient {
     let last: MessageStatus | undefined;
     for (let delay = 50; ; delay = Math.min(2000, delay * 2)) {
       try {
-        last = (await this.request('GET', `/v1/messages/${encodeURIComponent(id)}/status`, {
-          attempts: 1,
-          deadline,
-        })) as MessageStatus;
+        last = (
+          await this.request('GET', `/v1/messages/${encodeURIComponent(id)}/status`, {
+            attempts: 1,
+            deadline,
+          })
+        ).body as MessageStatus;
       } catch (err) {
         if (err instanceof IntakeError && err.permanent) throw err;
       }
@@ -242,8 +270,8 @@ export class IntakeClient {
   }
 
   /** POSTs one logical send, retrying under one Idempotency-Key until accepted or permanently refused. */
-  private post(path: string, payload: unknown): Promise<unknown> {
-    return this.request('POST', path, { payload });
+  private post(path: string, payload: unknown, trace?: TraceHeaders): Promise<Answer> {
+    return this.request('POST', path, { payload, trace });
   }
 
   /**
@@ -253,9 +281,11 @@ export class IntakeClient {
   private async request(
     method: 'GET' | 'POST',
     path: string,
-    opts: { payload?: unknown; attempts?: number; deadline?: number } = {},
-  ): Promise<unknown> {
+    opts: { payload?: unknown; attempts?: number; deadline?: number; trace?: TraceHeaders } = {},
+  ): Promise<Answer> {
     const headers: Record<string, string> = {};
+    if (opts.trace?.traceparent) headers.traceparent = opts.trace.traceparent;
+    if (opts.trace?.traceparent && opts.trace.tracestate) headers.tracestate = opts.trace.tracestate;
     let body: Buffer | undefined;
     if (method === 'POST') {
       body = Buffer.from(JSON.stringify(opts.payload));
@@ -293,7 +323,8 @@ export class IntakeClient {
         continue;
       }
       const text = await res.text();
-      if (res.status === ok) return JSON.parse(text);
+      if (res.status === ok)
+        return { body: JSON.parse(text), traceparent: res.headers.get('traceparent') ?? undefined };
       const problem = parseProblem(text);
       const permanent = PERMANENT.has(res.status);
       last = new IntakeError(

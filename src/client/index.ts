@@ -9,4 +9,5 @@ export {
   type MessageStatus,
   NotStoredError,
   type Problem,
+  type TraceHeaders,
 } from './client.js';

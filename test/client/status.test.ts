@@ -48,6 +48,36 @@ describe('client: status and waitUntilStored', () => {
     assert.deepEqual(await client.status(id), s);
   });
 
+  test("a traceparent given to send joins the caller's trace: answered, stored, shown by status", async () => {
+    const traceId = '0af7651916cd43dd8448eb211c80319c';
+    const parent = `00-${traceId}-b7ad6b7169203331-01`;
+    const sent = await client.send(
+      { ts: 1, sender: 'client-trace', message: { a: 1 } },
+      { traceparent: parent, tracestate: 'vendor=x' },
+    );
+    const [version, answeredTrace, span, flags] = sent.traceparent!.split('-');
+    assert.equal(version, '00');
+    assert.equal(answeredTrace, traceId);
+    assert.notEqual(span, 'b7ad6b7169203331', 'intake answers with a span of its own');
+    assert.equal(flags, '01');
+    const stored = await client.waitUntilStored(sent.id, 15_000);
+    assert.equal(stored.trace_id, traceId);
+    const batch = await client.sendBatch(
+      [
+        { ts: 1, sender: 'client-trace', message: { b: 1 } },
+        { ts: 1, sender: 'client-trace', message: { b: 2 } },
+      ],
+      { traceparent: parent },
+    );
+    assert.equal(batch.traceparent!.split('-')[1], traceId);
+    for (const id of batch.ids) assert.equal((await client.waitUntilStored(id, 15_000)).trace_id, traceId);
+    // Without one, intake starts a trace of its own and says which.
+    const own = await client.send({ ts: 1, sender: 'client-trace', message: { c: 1 } });
+    const ownTrace = own.traceparent!.split('-')[1];
+    assert.notEqual(ownTrace, traceId);
+    assert.equal((await client.waitUntilStored(own.id, 15_000)).trace_id, ownTrace);
+  });
+
   test('dead-lettered and erased: NotStoredError with the outcome and the last status', async () => {
     const { id: poison } = await client.send({ ts: 1, sender: 'client-poison', message: { a: 1 } });
     const dead = await client.waitUntilStored(poison, 15_000).then(
