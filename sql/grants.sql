@@ -1,8 +1,8 @@
 -- Re-applied by every `intake migrate` after the versioned migrations (idempotent, in one transaction):
 -- roles created after a migration ran (CloudNativePG's managed roles, an operator's CREATE ROLE) still
 -- get their grants, and a grant this file no longer lists is taken back. Least privilege (docs/security.md):
--- row access only, no DDL, and each function only for the role that calls it. test/security/db-roles.test.ts
--- holds every role to this list.
+-- row access only, no DDL, and no function of the schema: the partition functions are the owner's
+-- (migration 010). test/security/db-roles.test.ts holds every role to this list.
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA intake FROM PUBLIC;
 DO $$
 DECLARE
@@ -24,9 +24,9 @@ BEGIN
     GRANT SELECT ON intake.erasures TO intake_worker;
     -- Records the ids of messages it drops for an erasure tombstone (message status); never reads them.
     GRANT INSERT ON intake.erased_messages TO intake_worker;
-    -- Partition maintenance (runtime.ts), bounded inside the functions themselves (migration 007).
-    GRANT EXECUTE ON FUNCTION intake.ensure_partitions(integer, integer) TO intake_worker;
-    GRANT EXECUTE ON FUNCTION intake.drop_partitions_before(timestamptz) TO intake_worker;
+    -- No EXECUTE on intake.ensure_partitions / drop_partitions_before: partition DDL is the owner's
+    -- alone (`intake migrate`, `intake maintain`; migration 010). The worker only reads the catalog.
+    -- Retention of the erased-message records, bounded inside the function (migration 008).
     GRANT EXECUTE ON FUNCTION intake.prune_erased_messages() TO intake_worker;
   END IF;
   IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'intake_api') THEN

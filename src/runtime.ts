@@ -23,7 +23,7 @@ import { expireDeadLetters } from './store/dead-letters.ts';
 import { startEmbeddedPostgres } from './store/embedded-postgres.ts';
 import { pruneErasedMessages } from './store/message-status.ts';
 import { assertSchemaCurrent, migrate } from './store/migrate.ts';
-import { dropExpiredPartitions, ensurePartitions } from './store/partitions.ts';
+import { canMaintainPartitions, maintainPartitions, partitionsAheadDays } from './store/partitions.ts';
 import { createPool, type Pool } from './store/pool.ts';
 import { pruneIdempotencyKeys } from './store/queue-table.ts';
 import { writeAudit } from './store/subjects.ts';
@@ -179,7 +179,20 @@ async function startWorkerRole(
 ): Promise<Worker> {
   const { config, log, metrics, tracing } = start;
   start.stage = 'worker';
-  await ensurePartitions(pool).catch((err) => log.warn({ err }, 'could not pre-create partitions yet'));
+  // Partition DDL is the migration owner's (migration 010): a worker logged in as intake_worker leaves
+  // it to `intake migrate` and `intake maintain`; one logged in as the owner (`npm start`) does it too.
+  const owner = await canMaintainPartitions(pool).catch((err) => {
+    log.warn({ err }, 'could not check the right to maintain partitions; leaving it to intake maintain');
+    return false;
+  });
+  if (owner)
+    await keepPartitions(pool, config.retentionDays, log).catch((err) =>
+      log.warn({ err }, 'could not maintain partitions yet'),
+    );
+  else
+    log.info(
+      'partition maintenance left to `intake migrate` and `intake maintain` (this role may not run it)',
+    );
   const worker = new Worker(
     consumer,
     pool,
@@ -199,7 +212,20 @@ async function startWorkerRole(
   worker.start();
   // Released before the queue and the pool it uses: a worker left running after them fails every batch.
   start.shutdown.release('worker', () => worker.stop());
-  maintenance.every('partitions', 3_600_000, () => maintainPartitions(pool, config.retentionDays, log));
+  if (owner)
+    maintenance.every('partitions', 3_600_000, () => keepPartitions(pool, config.retentionDays, log));
+  // The erased-message records (message status) expire with the window the partitions do; the worker
+  // role may run this bounded function (migration 008), whoever keeps the partitions.
+  maintenance.every('erased-records-retention', 3_600_000, async () => {
+    const erasedRecords = await pruneErasedMessages(pool);
+    if (erasedRecords) log.info({ erasedRecords }, 'erased-message records past retention deleted');
+  });
+  maintenance.every(
+    'partitions-ahead',
+    300_000,
+    async () => metrics.partitionsAheadDays.set(await partitionsAheadDays(pool)),
+    { now: true },
+  );
   return worker;
 }
 
@@ -361,11 +387,7 @@ const WITHOUT_PII_KEY: IpProtector = ((noKey: () => never) => ({
   throw new Error('this process has no API role and holds no PII key');
 });
 
-async function maintainPartitions(pool: Pool, retentionDays: number, log: Logger): Promise<void> {
-  const created = await ensurePartitions(pool);
-  const dropped = await dropExpiredPartitions(pool, retentionDays);
-  // The erased-message records (message status) expire with the window the partitions do.
-  const erasedRecords = await pruneErasedMessages(pool);
-  if (created || dropped.length || erasedRecords)
-    log.info({ created, dropped, erasedRecords }, 'partitions maintained');
+async function keepPartitions(pool: Pool, retentionDays: number, log: Logger): Promise<void> {
+  const { created, dropped } = await maintainPartitions(pool, retentionDays);
+  if (created || dropped.length) log.info({ created, dropped }, 'partitions maintained');
 }

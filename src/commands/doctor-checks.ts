@@ -79,7 +79,7 @@ export async function runDoctor(config: Config, databaseUrl: string): Promise<Ch
       add(
         'partitions',
         ahead >= 2 ? 'ok' : 'fail',
-        `${ahead} daily partitions from today on${ahead < 2 ? ': the worker creates them; is it running?' : ''}`,
+        `${ahead} daily partitions from today on${ahead < 2 ? ': `intake maintain` (the CronJob) or `intake migrate` creates them' : ''}`,
       );
 
       const n = await countDeadLetters(db);

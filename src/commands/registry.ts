@@ -2,6 +2,7 @@ import { type CommandGroup, type CommandSpec, isGroup } from './command.ts';
 import { deadLetterCommands } from './dead-letters.ts';
 import { doctorCommand } from './doctor.ts';
 import { keysCommands } from './keys.ts';
+import { maintainCommand } from './maintain.ts';
 import { migrateCommand } from './migrate.ts';
 import { piiCommands } from './pii.ts';
 import { resolve } from './resolve.ts';
@@ -53,6 +54,7 @@ const versionCommand: CommandSpec<undefined> = {
 export const COMMANDS: Array<CommandSpec | CommandGroup> = [
   ...serveCommands,
   migrateCommand,
+  maintainCommand,
   doctorCommand,
   smokeCommand,
   keysCommands,

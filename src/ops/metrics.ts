@@ -164,6 +164,12 @@ export function createMetrics() {
       help: 'Messages waiting in the queue (sampled)',
       registers: r,
     }),
+    // Set by the worker from the catalog, whoever keeps the partitions (intake maintain, or itself).
+    partitionsAheadDays: new Gauge({
+      name: 'intake_partitions_ahead_days',
+      help: 'Days after today with a daily messages partition each, without a gap (-1: none for today)',
+      registers: r,
+    }),
     ready: new Gauge({ name: 'intake_ready', help: '1 when this process reports ready', registers: r }),
     // NATS stream usage, exported by API and worker processes alike (queue/nats/stream-monitor.ts), so
     // a backlog stays visible with every worker down. Labelled by stream; absent on the Postgres queue.

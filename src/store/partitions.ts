@@ -18,7 +18,49 @@ export async function dropExpiredPartitions(db: Queryable, retentionDays: number
   return r.rows.map((x) => x.name);
 }
 
-/** Daily partitions of intake.messages for today and later (the worker keeps a week ahead). */
+/**
+ * One round of partition upkeep: a week of partitions ahead, then the retention drop. Only the
+ * migration owner may run it (migration 010): `intake migrate`, `intake maintain`, and a worker that
+ * logs in as the owner (`npm start`).
+ */
+export async function maintainPartitions(
+  db: Queryable,
+  retentionDays: number,
+): Promise<{ created: number; dropped: string[] }> {
+  const created = await ensurePartitions(db);
+  const dropped = await dropExpiredPartitions(db, retentionDays);
+  return { created, dropped };
+}
+
+/** Whether the connected role may run the partition functions (the owner, or a superuser). */
+export async function canMaintainPartitions(db: Queryable): Promise<boolean> {
+  const r = await db.query<{ ok: boolean }>(
+    // By oid from the catalog: a name would need USAGE on the schema just to be looked up.
+    `SELECT count(*) = 2 AND bool_and(pg_catalog.has_function_privilege(p.oid, 'EXECUTE')) AS ok
+       FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+      WHERE n.nspname = 'intake' AND p.proname IN ('ensure_partitions', 'drop_partitions_before')`,
+  );
+  return r.rows[0]!.ok;
+}
+
+/**
+ * Days after today (UTC) with a daily partition each, without a gap: 7 right after upkeep, 0 when only
+ * today's exists, -1 when today's is missing (inserts fail now). Read from the catalog (pg_inherits),
+ * which any role may read, so the worker reports it without the right to change it.
+ */
+export async function partitionsAheadDays(db: Queryable): Promise<number> {
+  const r = await db.query<{ ahead: number }>(
+    `WITH parts AS (
+       SELECT c.relname FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent = 'intake.messages'::pg_catalog.regclass)
+     SELECT coalesce((SELECT min(g) FROM pg_catalog.generate_series(0, 400) g
+              WHERE NOT EXISTS (SELECT 1 FROM parts WHERE relname = 'messages_' ||
+                pg_catalog.to_char((now() AT TIME ZONE 'UTC')::date + g, 'YYYYMMDD'))), 401)::int - 1 AS ahead`,
+  );
+  return r.rows[0]!.ahead;
+}
+
+/** Daily partitions of intake.messages for today and later (upkeep keeps a week ahead). */
 export async function countPartitionsFromToday(db: Queryable): Promise<number> {
   const r = await db.query<{ ahead: number }>(
     `SELECT count(*)::int AS ahead FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid

@@ -57,6 +57,7 @@ const BAD_VALUE: Record<string, { args: string[]; names: RegExp }> = {
   api: { args: ['--port', '70000'], names: /--port: not a whole number from 0 to 65535: 70000/ },
   worker: { args: ['--host', 'not a host!'], names: /--host: not an address to listen on/ },
   migrate: { args: ['--help=yes'], names: /--help takes no value/ },
+  maintain: { args: ['--every', '5'], names: /--every: not a whole number from 60 to 86400: 5/ },
   doctor: { args: ['--json=yes'], names: /--json takes no value/ },
   smoke: {
     args: ['--timeout-ms', 'abc'],

@@ -169,8 +169,16 @@ describe('compose.yaml', () => {
   const compose: Any = parse(read('compose.yaml').replace(/\$\{\w+:-([^}]*)\}/g, '$1'), { merge: true });
   const s = compose.services;
 
-  test('runs the whole stack: postgres, nats, migrate, api, worker, go-app', () => {
-    assert.deepEqual(Object.keys(s).sort(), ['api', 'go-app', 'migrate', 'nats', 'postgres', 'worker']);
+  test('runs the whole stack: postgres, nats, migrate, maintain, api, worker, go-app', () => {
+    assert.deepEqual(Object.keys(s).sort(), [
+      'api',
+      'go-app',
+      'maintain',
+      'migrate',
+      'nats',
+      'postgres',
+      'worker',
+    ]);
     assert.match(s.postgres.image, /^postgres:16(\.|-|$)/);
     assert.ok(s.postgres.healthcheck?.test, 'postgres has a healthcheck');
     assert.equal(s.nats.build, 'deploy/nats');
@@ -190,6 +198,17 @@ describe('compose.yaml', () => {
     assert.equal(s.worker.environment.PORT, '8081');
   });
 
+  test('maintain keeps partitions ahead as the owner (the worker may not), hourly, without NATS', () => {
+    assert.deepEqual(s.maintain.command, ['maintain', '--every', '3600']);
+    assert.equal(s.maintain.restart, 'unless-stopped');
+    assert.equal(s.maintain.depends_on.migrate.condition, 'service_completed_successfully');
+    assert.equal(s.maintain.environment.DATABASE_URL, s.migrate.environment.DATABASE_URL);
+    assert.deepEqual(
+      Object.keys(s.maintain.environment).filter((k) => k.startsWith('NATS_')),
+      [],
+    );
+  });
+
   test('NATS runs read-only without capabilities; its pid file goes to a tmpfs it owns', () => {
     assert.equal(s.nats.read_only, true);
     assert.deepEqual(s.nats.cap_drop, ['ALL']);
@@ -197,7 +216,7 @@ describe('compose.yaml', () => {
   });
 
   test('app containers are hardened and get more than their drain time to stop', () => {
-    for (const name of ['migrate', 'api', 'worker', 'go-app']) {
+    for (const name of ['migrate', 'maintain', 'api', 'worker', 'go-app']) {
       assert.equal(s[name].read_only, true, name);
       assert.match(String(s[name].user), /^[1-9]\d*:\d+$/, name);
       assert.deepEqual(s[name].cap_drop, ['ALL'], name);

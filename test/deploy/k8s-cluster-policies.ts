@@ -216,7 +216,7 @@ export const scrapedJobsAlerted: Policy = (objects) => {
 };
 
 /** A container's environment from its env values and envFrom ConfigMaps (Secrets are not resolved). */
-function plainEnv(objects: K8sObject[], c: Any): Record<string, string> {
+export function plainEnv(objects: K8sObject[], c: Any): Record<string, string> {
   const env: Record<string, string> = {};
   for (const f of c.envFrom ?? []) {
     const cm = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === f.configMapRef?.name);

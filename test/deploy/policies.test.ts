@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
-import { CLUSTER_POLICIES, expectedSecrets, scrapeJobs } from './k8s-cluster-policies.ts';
+import { CLUSTER_POLICIES, expectedSecrets, plainEnv, scrapeJobs } from './k8s-cluster-policies.ts';
 import { imagePinned, type Policy, podOwners, POLICIES as WORKLOAD_POLICIES } from './k8s-policies.ts';
 import { type K8sObject, OVERLAYS, renderOverlay } from './k8s-render.ts';
 import { needTool, REPO } from './tools.ts';
@@ -372,6 +372,40 @@ describe('policies over the rendered overlays', { skip }, () => {
     test(`${overlay}: api and worker wait for the migration Job (deploy-apps runs it first)`, () => {
       const job = byName(rendered.get(overlay)!, 'Job', 'intake-migrate');
       assert.deepEqual(job.spec.template.spec.containers[0].args, ['migrate']);
+    });
+
+    test(`${overlay}: partition upkeep runs hourly as the owner, as the migration Job does, reaching only PostgreSQL`, () => {
+      const o = rendered.get(overlay)!;
+      const cron = byName(o, 'CronJob', 'intake-maintain');
+      const job = byName(o, 'Job', 'intake-migrate');
+      assert.match(cron.spec.schedule, /^\d+ \* \* \* \*$/);
+      assert.equal(cron.spec.concurrencyPolicy, 'Forbid');
+      const pod = cron.spec.jobTemplate.spec.template.spec;
+      const c = pod.containers[0];
+      const m = job.spec.template.spec.containers[0];
+      assert.deepEqual(c.args, ['maintain']);
+      assert.equal(c.image, m.image, 'the same image as the migration Job');
+      const env = (x: Any, name: string) => x.env.find((e: Any) => e.name === name);
+      assert.deepEqual(env(c, 'DATABASE_URL'), env(m, 'DATABASE_URL'), 'the owner login');
+      assert.deepEqual(env(c, 'PGPASSWORD'), env(m, 'PGPASSWORD'), "the owner's Secret");
+      const [ce, me] = [plainEnv(o, c), plainEnv(o, m)];
+      assert.equal(ce.INTAKE_RETENTION_DAYS, me.INTAKE_RETENTION_DAYS, 'the retention migrate records');
+      assert.deepEqual(
+        Object.keys(ce).filter((k) => k.startsWith('NATS_')),
+        [],
+        'no NATS settings or login',
+      );
+      assert.equal(pod.automountServiceAccountToken, false);
+      assert.equal(pod.serviceAccountName, 'intake-maintain');
+      const np = byName(o, 'NetworkPolicy', 'intake-maintain');
+      assert.deepEqual(np.spec.ingress, []);
+      assert.deepEqual(
+        np.spec.egress.map((r: Any) => [r.to[0].podSelector.matchLabels, r.ports.map((p: Any) => p.port)]),
+        [[{ 'cnpg.io/cluster': 'intake-pg' }, [5432]]],
+      );
+      const pgIn = byName(o, 'NetworkPolicy', 'intake-pg').spec.ingress[0].from[0].podSelector
+        .matchExpressions[0];
+      assert.ok(pgIn.values.includes('intake-maintain'), 'PostgreSQL admits it');
     });
 
     test(`${overlay}: containers on the intake image carry a V8 heap limit of ~75 % of their memory limit`, () => {
