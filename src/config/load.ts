@@ -52,6 +52,7 @@ export function loadConfig(
       duplicateWindowS: get('NATS_DUPLICATE_WINDOW_S'),
       ackWaitMs: get('NATS_ACK_WAIT_MS'),
       idempotencyTtlHours: get('NATS_IDEMPOTENCY_TTL_HOURS'),
+      idempotencyMaxBytes: get('NATS_IDEMPOTENCY_MAX_BYTES'),
       publishConcurrency: get('NATS_PUBLISH_CONCURRENCY'),
       publishLingerMs: get('NATS_PUBLISH_LINGER_MS'),
       auth: {},

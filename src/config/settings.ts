@@ -438,6 +438,14 @@ const nats = {
     reader: int(24, 1, 24 * 90),
     doc: 'how long an Idempotency-Key is remembered (the max age of the KV bucket `<stream>-idempotency`)',
   },
+  NATS_IDEMPOTENCY_MAX_BYTES: {
+    reader: bytes(0),
+    default: '`0` (none)',
+    doc:
+      'the KV bucket’s `max_bytes` (`discard: new`): full → a request with a new Idempotency-Key gets ' +
+      '`503`, a remembered key is never evicted early. ~290 bytes per key, ~510 with an IP; size it ' +
+      'for keyed requests in `NATS_IDEMPOTENCY_TTL_HOURS` (see *Sizing the idempotency bucket*)',
+  },
   NATS_PUBLISH_CONCURRENCY: {
     reader: int(2, 1, 256),
     doc:

@@ -205,6 +205,12 @@ export interface NatsConfig {
    */
   idempotencyTtlHours: number;
   /**
+   * `NATS_IDEMPOTENCY_MAX_BYTES` (0: no limit of its own): the KV bucket's `max_bytes`. With
+   * `discard: new`, a full bucket refuses new claims (the request gets 503) rather than evicting
+   * keys still inside their window, whose retries would then be stored a second time.
+   */
+  idempotencyMaxBytes: number;
+  /**
    * `NATS_PUBLISH_CONCURRENCY`: grouped publishes (envelopes) awaiting their JetStream ack at once per
    * process; requests arriving meanwhile wait and join the next group. Fewer slots make bigger groups
    * (scripts/bench-publish.ts; docs/capacity-plan.md#measurements-behind-choices-in-the-code).

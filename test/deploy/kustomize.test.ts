@@ -169,11 +169,13 @@ describe('the NATS stream limit fits its store, and the store its volume', { ski
     };
     const limit = configMap('intake-config').NATS_MAX_BYTES;
     assert.ok(limit, `${overlay}: NATS_MAX_BYTES is set in intake-config`);
-    // Read as intake reads it.
-    const streamBytes = loadConfig(
-      { NATS_URL: 'nats://nats:4222', NATS_MAX_BYTES: limit },
+    const kvLimit = configMap('intake-config').NATS_IDEMPOTENCY_MAX_BYTES;
+    assert.ok(kvLimit, `${overlay}: NATS_IDEMPOTENCY_MAX_BYTES is set in intake-config`);
+    // Read as intake reads them.
+    const { maxBytes: streamBytes, idempotencyMaxBytes: kvBytes } = loadConfig(
+      { NATS_URL: 'nats://nats:4222', NATS_MAX_BYTES: limit, NATS_IDEMPOTENCY_MAX_BYTES: kvLimit },
       commandNamed('api'),
-    ).nats.maxBytes;
+    ).nats;
     const conf = configMap('nats-config')['jetstream-limits.conf'] ?? '';
     const store = /^\s*max_file_store:\s*(\S+)\s*$/m.exec(conf)?.[1];
     assert.ok(store, `${overlay}: max_file_store in jetstream-limits.conf`);
@@ -182,6 +184,7 @@ describe('the NATS stream limit fits its store, and the store its volume', { ski
     return {
       namespace: objects.find((o) => o.kind === 'Namespace')!.metadata.name,
       streamBytes,
+      kvBytes,
       storeBytes: natsSize(store),
       volumeBytes: quantity(volume),
     };
@@ -202,6 +205,20 @@ describe('the NATS stream limit fits its store, and the store its volume', { ski
       // docs/production.md, Sizing the stream: ~75 % at most, the rest for the idempotency bucket,
       // the probe stream and Raft logs.
       assert.ok(s.streamBytes <= 0.8 * s.storeBytes, `${overlay}: the stream leaves a fifth of the store`);
+    });
+
+    test(`${overlay}: the stream and the Idempotency-Key bucket fit the store together, with room to spare`, () => {
+      const s = sizes(overlay);
+      assert.ok(s.kvBytes > 0, `${overlay}: the bucket has a byte limit`);
+      // Each limit reserves its bytes in the store (a server refuses a stream it cannot reserve); the
+      // last tenth is for the probe stream and whatever else shares the store.
+      assert.ok(
+        s.streamBytes + s.kvBytes <= 0.9 * s.storeBytes,
+        `${overlay}: stream ${s.streamBytes} + bucket ${s.kvBytes} > 90 % of max_file_store ${s.storeBytes}`,
+      );
+      // docs/production.md, Sizing the idempotency bucket: at least a day of 100 keyed requests/s with
+      // an IP (~510 bytes each, scripts/measure-idempotency-bytes.ts) in prod.
+      if (overlay === 'prod') assert.ok(s.kvBytes >= 100 * 86_400 * 510, `${overlay}: ${s.kvBytes}`);
     });
   }
 

@@ -83,7 +83,13 @@ export function messageStreamConfig(nats: NatsConfig): StreamConfig {
   } as StreamConfig;
 }
 
-/** The KV bucket's stream, shaped as @nats-io/kv creates buckets (history 1, rollups, discard new). */
+/**
+ * The KV bucket's stream, shaped as @nats-io/kv creates buckets (history 1, rollups, discard new).
+ * Discard new is deliberate (docs/production.md#sizing-the-idempotency-bucket): at max_bytes a new key
+ * is refused (503, nothing published) instead of evicting the oldest keys, whose retries would be
+ * stored again under new ids. Rewriting a key (pending → done, a takeover) replaces its one message, so
+ * it still fits in a full bucket.
+ */
 export function idempotencyStreamConfig(nats: NatsConfig): StreamConfig {
   const bucket = idempotencyBucket(nats.stream);
   const ttl = ns(nats.idempotencyTtlHours * 3_600_000);
@@ -94,6 +100,7 @@ export function idempotencyStreamConfig(nats: NatsConfig): StreamConfig {
     retention: RetentionPolicy.Limits,
     discard: DiscardPolicy.New,
     max_msgs_per_subject: 1,
+    max_bytes: nats.idempotencyMaxBytes > 0 ? nats.idempotencyMaxBytes : -1,
     allow_rollup_hdrs: true,
     // Reads go to the stream leader: a direct get may be served by a lagging replica and miss a key
     // that another API process has just claimed.
