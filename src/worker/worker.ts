@@ -215,13 +215,19 @@ export class Worker {
     }
   }
 
-  /** A missing partition (clock moved past the pre-created range) is created, then the batch retried. */
+  /**
+   * A missing partition (clock moved past the pre-created range) is created, then the batch retried,
+   * where this role may create it (the owner, as with `npm start`); otherwise, or if that fails, the
+   * batch fails with the missing partition, is retried with backoff, and `intake maintain` is due.
+   */
   private async withPartitions<T>(fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
     } catch (err) {
       if (!isMissingPartition(err)) throw err;
-      await ensurePartitions(this.pool);
+      await ensurePartitions(this.pool).catch(() => {
+        throw err;
+      });
       return fn();
     }
   }
