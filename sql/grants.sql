@@ -24,6 +24,9 @@ BEGIN
     GRANT SELECT ON intake.erasures TO intake_worker;
     -- Records the ids of messages it drops for an erasure tombstone (message status); never reads them.
     GRANT INSERT ON intake.erased_messages TO intake_worker;
+    -- UPDATE without SELECT: the worker's one-row write that makes a COMMIT wait for the synchronous
+    -- standby (store/sync-marks.ts, migration 011); it can neither read nor add rows.
+    GRANT UPDATE (marked_at) ON intake.sync_marks TO intake_worker;
     -- No EXECUTE on intake.ensure_partitions / drop_partitions_before: partition DDL is the owner's
     -- alone (`intake migrate`, `intake maintain`; migration 010). The worker only reads the catalog.
     -- Retention of the erased-message records, bounded inside the function (migration 008).

@@ -68,6 +68,38 @@ export function withTransaction<T>(pool: pg.Pool, fn: (tx: pg.PoolClient) => Pro
   return withClient(pool, (client) => inTransaction(client, () => fn(client)));
 }
 
+/**
+ * withTransaction for a write whose COMMIT must be confirmed by the synchronous standby before anyone
+ * acts on it (the worker acknowledges the queue only then). When the COMMIT's wait for the standby is
+ * cancelled (pg_cancel_backend, an operator, a failover tool), PostgreSQL has already committed locally
+ * and answers the COMMIT with success plus a WARNING (syncrep.c): that is caught on the client's notice
+ * channel and turned into CommitNotConfirmedError, so the caller treats the write as unconfirmed (it
+ * may exist only on the primary) and retries it, idempotently, later. A connection lost during COMMIT
+ * rejects with its own error, which leaves the outcome just as unknown.
+ */
+export function withReplicatedTransaction<T>(
+  pool: pg.Pool,
+  fn: (tx: pg.PoolClient) => Promise<T>,
+): Promise<T> {
+  return withClient(pool, async (client) => {
+    let unconfirmed = false;
+    const onNotice = (notice: { file?: string }) => {
+      if (isSyncRepWaitCancelled(notice)) unconfirmed = true;
+    };
+    client.on('notice', onNotice);
+    try {
+      const out = await inTransaction(client, () => fn(client));
+      if (unconfirmed)
+        throw new CommitNotConfirmedError(
+          'the COMMIT returned after its wait for a synchronous standby was cancelled: committed locally, maybe not replicated',
+        );
+      return out;
+    } finally {
+      client.off('notice', onNotice);
+    }
+  });
+}
+
 /** What withClientUntil's callback sees of its deadline. */
 export interface Deadline {
   /** True once the deadline passed: send nothing more, above all no COMMIT. */

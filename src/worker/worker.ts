@@ -6,8 +6,9 @@ import { idOnlyTracing, type TraceSpan, type Tracing } from '../ops/tracing.ts';
 import type { Batch, Delivery, Outcome, QueueConsumer } from '../queue/queue.ts';
 import { isMissingPartition } from '../store/errors.ts';
 import { ensurePartitions } from '../store/partitions.ts';
-import { type Pool, withTransaction } from '../store/pool.ts';
+import { type Pool, withReplicatedTransaction } from '../store/pool.ts';
 import { lockErasuresShared } from '../store/subjects.ts';
+import { markForReplication } from '../store/sync-marks.ts';
 import { storeBatch } from './store-batch.ts';
 
 /**
@@ -160,8 +161,10 @@ export class Worker {
 
   private async process(batch: Batch): Promise<void> {
     const started = performance.now();
+    // Acknowledged only after a COMMIT the synchronous standby confirmed: a COMMIT whose wait for it was
+    // cancelled rejects (CommitNotConfirmedError), and the batch is handed back and stored again later.
     const result = await this.withPartitions(() =>
-      withTransaction(this.pool, async (tx) => {
+      withReplicatedTransaction(this.pool, async (tx) => {
         await lockErasuresShared(tx);
         const live = await batch.stillQueuedInTransaction(tx);
         const r = await storeBatch(tx, batch.deliveries, live, {
@@ -169,6 +172,9 @@ export class Worker {
           backoffMs: (n) => Math.min(60_000, 500 * 2 ** (n - 1)),
         });
         await batch.settleInTransaction(tx, r.outcomes);
+        // Nothing written (a redelivered batch already stored): without WAL the COMMIT would not wait
+        // for the standby, and the ack would vouch for rows that may be on the primary only.
+        if (r.stored + r.deadLettered === 0) await markForReplication(tx);
         return r;
       }),
     );

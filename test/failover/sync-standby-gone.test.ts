@@ -4,6 +4,9 @@ import { waitFor } from '../../harness/db.ts';
 import type { IntakeProcess } from '../../harness/intake-process.ts';
 import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../harness/nats.ts';
 import { type PgCluster, pgBinDir, query, startPgCluster } from '../../harness/pg-cluster.ts';
+import { CommitNotConfirmedError } from '../../src/store/errors.ts';
+import { createPool, withReplicatedTransaction } from '../../src/store/pool.ts';
+import { markForReplication } from '../../src/store/sync-marks.ts';
 import { startRole, tempDir } from '../helpers/nats-roles.ts';
 import {
   ackState,
@@ -255,6 +258,50 @@ describe('NATS queue, the synchronous standby gone', () => {
     await storedOnceAndAcked(ids);
   });
 
+  test('a COMMIT whose wait is cancelled is not acknowledged; its retry waits for the standby too', async (t) => {
+    if (skipWithoutPgBinaries(t)) return;
+    await waitFor('worker idle', async () => (await acks()).ackPending === 0);
+    const before = await acks();
+    const unconfirmed = () =>
+      worker.logs.filter((l) => /maybe not replicated/.test(String((l.err as { message?: string })?.message)))
+        .length;
+    const reportedBefore = unconfirmed();
+    await standbyGone();
+    let ids: string[] = [];
+    try {
+      ids = await accept('nats-cancelled', 5);
+      await workerCommitWaiting();
+      // As an operator or a failover tool would: PostgreSQL has committed locally already, and tells
+      // the client only with a WARNING (syncrep.c).
+      await query(
+        direct(),
+        `SELECT pg_cancel_backend(pid) FROM pg_stat_activity
+          WHERE application_name = 'intake-worker' AND wait_event = 'SyncRep'`,
+      );
+      await waitFor('the worker reporting the COMMIT as unconfirmed', () => unconfirmed() > reportedBefore);
+      // On the primary only: visible there, not on the (stopped) standby, and so not acknowledged.
+      assert.equal((await storedTimes(direct(), ids)).size, ids.length, 'committed locally');
+      assert.equal(
+        (await acks()).ackFloor,
+        before.ackFloor,
+        'nothing acknowledged after the cancelled COMMIT',
+      );
+      // Handed back and stored again after a backoff, the batch inserts nothing (its rows are there):
+      // its COMMIT must still wait for the standby, not return at once and acknowledge rows a failover
+      // could lose. (Here the staging table's truncate at COMMIT writes WAL too; the sync mark makes
+      // the wait not depend on that, see the last test of this file.)
+      await workerCommitWaiting();
+      assert.equal(
+        (await acks()).ackFloor,
+        before.ackFloor,
+        'nothing acknowledged while the standby is away',
+      );
+    } finally {
+      await standbyBack();
+    }
+    await storedOnceAndAcked(ids);
+  });
+
   test('a worker killed while its COMMIT waits: redelivered to another worker, no message stored twice', async (t) => {
     if (skipWithoutPgBinaries(t)) return;
     await waitFor('worker idle', async () => (await acks()).ackPending === 0);
@@ -280,5 +327,54 @@ describe('NATS queue, the synchronous standby gone', () => {
       'SELECT count(*)::int AS n, count(DISTINCT id)::int AS d FROM intake.messages',
     );
     assert.equal(all[0]!.n, all[0]!.d, 'no message stored twice');
+  });
+});
+
+describe("the worker's transaction itself, the synchronous standby gone", () => {
+  const app = 'intake-t-sync-mark';
+  const settled = (p: Promise<unknown>) => {
+    const state = { done: false };
+    p.then(
+      () => {
+        state.done = true;
+      },
+      () => {
+        state.done = true;
+      },
+    );
+    return state;
+  };
+
+  test('writing nothing, a COMMIT does not wait; with the sync mark it does, and a cancelled wait rejects as unconfirmed', async (t) => {
+    if (skipWithoutPgBinaries(t)) return;
+    const pool = createPool({ connectionString: direct(), max: 2, applicationName: app, onError: () => {} });
+    await standbyGone();
+    try {
+      // What a batch that stores nothing would be without the mark: no WAL, so no wait for the standby,
+      // and a "confirmed" COMMIT that proves nothing about rows left on the primary.
+      const readOnly = withReplicatedTransaction(pool, (tx) =>
+        tx.query('SELECT count(*) FROM intake.messages'),
+      );
+      const s = settled(readOnly);
+      await waitFor('a COMMIT without WAL returns with the standby away', () => s.done, 5000);
+      await readOnly;
+      // With the mark the COMMIT waits like any write; a cancel then leaves it committed locally only.
+      const marked = withReplicatedTransaction(pool, (tx) => markForReplication(tx)).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      await waitFor('the marked COMMIT waiting for the standby', async () => {
+        return (await waitingForStandby(direct(), app)) > 0;
+      });
+      await query(
+        direct(),
+        `SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND wait_event = 'SyncRep'`,
+        [app],
+      );
+      assert.ok((await marked) instanceof CommitNotConfirmedError, 'the cancelled wait is reported');
+    } finally {
+      await standbyBack();
+      await pool.end();
+    }
   });
 });

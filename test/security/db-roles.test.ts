@@ -63,7 +63,7 @@ const EXPECTED_COLUMNS: Record<string, string[]> = {
     'keyring.rewrapped_at: w',
     'keyring.wrapped: w',
   ],
-  intake_worker: [],
+  intake_worker: ['sync_marks.marked_at: w'],
   public: [],
 };
 const EXPECTED_FUNCTIONS: Record<string, string[]> = {
@@ -332,6 +332,13 @@ describe('database roles: least privilege, as real logins', () => {
     await refused('worker', 'DELETE FROM intake.erased_messages');
     await refused('api', 'DELETE FROM intake.erased_messages');
     await refused('api', 'UPDATE intake.erased_messages SET sender = $$x$$');
+    // The sync mark (migration 011): one UPDATE, nothing else, and only for the worker.
+    await attempt('worker', 'UPDATE intake.sync_marks SET marked_at = now()');
+    await refused('worker', 'SELECT * FROM intake.sync_marks');
+    await refused('worker', 'INSERT INTO intake.sync_marks (singleton) VALUES (false)');
+    await refused('worker', 'DELETE FROM intake.sync_marks');
+    await refused('api', 'UPDATE intake.sync_marks SET marked_at = now()');
+    await refused('other', 'UPDATE intake.sync_marks SET marked_at = now()');
     await refused('api', 'UPDATE intake.messages SET sender = $$x$$');
     await refused(
       'api',
