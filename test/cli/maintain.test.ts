@@ -4,8 +4,10 @@ import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
 import { ADMIN_URL, createTestDatabase, type TestDatabase, waitFor } from '../../harness/db.ts';
+import type { IntakeProcess } from '../../harness/intake-process.ts';
 import { partitionsAheadDays } from '../../src/store/partitions.ts';
 import { INTAKE_BIN, runIntake } from '../helpers/cli.ts';
+import { scrape, startRole, tempDir } from '../helpers/nats-roles.ts';
 
 /**
  * `intake maintain` and `intake migrate` keep partitions ahead as the owner (migration 010); a worker
@@ -91,5 +93,25 @@ test('intake maintain --every runs a round at once, then stops cleanly on SIGTER
     assert.equal(await exited, 0);
   } finally {
     if (child.exitCode === null) child.kill('SIGKILL');
+  }
+});
+
+test('a worker logged in as the owner keeps partitions ahead in process (npm start, one process owns all)', async () => {
+  const six = await day(6);
+  await db.query(`DROP TABLE IF EXISTS intake.${six}`);
+  assert.equal(await partitionsAheadDays(db), 5);
+  const dir = tempDir('maintain-owner');
+  const procs: IntakeProcess[] = [];
+  try {
+    const worker = await startRole('worker', { DATABASE_URL: tdb.url, INTAKE_DATA_DIR: dir.path }, procs);
+    await waitFor('the worker recreating the partition', async () => (await partitionsAheadDays(db)) === 7);
+    await waitFor(
+      'the gauge',
+      async () => (await scrape(worker.url)).get('intake_partitions_ahead_days') === 7,
+    );
+    assert.ok(!worker.logs.some((l) => /partition maintenance left to/.test(String(l.msg))));
+  } finally {
+    for (const p of procs) await p.stop(5000);
+    dir.remove();
   }
 });
