@@ -2,7 +2,7 @@
 -- runs DDL, and these two are DDL behind SECURITY DEFINER. `intake migrate` and `intake maintain` (the
 -- hourly CronJob, logged in as the owner) keep partitions ahead and drop expired ones; a worker runs
 -- them in process only where it logs in as the owner (`npm start`), and otherwise only reads the
--- catalog for intake_partitions_ahead_days. sql/grants.sql no longer grants them, and takes back any
+-- catalog for intake_partitions_ahead. sql/grants.sql no longer grants them, and takes back any
 -- earlier grant on every `intake migrate`; this revokes them at once for the roles that exist now.
 -- Workers of the previous release that still call them during a rolling deploy get 42501, log it once
 -- an hour and count it in intake_maintenance_failures_total{task="partitions"}.

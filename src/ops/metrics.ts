@@ -166,7 +166,7 @@ export function createMetrics() {
     }),
     // Set by the worker from the catalog, whoever keeps the partitions (intake maintain, or itself).
     partitionsAheadDays: new Gauge({
-      name: 'intake_partitions_ahead_days',
+      name: 'intake_partitions_ahead',
       help: 'Days after today with a daily messages partition each, without a gap (-1: none for today)',
       registers: r,
     }),

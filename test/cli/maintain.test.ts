@@ -105,10 +105,7 @@ test('a worker logged in as the owner keeps partitions ahead in process (npm sta
   try {
     const worker = await startRole('worker', { DATABASE_URL: tdb.url, INTAKE_DATA_DIR: dir.path }, procs);
     await waitFor('the worker recreating the partition', async () => (await partitionsAheadDays(db)) === 7);
-    await waitFor(
-      'the gauge',
-      async () => (await scrape(worker.url)).get('intake_partitions_ahead_days') === 7,
-    );
+    await waitFor('the gauge', async () => (await scrape(worker.url)).get('intake_partitions_ahead') === 7);
     assert.ok(!worker.logs.some((l) => /partition maintenance left to/.test(String(l.msg))));
   } finally {
     for (const p of procs) await p.stop(5000);

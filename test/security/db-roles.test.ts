@@ -406,10 +406,9 @@ describe('database roles: least privilege, as real logins', () => {
       ]);
       // The worker leaves partition DDL to the owner, says so once, and still reports how far they reach.
       assert.equal(worker!.logs.filter((l) => /partition maintenance left to/.test(String(l.msg))).length, 1);
-      await waitFor('intake_partitions_ahead_days from the worker login', async () => {
+      await waitFor('intake_partitions_ahead from the worker login', async () => {
         return (
-          (await scrape(worker!.url)).get('intake_partitions_ahead_days') ===
-          (await partitionsAheadDays(admin))
+          (await scrape(worker!.url)).get('intake_partitions_ahead') === (await partitionsAheadDays(admin))
         );
       });
       const res = await fetch(`${api.url}/v1/messages`, {
