@@ -14,6 +14,7 @@ import { createMetrics, type Metrics } from './ops/metrics.ts';
 import { makePrivateDir } from './ops/private-dir.ts';
 import { Shutdown } from './ops/shutdown.ts';
 import { idOnlyTracing, type Tracing } from './ops/tracing.ts';
+import { startTracing } from './ops/tracing-start.ts';
 import type { IpProtector } from './privacy/ip-protector.ts';
 import { loadMasterKeys } from './privacy/master-key.ts';
 import { openPiiKeys } from './privacy/pii-keys.ts';
@@ -39,6 +40,8 @@ export interface Running {
   lifecycle: Lifecycle;
   app: FastifyInstance | undefined;
   worker: Worker | undefined;
+  /** The trace seam: OTLP export when the OTEL_* environment asks for it (docs/tracing.md), else ids only. */
+  tracing: Tracing;
   /** `http://host:port` the server listens on. */
   url: string;
   databaseUrl: string;
@@ -65,14 +68,19 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
   const metrics = createMetrics();
   const lifecycle = new Lifecycle();
   const shutdown = new Shutdown(log, config.shutdownTimeoutMs);
-  // Tracing (docs/tracing.md): ids only unless export is configured. Its release is registered first so
-  // that it runs LAST, after the HTTP server, the worker and the queue ended their spans: the last
-  // spans are flushed, not lost.
-  const tracing: Tracing = idOnlyTracing;
-  shutdown.release('tracing', () => tracing.shutdown());
-  const start: Start = { config, roles, log, metrics, tracing, shutdown, stage: 'embedded PostgreSQL' };
+  const start: Start = { config, roles, log, metrics, tracing: idOnlyTracing, shutdown, stage: 'tracing' };
   checkHeapLimit(log);
   try {
+    // Tracing (docs/tracing.md): ids only unless the OTEL_* environment asks for export. Its release is
+    // registered first so that it runs LAST, after the HTTP server, the worker and the queue ended
+    // their spans: the last spans are flushed, not lost.
+    const tracing = await startTracing(process.env, roles.join(','), log, {
+      system: config.natsUrl ? 'nats' : 'postgresql',
+      destination: config.natsUrl ? config.nats.subject : 'intake.queue',
+    });
+    start.tracing = tracing;
+    shutdown.release('tracing', () => tracing.shutdown());
+    start.stage = 'embedded PostgreSQL';
     const { databaseUrl, pool } = await openDatabase(start);
     start.stage = 'queue';
     const queue = await openQueue(config, databaseUrl, pool, log, { metrics, roles });
@@ -115,6 +123,7 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
       lifecycle,
       app,
       worker,
+      tracing,
       url,
       databaseUrl,
       shutdown: (reason) => shutdown.run(reason).then(() => {}),
