@@ -11,4 +11,5 @@ export type { ConfigNeeds, ConfigRequest } from './config/needs.ts';
 export { ConfigError } from './config/readers.ts';
 export { isLoopback } from './config/rules.ts';
 export { defaultMaxConnections } from './config/settings.ts';
+export type { OtlpProtocol, SamplerConfig, TracingConfig } from './config/tracing.ts';
 export type { AccessLog, Config, NatsConfig } from './config/types.ts';

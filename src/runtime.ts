@@ -74,7 +74,7 @@ export async function startIntake(config: Config, roles: Role[], log: Logger): P
     // Tracing (docs/tracing.md): ids only unless the OTEL_* environment asks for export. Its release is
     // registered first so that it runs LAST, after the HTTP server, the worker and the queue ended
     // their spans: the last spans are flushed, not lost.
-    const tracing = await startTracing(process.env, roles.join(','), log, {
+    const tracing = await startTracing(config.tracing, roles.join(','), log, {
       system: config.natsUrl ? 'nats' : 'postgresql',
       destination: config.natsUrl ? config.nats.subject : 'intake.queue',
     });

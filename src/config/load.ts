@@ -11,6 +11,7 @@ import {
   requirePiiMasterKey,
 } from './rules.ts';
 import { SETTINGS, type SettingName, type SettingValue } from './settings.ts';
+import { readTracing } from './tracing.ts';
 import type { Config } from './types.ts';
 
 /** Reads one setting with its reader from the table; a problem goes to `problems`. */
@@ -97,6 +98,7 @@ export function loadConfig(
     heapSnapshot: { signal: get('INTAKE_HEAPSNAPSHOT_SIGNAL'), dir: '' }, // dir: rules.ts
     smoke: { url: get('INTAKE_SMOKE_URL'), key: get('INTAKE_SMOKE_KEY') }, // url's default: rules.ts
     secretFiles: secretFiles(env, needs),
+    tracing: { export: false }, // below
   };
   const given = {
     host: Boolean(env.HOST),
@@ -107,6 +109,9 @@ export function loadConfig(
   if (needed(needs, 'queue')) readQueue(cfg, get, problems);
   if (needed(needs, 'piiKey')) readPiiKeys(cfg, get, needs, problems);
   if (needed(needs, 'apiKeys')) readApiKeys(cfg, get, needs, problems);
+  const tracing = readTracing(env);
+  cfg.tracing = tracing.tracing;
+  problems.push(...tracing.problems);
   applyRules(cfg, given, needs, problems);
   if (problems.length) throw new ConfigError(problems);
   return cfg;

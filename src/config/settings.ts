@@ -388,6 +388,103 @@ const operations = {
   },
 } satisfies SettingTable;
 
+/** An OTLP/HTTP protocol; `grpc` is refused with what to set instead. Unset: the other variable's, or the default. */
+function otlpProtocol(): Reader<'http/protobuf' | 'http/json' | undefined> {
+  return {
+    allowed: '`http/protobuf`, `http/json`',
+    read(env, name, problems) {
+      const raw = env[name]?.trim();
+      if (!raw) return undefined;
+      if (raw === 'http/protobuf' || raw === 'http/json') return raw;
+      problems.push(
+        raw === 'grpc'
+          ? `${name}=grpc is not supported: intake exports over OTLP/HTTP only; set http/protobuf (the default) or http/json, and point the endpoint at the collector's HTTP port (4318)`
+          : notValid(name, raw, '`http/protobuf` (the default) or `http/json`'),
+      );
+      return undefined;
+    },
+  };
+}
+
+/** A boolean as the OpenTelemetry specification reads it: `true` in any case, anything else false. */
+function otelBool(): Reader<boolean> {
+  return {
+    default: 'false',
+    allowed: '`true`, `false`',
+    read: (env, name) => env[name]?.trim().toLowerCase() === 'true',
+  };
+}
+
+export const SAMPLERS = [
+  'parentbased_always_on',
+  'parentbased_always_off',
+  'parentbased_traceidratio',
+  'always_on',
+  'always_off',
+  'traceidratio',
+] as const;
+
+/**
+ * The standard OpenTelemetry variables intake reads (docs/tracing.md#export). Their problems count
+ * only while export is on (config/tracing.ts): a `grpc` meant for other services of a shared
+ * environment does not stop an intake that exports nothing.
+ */
+const tracing = {
+  OTEL_EXPORTER_OTLP_ENDPOINT: {
+    reader: matching(/^https?:\/\/[^/]/, '', 'an `http://` or `https://` URL'),
+    doc: 'the collector’s OTLP/HTTP base URL (e.g. `http://collector:4318`); set, spans are exported to it + `/v1/traces`; unset, tracing costs nothing',
+  },
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: {
+    reader: matching(/^https?:\/\/[^/]/, '', 'an `http://` or `https://` URL'),
+    doc: 'the full URL spans are posted to, instead of the one above',
+  },
+  OTEL_EXPORTER_OTLP_PROTOCOL: {
+    reader: otlpProtocol(),
+    default: '`http/protobuf`',
+    doc: 'how spans are encoded; `grpc` is refused at start',
+  },
+  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: {
+    reader: otlpProtocol(),
+    default: '`OTEL_EXPORTER_OTLP_PROTOCOL`',
+    doc: 'the same, for traces only',
+  },
+  OTEL_EXPORTER_OTLP_HEADERS: {
+    reader: { ...optionalText(), allowed: '`key=value` pairs, comma-separated' },
+    doc: 'headers of every export (e.g. the collector’s API key); read by the exporter, as are `_TIMEOUT`, `_COMPRESSION` and the certificate variables',
+  },
+  OTEL_EXPORTER_OTLP_TIMEOUT: {
+    reader: int(10_000, 1, 600_000),
+    doc: 'longest one export waits for the collector, in ms',
+  },
+  OTEL_SDK_DISABLED: { reader: otelBool(), doc: '`true` turns export off whatever else is set' },
+  OTEL_TRACES_EXPORTER: {
+    reader: oneOf(['otlp', 'none'], 'otlp'),
+    doc: '`none` turns export off',
+  },
+  OTEL_TRACES_SAMPLER: {
+    reader: oneOf(SAMPLERS, 'parentbased_always_on'),
+    doc: 'which traces are exported; `parentbased_*` follow the caller’s `sampled` flag',
+  },
+  OTEL_TRACES_SAMPLER_ARG: {
+    reader: { ...optionalText(), allowed: '0–1' },
+    default: '`1`',
+    doc: 'the share of traces the `traceidratio` samplers keep',
+  },
+  OTEL_SERVICE_NAME: { reader: text('intake', 'text'), doc: '`service.name` of the exported spans' },
+  OTEL_RESOURCE_ATTRIBUTES: {
+    reader: { ...optionalText(), allowed: '`key=value` pairs, comma-separated' },
+    doc: 'more attributes of the resource (e.g. `deployment.environment.name=prod`)',
+  },
+  OTEL_BSP_MAX_QUEUE_SIZE: {
+    reader: int(2048, 1, 1_000_000),
+    doc: 'spans held for export; beyond it (a collector down or slow) new spans are dropped, so memory stays bounded',
+  },
+  OTEL_BSP_SCHEDULE_DELAY: {
+    reader: int(5000, 1, 600_000),
+    doc: 'longest a span waits before it is exported, in ms',
+  },
+} satisfies SettingTable;
+
 const nats = {
   NATS_STREAM: { reader: text('INTAKE', 'a stream name'), doc: 'the stream', production: true },
   NATS_SUBJECT: {
@@ -519,6 +616,7 @@ export const GROUPS: SettingGroup[] = [
   },
   { title: 'Worker', docs: 'readme', settings: worker },
   { title: 'Logs and operator commands', docs: 'readme', settings: operations },
+  { title: 'Tracing (OpenTelemetry)', docs: 'readme', settings: tracing },
 ];
 
 /** Every setting by its environment variable. */
@@ -531,6 +629,7 @@ export const SETTINGS = {
   ...nats,
   ...worker,
   ...operations,
+  ...tracing,
 };
 
 /** The name of a setting: its environment variable. */

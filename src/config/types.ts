@@ -1,5 +1,6 @@
 import type { ApiKey } from '../auth/api-keys.ts';
 import type { SettingValue } from './settings.ts';
+import type { TracingConfig } from './tracing.ts';
 
 /**
  * A loaded configuration. Each field names the setting it comes from; its default, bounds and meaning
@@ -159,6 +160,8 @@ export interface Config {
   heapSnapshot: { signal: NodeJS.Signals; dir: string };
   /** `intake smoke`: `INTAKE_SMOKE_URL` and the API key it sends, `INTAKE_SMOKE_KEY` (or `_FILE`). */
   smoke: { url: string; key: string | undefined };
+  /** OTLP export of spans, from the standard `OTEL_*` variables (config/tracing.ts; docs/tracing.md#export). */
+  tracing: TracingConfig;
   /**
    * The secret files this process is configured to read (`NAME_FILE` settings and the settings that
    * name a mounted file), by setting name: `doctor` checks each is mounted and not empty.

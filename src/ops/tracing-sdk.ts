@@ -10,7 +10,7 @@ import {
   TraceFlags,
   trace,
 } from '@opentelemetry/api';
-import { type ExportResult, ExportResultCode, getNumberFromEnv, TraceState } from '@opentelemetry/core';
+import { type ExportResult, ExportResultCode, TraceState } from '@opentelemetry/core';
 import { detectResources, envDetector, resourceFromAttributes } from '@opentelemetry/resources';
 import {
   AlwaysOffSampler,
@@ -37,9 +37,9 @@ import {
   MESSAGING_OPERATION_TYPE_VALUE_PROCESS,
   MESSAGING_OPERATION_TYPE_VALUE_SEND,
 } from '@opentelemetry/semantic-conventions/incubating';
+import type { SamplerConfig, TracingConfig } from '../config.ts';
 import type { Logger } from './logger.ts';
 import type { SpanAttributes, TraceContext, TraceSpan, Tracing } from './tracing.ts';
-import type { SamplerConfig, TracingConfig } from './tracing-config.ts';
 
 /**
  * The `Tracing` seam (src/ops/tracing.ts) implemented with the OpenTelemetry JS SDK: real spans,
@@ -102,10 +102,9 @@ export async function createOtelTracing(options: OtelTracingOptions): Promise<Tr
       new BatchSpanProcessor({
         exporter,
         // Bounded: with the collector down, spans beyond this are dropped, never held.
-        maxQueueSize: getNumberFromEnv('OTEL_BSP_MAX_QUEUE_SIZE') ?? 2048,
-        maxExportBatchSize: getNumberFromEnv('OTEL_BSP_MAX_EXPORT_BATCH_SIZE') ?? 512,
-        scheduledDelayMillis: getNumberFromEnv('OTEL_BSP_SCHEDULE_DELAY') ?? 5000,
-        exportTimeoutMillis: getNumberFromEnv('OTEL_BSP_EXPORT_TIMEOUT') ?? 30_000,
+        maxQueueSize: config.maxQueueSize,
+        maxExportBatchSize: Math.min(512, config.maxQueueSize),
+        scheduledDelayMillis: config.scheduleDelayMs,
       }),
     ],
   });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ConfigError } from '../../src/config.ts';
-import { readTracingConfig } from '../../src/ops/tracing-config.ts';
+import { readTracingConfig } from '../../src/config/tracing.ts';
+import { ConfigError, loadConfig } from '../../src/config.ts';
 
 /** When export is on, and how the standard OTEL_* environment is read (docs/tracing.md#export). */
 
@@ -40,6 +40,18 @@ test('the endpoint: the generic one gets /v1/traces, the traces one is taken as 
   assert.equal(specific.endpoint, 'https://collector/custom');
   assert.equal(specific.protocol, 'http/json', 'the traces protocol wins over the generic one');
   assert.deepEqual(specific.sampler, { name: 'parentbased_traceidratio', ratio: 0.25 });
+  assert.equal(specific.maxQueueSize, 2048, 'bounded by default');
+});
+
+test('the configuration of `intake start` carries it, and refuses what cannot be honoured', () => {
+  assert.deepEqual(loadConfig({}).tracing, { export: false });
+  const on = loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: ENDPOINT, OTEL_BSP_MAX_QUEUE_SIZE: '100' }).tracing;
+  assert.ok(on.export);
+  assert.equal(on.maxQueueSize, 100);
+  assert.throws(
+    () => loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }),
+    (e) => e instanceof ConfigError && /OTEL_EXPORTER_OTLP_PROTOCOL=grpc is not supported/.test(e.message),
+  );
 });
 
 test('what intake cannot honour is refused at start, every problem at once', () => {

@@ -9,9 +9,11 @@ import {
   SpanKind,
   startOtlpReceiver,
 } from '../../harness/otlp-receiver.ts';
+import type { Env } from '../../src/config/readers.ts';
+import { type OtlpProtocol, readTracingConfig } from '../../src/config/tracing.ts';
 import type { Logger } from '../../src/ops/logger.ts';
 import { idOnlyTracing, newSpanId, newTraceId, type TraceContext } from '../../src/ops/tracing.ts';
-import type { OtlpProtocol } from '../../src/ops/tracing-config.ts';
+import type { QueueTarget } from '../../src/ops/tracing-sdk.ts';
 import { startTracing } from '../../src/ops/tracing-start.ts';
 
 /**
@@ -32,6 +34,11 @@ function logSink(): { log: Logger; lines: Array<Record<string, unknown>> } {
   return { log, lines };
 }
 
+/** Tracing as `intake start` builds it from this environment. */
+function tracingFrom(env: Env, role: string, log: Logger, queue?: QueueTarget) {
+  return startTracing(readTracingConfig(env), role, log, queue);
+}
+
 const parent: TraceContext = {
   traceId: newTraceId(),
   spanId: newSpanId(),
@@ -47,7 +54,7 @@ for (const protocol of ['http/protobuf', 'http/json'] as OtlpProtocol[]) {
     test('request, publish and batch spans reach the collector with their parents, links and semconv attributes', async () => {
       receiver = await startOtlpReceiver();
       const { log } = logSink();
-      const tracing = await startTracing(
+      const tracing = await tracingFrom(
         { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_EXPORTER_OTLP_PROTOCOL: protocol },
         'api,worker',
         log,
@@ -138,7 +145,7 @@ for (const protocol of ['http/protobuf', 'http/json'] as OtlpProtocol[]) {
 test('a request without a parent starts a new trace, and an unsampled parent is not exported', async (t) => {
   const receiver = await startOtlpReceiver();
   t.after(() => receiver.close());
-  const tracing = await startTracing(
+  const tracing = await tracingFrom(
     { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: receiver.tracesUrl },
     'api',
     logSink().log,
@@ -170,7 +177,7 @@ test('OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES reach the resource', async 
     delete process.env.OTEL_SERVICE_NAME;
     delete process.env.OTEL_RESOURCE_ATTRIBUTES;
   });
-  const tracing = await startTracing(
+  const tracing = await tracingFrom(
     { OTEL_EXPORTER_OTLP_ENDPOINT: `${receiver.url}/` },
     'worker',
     logSink().log,
@@ -188,7 +195,7 @@ test('a collector that refuses: spans are dropped and the failure is logged once
   t.after(() => receiver.close());
   receiver.answerWith(400); // not retryable: each export fails at once
   const { log, lines } = logSink();
-  const tracing = await startTracing(
+  const tracing = await tracingFrom(
     { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' },
     'api',
     log,
@@ -208,7 +215,7 @@ test('a collector that is down: starting spans never throws and shutdown returns
   const port = await freePort();
   process.env.OTEL_EXPORTER_OTLP_TIMEOUT = '300'; // read by the exporter itself
   const { log, lines } = logSink();
-  const tracing = await startTracing({ OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}` }, 'api', log);
+  const tracing = await tracingFrom({ OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}` }, 'api', log);
   // More than the processor's queue (2048) holds: the rest is dropped, not kept.
   for (let i = 0; i < 5000; i++) {
     const s = tracing.startRequest(parent, 'POST /v1/messages', { 'http.request.method': 'POST' });
@@ -233,5 +240,5 @@ test('export off: startTracing returns idOnlyTracing', async () => {
     { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318', OTEL_TRACES_EXPORTER: 'none' },
     { OTEL_EXPORTER_OTLP_ENDPOINT: '' },
   ])
-    assert.equal(await startTracing(env, 'api', log), idOnlyTracing, JSON.stringify(env));
+    assert.equal(await tracingFrom(env, 'api', log), idOnlyTracing, JSON.stringify(env));
 });
