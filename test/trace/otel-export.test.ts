@@ -211,9 +211,12 @@ test('a collector that refuses: spans are dropped and the failure is logged once
   assert.equal(warnings[0]!.endpoint, receiver.tracesUrl);
 });
 
-test('a collector that is down: starting spans never throws and shutdown returns', async () => {
+test('a collector that is down: starting spans never throws and shutdown returns', async (t) => {
   const port = await freePort();
   process.env.OTEL_EXPORTER_OTLP_TIMEOUT = '300'; // read by the exporter itself
+  t.after(() => {
+    delete process.env.OTEL_EXPORTER_OTLP_TIMEOUT;
+  });
   const { log, lines } = logSink();
   const tracing = await tracingFrom({ OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}` }, 'api', log);
   // More than the processor's queue (2048) holds: the rest is dropped, not kept.
@@ -223,7 +226,6 @@ test('a collector that is down: starting spans never throws and shutdown returns
     s.end();
   }
   await tracing.shutdown();
-  delete process.env.OTEL_EXPORTER_OTLP_TIMEOUT;
   const warnings = lines.filter((l) => String(l.msg).includes('span export failed'));
   assert.equal(warnings.length, 1);
   assert.ok(
