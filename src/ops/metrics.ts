@@ -197,6 +197,20 @@ export function createMetrics() {
       labelNames: ['stream'],
       registers: r,
     }),
+    // The Idempotency-Key bucket (KV_<stream>-idempotency), read by the same monitor at the same cadence:
+    // at its limit (NATS_IDEMPOTENCY_MAX_BYTES, discard new) a request with a new key gets 503 QUEUE_FULL.
+    idempotencyBucketBytes: new Gauge({
+      name: 'intake_queue_idempotency_bucket_bytes',
+      help: 'Bytes held by the NATS Idempotency-Key bucket (its KV stream), claims and subject index entries',
+      labelNames: ['bucket'],
+      registers: r,
+    }),
+    idempotencyBucketLimitBytes: new Gauge({
+      name: 'intake_queue_idempotency_bucket_limit_bytes',
+      help: 'max_bytes of the NATS Idempotency-Key bucket (NATS_IDEMPOTENCY_MAX_BYTES); 0 when it has no limit',
+      labelNames: ['bucket'],
+      registers: r,
+    }),
     storeWritable: new Gauge({
       name: 'intake_queue_store_writable',
       help: '1 when the last readiness probe write to the JetStream store succeeded, else 0',

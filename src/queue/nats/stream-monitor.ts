@@ -2,7 +2,7 @@ import type { ConsumerInfo, JetStreamManager, StreamInfo } from '@nats-io/jetstr
 import type { NatsConfig } from '../../config.ts';
 import type { Logger } from '../../ops/logger.ts';
 import type { Metrics } from '../../ops/metrics.ts';
-import { applyDeferredLimits } from './provision.ts';
+import { applyDeferredLimits, idempotencyBucket } from './provision.ts';
 
 /**
  * Watches the message stream from every process, API and worker alike, so the backlog and the room
@@ -16,6 +16,10 @@ import { applyDeferredLimits } from './provision.ts';
  * writer consumer's ack floor: what cannot be trimmed is unprocessed, and "full" means a real backlog.
  * The replay window shrinks under that pressure (docs/production.md). Other consumers of the stream lose what they had not read below the
  * floor. Concurrent trims by several workers are harmless (a purge up to a sequence is idempotent).
+ *
+ * With metrics it also reads the Idempotency-Key bucket's stream (`KV_<stream>-idempotency`) and exports
+ * its bytes and limit: the bucket has `discard: new` too, so at NATS_IDEMPOTENCY_MAX_BYTES a request with
+ * a new key is refused (docs/production.md#sizing-the-idempotency-bucket), and nothing else shows it fill.
  */
 export interface StreamMonitorOptions {
   nats: NatsConfig;
@@ -48,6 +52,10 @@ export class NatsStreamMonitor {
 
   /** One reading (and, in a worker, one trim); failures are logged and counted, never thrown. */
   async tick(jsm: JetStreamManager): Promise<void> {
+    await Promise.all([this.tickStream(jsm), this.readBucket(jsm)]);
+  }
+
+  private async tickStream(jsm: JetStreamManager): Promise<void> {
     const { nats } = this.opts;
     let si: StreamInfo;
     let ci: ConsumerInfo;
@@ -74,6 +82,22 @@ export class NatsStreamMonitor {
     } catch (err) {
       this.failed('nats-stream-trim', err);
     }
+  }
+
+  /** Exports the Idempotency-Key bucket's usage; a separate request, so either failing spares the other. */
+  private async readBucket(jsm: JetStreamManager): Promise<void> {
+    const m = this.opts.metrics;
+    if (!m) return; // nothing would show it: spare the server the request
+    const bucket = idempotencyBucket(this.opts.nats.stream);
+    let si: StreamInfo;
+    try {
+      si = await jsm.streams.info(`KV_${bucket}`);
+    } catch (err) {
+      this.failed('nats-idempotency-stats', err);
+      return;
+    }
+    m.idempotencyBucketBytes.set({ bucket }, si.state.bytes);
+    m.idempotencyBucketLimitBytes.set({ bucket }, Math.max(0, si.config.max_bytes));
   }
 
   private export(si: StreamInfo, ci: ConsumerInfo): void {

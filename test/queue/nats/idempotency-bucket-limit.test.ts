@@ -2,12 +2,12 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { createTestDatabase, type TestDatabase } from '../../../harness/db.ts';
+import { createTestDatabase, type TestDatabase, waitFor } from '../../../harness/db.ts';
 import type { IntakeProcess } from '../../../harness/intake-process.ts';
 import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../../harness/nats.ts';
 import { ConfigError, loadConfig } from '../../../src/config.ts';
 import { idempotencyBucket, idempotencyStreamConfig } from '../../../src/queue/nats/provision.ts';
-import { message, post, startRole, tempDir } from '../../helpers/nats-roles.ts';
+import { message, post, scrape, startRole, tempDir } from '../../helpers/nats-roles.ts';
 
 /**
  * NATS_IDEMPOTENCY_MAX_BYTES bounds the Idempotency-Key bucket, with `discard: new`
@@ -92,4 +92,25 @@ test('a full bucket refuses new keys with 503 and keeps the remembered ones: no 
   }
   const later = await post(api.url, message(2, 'idem-limit'), { 'idempotency-key': 'new-1' });
   assert.equal(later.status, 202, 'with room again the refused key is taken');
+});
+
+test("the API exports the bucket's bytes and limit, as the server counts them", async () => {
+  const jsm = await jetstreamManager(nc);
+  const keyed = await post(api.url, message(4, 'idem-limit'), { 'idempotency-key': 'metric-1' });
+  assert.equal(keyed.status, 202);
+  const bucket = idempotencyBucket(names.stream);
+  const series = (m: Map<string, number>, name: string) => m.get(`${name}{bucket="${bucket}"}`);
+  // The monitor reads every 5 s: wait for a reading taken after the last claim was written.
+  const held = (await jsm.streams.info(kvStream)).state.bytes;
+  assert.ok(held > 0, 'the bucket holds the claims');
+  const m = await waitFor(
+    'the bucket usage on /metrics',
+    async () => {
+      const got = await scrape(api.url);
+      return series(got, 'intake_queue_idempotency_bucket_bytes') === held ? got : undefined;
+    },
+    15_000,
+    200,
+  );
+  assert.equal(series(m, 'intake_queue_idempotency_bucket_limit_bytes'), 1024 ** 2);
 });
