@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { before, describe, test } from 'node:test';
+import { before, describe, type TestContext, test } from 'node:test';
 import { promisify } from 'node:util';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { commandNamed } from '../../src/commands/registry.ts';
@@ -224,12 +224,7 @@ describe('the NATS stream limit fits its store, and the store its volume', { ski
 
   test("with each overlay's limit the IntakeQueueStreamNearFull expression has a series (none without one)", async (t) => {
     if (needTool('promtool')) return t.skip('promtool is not installed');
-    const rules = parseYaml(
-      readFileSync(join(REPO, 'deploy/observability/prometheus-rules.yaml'), 'utf8'),
-    ) as {
-      groups: Array<{ rules: Array<{ alert?: string; expr: string }> }>;
-    };
-    const alert = rules.groups.flatMap((g) => g.rules).find((r) => r.alert === 'IntakeQueueStreamNearFull')!;
+    const alert = ruleNamed('IntakeQueueStreamNearFull');
     const tests = OVERLAYS.map((overlay) => {
       const { namespace, streamBytes } = sizes(overlay);
       const labels = `namespace="${namespace}",pod="intake-api-a",job="intake-api",stream="INTAKE"`;
@@ -264,23 +259,76 @@ describe('the NATS stream limit fits its store, and the store its volume', { ski
       ],
       promql_expr_test: [{ expr: alert.expr, eval_time: '10m', exp_samples: [] }],
     });
-    const dir = mkdtempSync(join(tmpdir(), 'intake-rules-'));
-    t.after(() => rmSync(dir, { recursive: true, force: true }));
-    const file = join(dir, 'stream-limit.test.yaml');
-    writeFileSync(
-      file,
-      stringifyYaml({
-        rule_files: [join(REPO, 'deploy/observability/prometheus-rules.yaml')],
-        evaluation_interval: '1m',
-        tests,
-      }),
-    );
-    const r = await run('promtool', ['test', 'rules', file]).catch(
-      (e: { stdout: string; stderr: string }) => e,
-    );
-    assert.match(`${r.stdout}${r.stderr}`, /SUCCESS/, `${r.stdout}${r.stderr}`);
+    await promtoolTest(t, 'stream-limit', tests);
+  });
+
+  test("with each overlay's limit the IntakeIdempotencyBucketNearFull expression has a series (none without one)", async (t) => {
+    if (needTool('promtool')) return t.skip('promtool is not installed');
+    const alert = ruleNamed('IntakeIdempotencyBucketNearFull');
+    const series = 'namespace:intake_queue_idempotency_bucket_bytes_usage:ratio';
+    const tests = OVERLAYS.map((overlay) => {
+      const { namespace, kvBytes } = sizes(overlay);
+      const labels = `namespace="${namespace}",pod="intake-api-a",job="intake-api",bucket="INTAKE-idempotency"`;
+      // What an API process exports with this overlay's setting: the bucket's max_bytes, and 95 % of it used.
+      return {
+        interval: '1m',
+        input_series: [
+          { series: `intake_queue_idempotency_bucket_limit_bytes{${labels}}`, values: `${kvBytes}x15` },
+          { series: `intake_queue_idempotency_bucket_bytes{${labels}}`, values: `${0.95 * kvBytes}x15` },
+        ],
+        promql_expr_test: [
+          {
+            expr: alert.expr,
+            eval_time: '10m',
+            exp_samples: [
+              { labels: `${series}{bucket="INTAKE-idempotency",namespace="${namespace}"}`, value: 0.95 },
+            ],
+          },
+        ],
+      };
+    });
+    // NATS_IDEMPOTENCY_MAX_BYTES unset: a limit of 0, and so no series at all.
+    const none = 'namespace="unlimited",pod="intake-api-a",job="intake-api",bucket="INTAKE-idempotency"';
+    tests.push({
+      interval: '1m',
+      input_series: [
+        { series: `intake_queue_idempotency_bucket_limit_bytes{${none}}`, values: '0x15' },
+        { series: `intake_queue_idempotency_bucket_bytes{${none}}`, values: '999999999x15' },
+      ],
+      promql_expr_test: [{ expr: alert.expr, eval_time: '10m', exp_samples: [] }],
+    });
+    await promtoolTest(t, 'bucket-limit', tests);
   });
 });
+
+/** An alert of deploy/observability/prometheus-rules.yaml, by name. */
+function ruleNamed(name: string): { alert?: string; expr: string } {
+  const rules = parseYaml(readFileSync(join(REPO, 'deploy/observability/prometheus-rules.yaml'), 'utf8')) as {
+    groups: Array<{ rules: Array<{ alert?: string; expr: string }> }>;
+  };
+  const found = rules.groups.flatMap((g) => g.rules).find((r) => r.alert === name);
+  assert.ok(found, `no alert ${name}`);
+  return found;
+}
+
+/** Runs promtool's rule unit tests `tests` against deploy/observability/prometheus-rules.yaml. */
+async function promtoolTest(t: TestContext, name: string, tests: unknown[]): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'intake-rules-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, `${name}.test.yaml`);
+  writeFileSync(
+    file,
+    stringifyYaml({
+      rule_files: [join(REPO, 'deploy/observability/prometheus-rules.yaml')],
+      evaluation_interval: '1m',
+      tests,
+    }),
+  );
+  const r = await run('promtool', ['test', 'rules', file]).catch(
+    (e: { stdout: string; stderr: string }) => e,
+  );
+  assert.match(`${r.stdout}${r.stderr}`, /SUCCESS/, `${r.stdout}${r.stderr}`);
+}
 
 /** A nats-server configuration size: K/M/G/T are powers of 1000, KB/MB/GB/TB and Ki/Mi/Gi/Ti of 1024 (measured with nats-server 2.9). */
 function natsSize(text: string): number {

@@ -107,6 +107,7 @@ describe('promtool', { skip: promtoolMissing }, () => {
       'PodWatcherMultipleLeaders',
       'KubeNodeNotReady',
       'IntakeServerErrors',
+      'IntakeIdempotencyBucketNearFull',
     ]) {
       assert.ok(tested.has(name), `no firing test for ${name}`);
     }
