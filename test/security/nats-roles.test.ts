@@ -16,7 +16,7 @@ import { loadConfig } from '../../src/config.ts';
 import { natsConnectOptions } from '../../src/queue/nats/auth.ts';
 import { type K8sObject, renderOverlay } from '../deploy/k8s-render.ts';
 import { needTool } from '../deploy/tools.ts';
-import { assertAllStoredOnce, message, post, tempDir } from '../helpers/nats-roles.ts';
+import { assertAllStoredOnce, message, post, scrape, tempDir, total } from '../helpers/nats-roles.ts';
 import {
   containerEnv,
   find,
@@ -341,6 +341,15 @@ describe('NATS users from the rendered prod overlay: each role does its job and 
     for (const p of [api, worker]) {
       const text = p.logs.map((l) => JSON.stringify(l)).join('\n') + p.stderr.join('');
       assert.doesNotMatch(text, PERMISSION);
+    }
+    // Both users may read the Idempotency-Key bucket's usage: each exports the bucket's limit.
+    const { jsm } = await as('provision');
+    const limit = (await jsm.streams.info('KV_INTAKE-idempotency')).config.max_bytes;
+    assert.ok(limit > 0, 'the overlay bounds the bucket');
+    for (const p of [api, worker]) {
+      const m = await scrape(p.url);
+      assert.equal(m.get('intake_queue_idempotency_bucket_limit_bytes{bucket="INTAKE-idempotency"}'), limit);
+      assert.equal(total(m, 'intake_maintenance_failures_total'), 0);
     }
   });
 
