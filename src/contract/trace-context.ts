@@ -55,6 +55,10 @@ export function parseTraceContext(
 ): TraceContext | undefined {
   // Two traceparent headers are one too many: which one names the parent cannot be known.
   if (typeof traceparent !== 'string') return undefined;
+  // Node's HTTP parser joins repeated header lines with ", " (RFC 9110 list syntax), so two headers
+  // arrive as one string: no traceparent of any version has a comma, so one means two (or more).
+  // Without this, `cc-…-01-x, 00-…` passed as one future-version value, its tail ignored.
+  if (traceparent.includes(',')) return undefined;
   const value = hasOws(traceparent) ? traceparent.replace(OWS, '') : traceparent;
   // Version 00 is exactly 55 characters; a later version may add fields after a `-`.
   const m = value.startsWith('00')

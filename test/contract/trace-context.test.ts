@@ -60,6 +60,8 @@ describe('traceparent', () => {
     'uppercase version': `0A-${TRACE}-${SPAN}-01`,
     'uppercase flags': `00-${TRACE}-${SPAN}-0A`,
     'two headers joined by the HTTP layer': `${VALID}, 00-${TRACE.replace('1', '9')}-${SPAN}-01`,
+    'two headers, the first of a future version with a field': `cc-${TRACE}-${SPAN}-01-x, ${VALID}`,
+    'two future-version headers joined': `cc-${TRACE}-${SPAN}-01-x,cc-${TRACE}-${SPAN}-01`,
     'future version shorter than 55 characters': `cc-${TRACE}-${SPAN}-1`,
     'future version with a non-dash after the flags': `cc-${TRACE}-${SPAN}-01.what-the-future-will-be-like`,
     'empty value': '',
