@@ -12,4 +12,5 @@ export { ConfigError } from './config/readers.ts';
 export { isLoopback } from './config/rules.ts';
 export { defaultMaxConnections } from './config/settings.ts';
 export type { OtlpProtocol, SamplerConfig, TracingConfig } from './config/tracing.ts';
+export { endpointForLog } from './config/tracing.ts';
 export type { AccessLog, Config, NatsConfig } from './config/types.ts';

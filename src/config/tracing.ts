@@ -93,3 +93,17 @@ export function readTracingConfig(env: Env): TracingConfig {
   if (problems.length > 0) throw new ConfigError(problems);
   return tracing;
 }
+
+/**
+ * The OTLP endpoint as log lines show it: scheme, host, port and path. The user, password, query and
+ * fragment are left out: a collector's credentials may sit there (`https://user:key@…`,
+ * `…/v1/traces?api_key=…`), and logs are read by more people than the environment.
+ */
+export function endpointForLog(endpoint: string): string {
+  try {
+    const url = new URL(endpoint);
+    return `${url.origin}${url.pathname}`;
+  } catch {
+    return '(not a URL)';
+  }
+}

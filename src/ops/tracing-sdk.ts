@@ -37,7 +37,7 @@ import {
   MESSAGING_OPERATION_TYPE_VALUE_PROCESS,
   MESSAGING_OPERATION_TYPE_VALUE_SEND,
 } from '@opentelemetry/semantic-conventions/incubating';
-import type { SamplerConfig, TracingConfig } from '../config.ts';
+import { endpointForLog, type SamplerConfig, type TracingConfig } from '../config.ts';
 import type { Logger } from './logger.ts';
 import type { SpanAttributes, TraceContext, TraceSpan, Tracing } from './tracing.ts';
 
@@ -85,7 +85,11 @@ export async function createOtelTracing(options: OtelTracingOptions): Promise<Tr
       : await import('@opentelemetry/exporter-trace-otlp-proto');
   // The exporter reads OTEL_EXPORTER_OTLP_[TRACES_]HEADERS, _TIMEOUT, _COMPRESSION and the certificate
   // files from the environment itself; the URL is given so that it is the one tracing-config.ts checked.
-  const exporter = new LoggedExporter(new OTLPTraceExporter({ url: config.endpoint }), log, config.endpoint);
+  const exporter = new LoggedExporter(
+    new OTLPTraceExporter({ url: config.endpoint }),
+    log,
+    endpointForLog(config.endpoint),
+  );
 
   // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES (read by the SDK's env detector) win over these.
   const resource = resourceFromAttributes({

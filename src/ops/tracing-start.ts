@@ -1,4 +1,4 @@
-import type { TracingConfig } from '../config.ts';
+import { endpointForLog, type TracingConfig } from '../config.ts';
 import type { Logger } from './logger.ts';
 import { idOnlyTracing, type Tracing } from './tracing.ts';
 import type { QueueTarget } from './tracing-sdk.ts';
@@ -19,7 +19,7 @@ export async function startTracing(
   const { createOtelTracing } = await import('./tracing-sdk.ts');
   const tracing = await createOtelTracing({ config, role, log, queue });
   log.info(
-    { endpoint: config.endpoint, protocol: config.protocol, sampler: config.sampler.name },
+    { endpoint: endpointForLog(config.endpoint), protocol: config.protocol, sampler: config.sampler.name },
     'tracing: exporting spans over OTLP',
   );
   return tracing;

@@ -212,6 +212,25 @@ test('a collector that refuses: spans are dropped and the failure is logged once
   assert.equal(warnings[0]!.endpoint, receiver.tracesUrl);
 });
 
+test("credentials in the endpoint's user, password or query never reach a log line", async (t) => {
+  const receiver = await startOtlpReceiver();
+  t.after(() => receiver.close());
+  receiver.answerWith(400);
+  const { log, lines } = logSink();
+  const url = new URL(receiver.tracesUrl);
+  const endpoint = `http://collector:PASSWORD-1@${url.host}${url.pathname}?api_key=TOKEN-2`;
+  const tracing = await tracingFrom({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: endpoint }, 'api', log);
+  tracing.startRequest(parent, 'POST /v1/messages', {}).end();
+  await tracing.shutdown();
+  assert.ok(receiver.requests >= 1, 'the exporter posted to the endpoint');
+  const on = lines.find((l) => l.msg === 'tracing: exporting spans over OTLP');
+  const failed = lines.find((l) => String(l.msg).includes('span export failed'));
+  assert.equal(on?.endpoint, receiver.tracesUrl);
+  assert.equal(failed?.endpoint, receiver.tracesUrl);
+  const text = JSON.stringify(lines);
+  assert.ok(!/PASSWORD-1|TOKEN-2|collector:/.test(text), text);
+});
+
 test('a collector that is down: starting spans never throws and shutdown returns', async (t) => {
   const port = await freePort();
   process.env.OTEL_EXPORTER_OTLP_TIMEOUT = '300'; // read by the exporter itself
