@@ -303,6 +303,7 @@ export class IntakeClient {
     let last: IntakeError | undefined;
     for (let attempt = 1; attempt <= attempts; attempt++) {
       let res: Response;
+      let text: string;
       const timeout = Math.max(
         1,
         Math.min(this.opts.timeoutMs ?? 10_000, (opts.deadline ?? Infinity) - Date.now()),
@@ -314,6 +315,9 @@ export class IntakeClient {
           ...(body ? { body } : {}),
           signal: AbortSignal.timeout(timeout),
         });
+        // Inside the try: an answer cut off or stalled after its status line (a reset, a proxy's
+        // timeout) is a transport failure like any other, retried under the same key.
+        text = await res.text();
       } catch (err) {
         // Reset, refused, timed out: the request may or may not have arrived; the key makes a retry safe.
         last = new IntakeError(`cannot reach ${this.base}: ${describe(err)}`, undefined, undefined, false, {
@@ -322,9 +326,11 @@ export class IntakeClient {
         if (attempt < attempts) await this.backoff(attempt, undefined);
         continue;
       }
-      const text = await res.text();
-      if (res.status === ok)
-        return { body: JSON.parse(text), traceparent: res.headers.get('traceparent') ?? undefined };
+      if (res.status === ok) {
+        const answer = parseJson(text);
+        if (answer !== undefined)
+          return { body: answer, traceparent: res.headers.get('traceparent') ?? undefined };
+      }
       const problem = parseProblem(text);
       const permanent = PERMANENT.has(res.status);
       last = new IntakeError(
@@ -347,6 +353,15 @@ export class IntakeClient {
     const after = retryAfterMs(retryAfter);
     if (after !== undefined) ms = Math.max(ms, Math.min(after, this.maxMs * 6));
     await sleep(ms);
+  }
+}
+
+/** The answer's JSON body; undefined when it is not JSON (a proxy's page, a cut body): then retried. */
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
   }
 }
 
