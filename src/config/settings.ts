@@ -406,6 +406,25 @@ function otlpProtocol(): Reader<'http/protobuf' | 'http/json' | undefined> {
   };
 }
 
+/**
+ * An OTLP/HTTP URL. A refused value is echoed with its user and password (before an `@`) and its query
+ * hidden: an endpoint may carry the collector's credentials, and the problem is printed on stderr.
+ */
+function otlpEndpoint(): Reader<string> {
+  const hint = 'an `http://` or `https://` URL';
+  return {
+    allowed: hint,
+    read(env, name, problems) {
+      const raw = env[name];
+      if (raw === undefined || raw === '') return '';
+      if (/^https?:\/\/[^/]/.test(raw)) return raw;
+      const shown = raw.replace(/^([^/?#@]*\/\/)?[^/?#]*@/, '$1…@').replace(/\?.*$/s, '?…');
+      problems.push(notValid(name, shown, hint));
+      return '';
+    },
+  };
+}
+
 /** A boolean as the OpenTelemetry specification reads it: `true` in any case, anything else false. */
 function otelBool(): Reader<boolean> {
   return {
@@ -431,11 +450,11 @@ export const SAMPLERS = [
  */
 const tracing = {
   OTEL_EXPORTER_OTLP_ENDPOINT: {
-    reader: matching(/^https?:\/\/[^/]/, '', 'an `http://` or `https://` URL'),
+    reader: otlpEndpoint(),
     doc: 'the collector’s OTLP/HTTP base URL (e.g. `http://collector:4318`); set, spans are exported to it + `/v1/traces`; unset, tracing costs nothing',
   },
   OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: {
-    reader: matching(/^https?:\/\/[^/]/, '', 'an `http://` or `https://` URL'),
+    reader: otlpEndpoint(),
     doc: 'the full URL spans are posted to, instead of the one above',
   },
   OTEL_EXPORTER_OTLP_PROTOCOL: {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { readTracingConfig } from '../../src/config/tracing.ts';
+import { readTracing, readTracingConfig } from '../../src/config/tracing.ts';
 import { ConfigError, loadConfig } from '../../src/config.ts';
 
 /** When export is on, and how the standard OTEL_* environment is read (docs/tracing.md#export). */
@@ -92,4 +92,15 @@ test('what intake cannot honour is refused at start, every problem at once', () 
       }),
     /OTEL_TRACES_SAMPLER_ARG="2" is not valid: set a ratio from 0 to 1/,
   );
+});
+
+test('a refused endpoint is echoed without the user, password or query it may carry', () => {
+  const { problems } = readTracing({
+    OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:PASSWORD-1@otel:4318',
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'grpc://user:PASSWORD-2@otel:4317/v1/traces?api_key=TOKEN-3',
+  });
+  assert.deepEqual(problems, [
+    'OTEL_EXPORTER_OTLP_ENDPOINT="…@otel:4318" is not valid: set an `http://` or `https://` URL',
+    'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="grpc://…@otel:4317/v1/traces?…" is not valid: set an `http://` or `https://` URL',
+  ]);
 });
