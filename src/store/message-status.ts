@@ -1,3 +1,4 @@
+import type { QueryConfig } from 'pg';
 import { uuidv7Time } from '../contract/message-id.ts';
 import { traceIdOf } from '../contract/trace-context.ts';
 import type { Queryable } from './pool.ts';
@@ -32,6 +33,9 @@ interface Row {
   trace: string | null;
 }
 
+/** Longest a status look-up waits for the database: as long as the pool waits for a connection. */
+export const STATUS_TIMEOUT_MS = 5_000;
+
 /**
  * One statement, so one snapshot: a message the worker stores (and takes off the Postgres queue)
  * between two look-ups cannot fall between them. Every branch is a primary-key probe; intake.messages
@@ -39,9 +43,18 @@ interface Row {
  * when a message is in two places at once: a stored row is the truth, and a queue row of a stored
  * message (only ever inside the worker's transaction) is not visible to this snapshot.
  */
-export async function lookUpStatus(db: Queryable, id: string): Promise<StatusRow | undefined> {
-  const r = await db.query<Row>(
-    `SELECT kind, sender, at, reason, attempts, trace FROM (
+export async function lookUpStatus(
+  db: Queryable,
+  id: string,
+  timeoutMs = STATUS_TIMEOUT_MS,
+): Promise<StatusRow | undefined> {
+  // pg reads `query_timeout` from the query's config; its types do not declare it.
+  const query: QueryConfig & { query_timeout: number } = {
+    // Client-side: a database that stops answering (frozen, a network black hole) would otherwise hold
+    // the request for as long as TCP keeps the connection; the route answers `unknown` with the reason
+    // instead. statement_timeout cannot help (no server applies it); the pool drops the connection.
+    query_timeout: timeoutMs,
+    text: `SELECT kind, sender, at, reason, attempts, trace FROM (
        SELECT 1 AS rank, 'stored' AS kind, sender, stored_at AS at, NULL::text AS reason, NULL::int AS attempts,
               trace_id AS trace
          FROM intake.messages WHERE id = $1 AND received_at = $2
@@ -54,8 +67,9 @@ export async function lookUpStatus(db: Queryable, id: string): Promise<StatusRow
        SELECT 4, 'queued', payload->>'sender', NULL, NULL, attempts, payload->>'traceparent'
          FROM intake.queue WHERE id = $1
      ) s ORDER BY rank LIMIT 1`,
-    [id, uuidv7Time(id)],
-  );
+    values: [id, uuidv7Time(id)],
+  };
+  const r = await db.query<Row>(query);
   const row = r.rows[0];
   if (!row) return undefined;
   const sender = row.sender ?? '';

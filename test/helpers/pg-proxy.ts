@@ -16,13 +16,18 @@ export interface PgProxy {
    * if it has not within `timeoutMs` (default 10 s).
    */
   cutAt(application: string, statement: string, timeoutMs?: number): Promise<void>;
+  /**
+   * Like cutAt, but the connection is kept open and nothing more reaches the client: a server that
+   * stopped answering (frozen, or a network black hole) rather than one that went away.
+   */
+  holdAt(application: string, statement: string, timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
 }
 
 export async function startPgProxy(upstreamUrl: string): Promise<PgProxy> {
   const up = new URL(upstreamUrl);
   const sockets = new Set<Socket>();
-  let armed: { application: string; statement: Buffer; done: () => void } | undefined;
+  let armed: { application: string; statement: Buffer; hold: boolean; done: () => void } | undefined;
 
   const server: Server = createServer((client) => {
     const upstream = connect(Number(up.port || 5432), up.hostname);
@@ -38,8 +43,10 @@ export async function startPgProxy(upstreamUrl: string): Promise<PgProxy> {
         armed = undefined;
         cut = true;
         upstream.write(chunk);
-        client.destroy();
-        setTimeout(() => upstream.destroy(), 500);
+        if (!a.hold) {
+          client.destroy();
+          setTimeout(() => upstream.destroy(), 500);
+        }
         a.done();
         return;
       }
@@ -64,24 +71,29 @@ export async function startPgProxy(upstreamUrl: string): Promise<PgProxy> {
   url.port = String(port);
   return {
     url: url.toString(),
-    cutAt: (application, statement, timeoutMs = 10_000) =>
-      new Promise<void>((resolve, reject) => {
-        const t = setTimeout(() => {
-          armed = undefined;
-          reject(new Error(`no ${application} connection sent ${statement} within ${timeoutMs} ms`));
-        }, timeoutMs);
-        armed = {
-          application,
-          statement: Buffer.from(statement),
-          done: () => {
-            clearTimeout(t);
-            resolve();
-          },
-        };
-      }),
+    cutAt: (application, statement, timeoutMs) => arm(application, statement, false, timeoutMs),
+    holdAt: (application, statement, timeoutMs) => arm(application, statement, true, timeoutMs),
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+
+  function arm(application: string, statement: string, hold: boolean, timeoutMs = 10_000) {
+    return new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => {
+        armed = undefined;
+        reject(new Error(`no ${application} connection sent ${statement} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      armed = {
+        application,
+        statement: Buffer.from(statement),
+        hold,
+        done: () => {
+          clearTimeout(t);
+          resolve();
+        },
+      };
+    });
+  }
 }

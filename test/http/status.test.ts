@@ -264,6 +264,36 @@ test('a database that cannot be asked: 200 unknown with the reason, then answers
   assert.equal(((await again.json()) as Status).status, 'queued');
 });
 
+test('a database that stops answering: 200 unknown with the reason, not a request held open', async (t) => {
+  let proxy: Awaited<ReturnType<typeof startPgProxy>> | undefined;
+  const app = await startTestApp('status_db_frozen', {
+    roles: ['api'],
+    databaseUrl: async (url) => {
+      proxy = await startPgProxy(url);
+      return proxy.url;
+    },
+  });
+  t.after(async () => {
+    await app.close();
+    await proxy!.close();
+  });
+  const res = await app.post('/v1/messages', { ts: 1, sender: A, message: { n: 1 } });
+  assert.equal(res.status, 202, await res.clone().text());
+  const { id } = (await res.json()) as { id: string };
+  // The look-up reaches the server, whose answer never comes back (the connection stays open).
+  const held = proxy!.holdAt('intake-api', 'intake.erased_messages WHERE id');
+  // Bounded so that a request held for good fails here instead of hanging the suite.
+  const [frozen] = await Promise.all([
+    fetch(`${app.url}/v1/messages/${id}/status`, { signal: AbortSignal.timeout(30_000) }),
+    held,
+  ]);
+  assert.equal(frozen.status, 200);
+  assert.deepEqual(await frozen.json(), { id, status: 'unknown', reason: 'database_unavailable' });
+  // The held connection was dropped, not handed to the next look-up.
+  const again = await fetch(`${app.url}/v1/messages/${id}/status`, { signal: AbortSignal.timeout(30_000) });
+  assert.equal(((await again.json()) as Status).status, 'queued');
+});
+
 describe('message status on the JetStream queue', () => {
   let nats: NatsServer;
   let app: TestApp;

@@ -234,7 +234,8 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
           '(with the reason), `erased` (with erased_at) or `unknown`. Never a guess: on the JetStream ' +
           'queue a message not stored yet is `unknown` (the stream cannot be asked cheaply). ' +
           "Another sender's message is `unknown`, exactly as an id never accepted. If the database " +
-          'cannot be asked: `unknown` with reason `database_unavailable`, not an error.',
+          'cannot be asked or does not answer within 5 s: `unknown` with reason `database_unavailable`, ' +
+          'not an error.',
         params: MessageIdParams,
         response: {
           200: jsonResponse('Where the message is', ref(MessageStatus)),
