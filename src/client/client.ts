@@ -197,6 +197,10 @@ export class IntakeClient {
    * for a moment. A permanent IntakeError (bad id, no `read` scope) is thrown at once.
    */
   async waitUntilStored(id: string, timeoutMs: number): Promise<MessageStatus & { status: 'stored' }> {
+    // From JavaScript a missing timeout is `undefined`: the deadline would be NaN, and the loop would
+    // poll without end, every attempt aborted before it starts (AbortSignal.timeout(NaN) throws).
+    if (typeof timeoutMs !== 'number' || !(timeoutMs >= 0))
+      throw new TypeError(`waitUntilStored: timeoutMs must be a number of milliseconds (got ${timeoutMs})`);
     const deadline = Date.now() + timeoutMs;
     let last: MessageStatus | undefined;
     for (let delay = 50; ; delay = Math.min(2000, delay * 2)) {
