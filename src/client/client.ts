@@ -45,7 +45,8 @@ export interface Message {
 /**
  * W3C Trace Context to send with a request (the caller's current span), so the message joins the
  * caller's trace: intake stores its trace id with the row and answers with the `traceparent` of its own
- * span. The client checks nothing here: intake ignores an invalid value and starts a new trace.
+ * span. The client checks only that a value can be sent as a header at all (printable ASCII): one that
+ * cannot is left out, which starts a new trace just as intake does for any other invalid value.
  */
 export interface TraceHeaders {
   traceparent?: string;
@@ -288,8 +289,14 @@ export class IntakeClient {
     opts: { payload?: unknown; attempts?: number; deadline?: number; trace?: TraceHeaders } = {},
   ): Promise<Answer> {
     const headers: Record<string, string> = {};
-    if (opts.trace?.traceparent) headers.traceparent = opts.trace.traceparent;
-    if (opts.trace?.traceparent && opts.trace.tracestate) headers.tracestate = opts.trace.tracestate;
+    // fetch refuses a header value with control or non-ASCII characters before sending anything: kept,
+    // such a value would fail every attempt of the send as if intake could not be reached.
+    const traceparent = headerValue(opts.trace?.traceparent);
+    if (traceparent) {
+      headers.traceparent = traceparent;
+      const tracestate = headerValue(opts.trace?.tracestate);
+      if (tracestate) headers.tracestate = tracestate;
+    }
     let body: Buffer | undefined;
     if (method === 'POST') {
       body = Buffer.from(JSON.stringify(opts.payload));
@@ -358,6 +365,11 @@ export class IntakeClient {
     if (after !== undefined) ms = Math.max(ms, Math.min(after, this.maxMs * 6));
     await sleep(ms);
   }
+}
+
+/** `value` if it can be sent as an HTTP header value (printable ASCII, spaces, tabs), else undefined. */
+function headerValue(value: string | undefined): string | undefined {
+  return value !== undefined && /^[\t\x20-\x7e]*$/.test(value) ? value : undefined;
 }
 
 /** The answer's JSON body; undefined when it is not JSON (a proxy's page, a cut body): then retried. */
