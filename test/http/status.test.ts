@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe, type TestContext, test } from 'node:test';
 import pg from 'pg';
 import { quietLog, waitFor } from '../../harness/db.ts';
 import { type NatsServer, natsEnv, startNatsServer, uniqueStream } from '../../harness/nats.ts';
@@ -240,9 +240,13 @@ test('erased-message records are pruned past the retention window, and only thos
   );
 });
 
-test('a database that cannot be asked: 200 unknown with the reason, then answers again', async (t) => {
+/**
+ * An API (no worker) whose database connections go through a TCP proxy the test can cut or hold, and
+ * the id of one message it accepted (queued, as no worker runs).
+ */
+async function behindProxy(t: TestContext, name: string) {
   let proxy: Awaited<ReturnType<typeof startPgProxy>> | undefined;
-  const app = await startTestApp('status_db_down', {
+  const app = await startTestApp(name, {
     roles: ['api'],
     databaseUrl: async (url) => {
       proxy = await startPgProxy(url);
@@ -256,7 +260,12 @@ test('a database that cannot be asked: 200 unknown with the reason, then answers
   const res = await app.post('/v1/messages', { ts: 1, sender: A, message: { n: 1 } });
   assert.equal(res.status, 202, await res.clone().text());
   const { id } = (await res.json()) as { id: string };
-  const cut = proxy!.cutAt('intake-api', 'intake.erased_messages WHERE id');
+  return { app, proxy: proxy!, id };
+}
+
+test('a database that cannot be asked: 200 unknown with the reason, then answers again', async (t) => {
+  const { app, proxy, id } = await behindProxy(t, 'status_db_down');
+  const cut = proxy.cutAt('intake-api', 'intake.erased_messages WHERE id');
   const [lost] = await Promise.all([fetch(`${app.url}/v1/messages/${id}/status`), cut]);
   assert.equal(lost.status, 200);
   assert.deepEqual(await lost.json(), { id, status: 'unknown', reason: 'database_unavailable' });
@@ -265,23 +274,9 @@ test('a database that cannot be asked: 200 unknown with the reason, then answers
 });
 
 test('a database that stops answering: 200 unknown with the reason, not a request held open', async (t) => {
-  let proxy: Awaited<ReturnType<typeof startPgProxy>> | undefined;
-  const app = await startTestApp('status_db_frozen', {
-    roles: ['api'],
-    databaseUrl: async (url) => {
-      proxy = await startPgProxy(url);
-      return proxy.url;
-    },
-  });
-  t.after(async () => {
-    await app.close();
-    await proxy!.close();
-  });
-  const res = await app.post('/v1/messages', { ts: 1, sender: A, message: { n: 1 } });
-  assert.equal(res.status, 202, await res.clone().text());
-  const { id } = (await res.json()) as { id: string };
+  const { app, proxy, id } = await behindProxy(t, 'status_db_frozen');
   // The look-up reaches the server, whose answer never comes back (the connection stays open).
-  const held = proxy!.holdAt('intake-api', 'intake.erased_messages WHERE id');
+  const held = proxy.holdAt('intake-api', 'intake.erased_messages WHERE id');
   // Bounded so that a request held for good fails here instead of hanging the suite.
   const [frozen] = await Promise.all([
     fetch(`${app.url}/v1/messages/${id}/status`, { signal: AbortSignal.timeout(30_000) }),
